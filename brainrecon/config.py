@@ -1,0 +1,357 @@
+"""Typed, self-checking configs for every stage, loaded from YAML with overrides.
+
+Paper settings are the dataclass defaults; `configs/<stage>/<modality>.yaml` sets what differs per modality in the
+published runs and `configs/<stage>/demo.yaml` the small CPU settings for the simulated subject. Precedence, last
+wins: dataclass defaults < modality YAML < the chosen preset or file < `--set section.key=value`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from brainrecon.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+MODALITIES = ("rgb", "depth", "rgbd")
+ROIS = ("V1", "V2", "V3", "V4", "FFA", "PPA", "LOC", "LVC", "HVC", "VC")
+
+
+@dataclass
+class DataConfig:
+    subject: int = 3
+    """GOD subject number (1..5); selects sbj_<N>.npz."""
+    roi: str = "VC"
+    """ROI mask applied to every voxel array."""
+    resolution: int = 112
+    """Stimulus resolution in pixels; selects images_<res>.npz."""
+    depth_source: str = "small"
+    """MiDaS depth folder for unpaired images (the original decoder used `small`)."""
+    max_unpaired: int = 0
+    """Cap on unpaired images loaded (0 = all)."""
+    val_fraction: float = 0.05
+    """Fraction of training pairs held out for model selection (never the test set)."""
+
+    def __post_init__(self):
+        if self.roi not in ROIS:
+            raise ConfigError(f"data.roi={self.roi!r} is not a ROI; choose one of {', '.join(ROIS)}")
+        if self.depth_source not in ("small", "large"):
+            raise ConfigError(f"data.depth_source={self.depth_source!r}; choose small or large")
+        if not 0 <= self.val_fraction < 0.5:
+            raise ConfigError(f"data.val_fraction={self.val_fraction} must lie in [0, 0.5)")
+        if self.resolution < 16 or self.resolution % 8:
+            raise ConfigError(f"data.resolution={self.resolution} must be a multiple of 8, at least 16")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 50
+    """Passes over the training pairs."""
+    batch_size: int = 64
+    """Paired batch size."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    milestones: list[int] = field(default_factory=lambda: [10, 20, 30, 40])
+    """Epochs at which the learning rate is multiplied by `gamma`."""
+    gamma: float = 0.2
+    """Learning-rate decay factor."""
+    seed: int = 0
+    """Seed for weights, batches and augmentation."""
+    deterministic: bool = False
+    """Ask torch for deterministic kernels (slower)."""
+    device: str = "auto"
+    """auto | cpu | cuda | mps."""
+    amp: bool = True
+    """bf16 autocast on CUDA (ignored on CPU)."""
+    log_every: int = 1
+    """Epochs between validation/log lines."""
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise ConfigError(f"train.epochs={self.epochs} must be at least 1")
+        if self.batch_size < 1:
+            raise ConfigError(f"train.batch_size={self.batch_size} must be at least 1")
+        if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"train.device={self.device!r}; choose auto, cpu, cuda or mps")
+
+
+@dataclass
+class EncoderModelConfig:
+    arch: str = "vgg19"
+    """Backbone structure: vgg16 or vgg19 (torchvision layout)."""
+    backbone_weights: str = "release"
+    """release (rgbd/depth VGG from the release), imagenet (torchvision, rgb), none (random init)."""
+    width: float = 1.0
+    """Backbone channel multiplier; only 1.0 can load published weights (the CPU demo uses less)."""
+    train_backbone: bool = False
+    """Train the backbone too (paper: frozen, features detached)."""
+    input_size: int = 112
+    """Side the image is resized to before the backbone."""
+    head_channels: int = 32
+    """Channels at the end of each per-tap head."""
+    dropout: float = 0.5
+    """Dropout on the readout features while the encoder trains."""
+
+    def __post_init__(self):
+        if self.arch not in ("vgg16", "vgg19"):
+            raise ConfigError(f"model.arch={self.arch!r}; choose vgg16 or vgg19")
+        if self.backbone_weights not in ("release", "imagenet", "none"):
+            raise ConfigError(f"model.backbone_weights={self.backbone_weights!r}; choose release, imagenet or none")
+        if self.backbone_weights != "none" and self.width != 1.0:
+            raise ConfigError("model.width must be 1.0 when loading backbone weights; set model.backbone_weights=none")
+        if self.input_size < 32 or self.input_size % 16:
+            raise ConfigError(f"model.input_size={self.input_size} must be a multiple of 16, at least 32")
+
+
+@dataclass
+class EncoderLossConfig:
+    mse: float = 1.0
+    """Weight of the voxel MSE."""
+    cosine: float = 0.3
+    """Weight of the voxel cosine loss."""
+    group_lasso: float = 1.0
+    """Weight of the spatial-map group lasso."""
+    second_moment: float = 10.0
+    """Weight of the spatial-map second moment (compact receptive fields)."""
+    l1_convs: float = 1e-4
+    """L1 on head conv weights."""
+    l1_chan_mix: float = 5e-6
+    """L1 on the per-voxel channel mixes."""
+    l1_branch_mix: float = 5e-2
+    """L1 on the per-voxel branch mix."""
+    pad_percent: float = 3.0
+    """Random-shift augmentation: edge padding in percent of the image side."""
+
+
+@dataclass
+class EncoderConfig:
+    modality: str = "rgbd"
+    """rgb | depth | rgbd."""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: EncoderModelConfig = field(default_factory=EncoderModelConfig)
+    loss: EncoderLossConfig = field(default_factory=EncoderLossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        check_modality(self.modality)
+        if self.model.backbone_weights == "imagenet" and self.modality != "rgb":
+            raise ConfigError("model.backbone_weights=imagenet only fits rgb; use release (or none) for depth/rgbd")
+
+
+@dataclass
+class DecoderModelConfig:
+    kind: str = "deep"
+    """deep (the paper's conv decoder) or ridge (the linear baseline)."""
+    channels: int = 64
+    """Channels of the upsampling blocks."""
+    start_size: int = 14
+    """Side of the seed tensor made by the input linear map; three x2 blocks follow."""
+
+    def __post_init__(self):
+        if self.kind not in ("deep", "ridge"):
+            raise ConfigError(f"model.kind={self.kind!r}; choose deep or ridge")
+        if self.channels % 32:
+            raise ConfigError(f"model.channels={self.channels} must be a multiple of 32 (GroupNorm(32))")
+
+
+@dataclass
+class DecoderLossConfig:
+    weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 0.0])
+    """[D, ED, DE]: supervised, encoder->decoder (unpaired images), decoder->encoder (unpaired fMRI)."""
+    perceptual_net: str = "auto"
+    """auto | vgg16-release | vgg16-imagenet | vgg16-random | none."""
+    perceptual_weights: list[float] = field(default_factory=lambda: [10.0, 10.0, 10.0, 10.0, 2.0])
+    """Per post-pool layer weight of the perceptual term."""
+    rgb_l1: float = 1.0
+    """Weight of the RGB L1 (channel-norm scaled)."""
+    depth_l1: float = 1.0
+    """Weight of the depth L1 (channel-norm scaled)."""
+    tv: float = 0.3
+    """Weight of the total-variation term."""
+    fmri_cosine: float = 0.2
+    """Weight of the cosine term of the fMRI loss."""
+    gl_l1: float = 40.0
+    """SNR-weighted L1 on the input linear map."""
+    gl_gl: float = 400.0
+    """Spatial group lasso on the input linear map."""
+    l1_convs: float = 1e-4
+    """L1 on decoder conv weights."""
+
+    def __post_init__(self):
+        if len(self.weights) != 3 or min(self.weights) < 0:
+            raise ConfigError(f"loss.weights={self.weights} must be three non-negative numbers [D, ED, DE]")
+        if self.perceptual_net not in ("auto", "vgg16-release", "vgg16-imagenet", "vgg16-random", "none"):
+            raise ConfigError(f"loss.perceptual_net={self.perceptual_net!r}; choose auto, vgg16-release, "
+                              "vgg16-imagenet, vgg16-random or none")
+        if len(self.perceptual_weights) != 5:
+            raise ConfigError("loss.perceptual_weights must list 5 numbers (pool1..pool5)")
+
+
+@dataclass
+class DecoderTrainConfig(TrainConfig):
+    epochs: int = 150
+    batch_size: int = 24
+    lr: float = 5e-3
+    milestones: list[int] = field(default_factory=lambda: [100, 140])
+    unpaired_fmri_batch: int = 16
+    """Unpaired (test, image-less) fMRI samples per step."""
+    unpaired_image_batch: int = 48
+    """Unpaired images per step."""
+    test_avg_fraction: float = 1.0
+    """Fraction of an image's repeats averaged into one unpaired fMRI sample."""
+    self_supervision: bool = True
+    """False = supervised only (weights ED and DE forced to 0)."""
+    max_seconds: float = 0.0
+    """Stop after this many seconds of training (0 = no limit); the CPU demo uses it as a budget."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0 < self.test_avg_fraction <= 1:
+            raise ConfigError(f"train.test_avg_fraction={self.test_avg_fraction} must lie in (0, 1]")
+
+
+@dataclass
+class DecoderConfig:
+    modality: str = "rgbd"
+    """rgb | depth | rgbd."""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: DecoderModelConfig = field(default_factory=DecoderModelConfig)
+    loss: DecoderLossConfig = field(default_factory=DecoderLossConfig)
+    train: DecoderTrainConfig = field(default_factory=DecoderTrainConfig)
+    ridge_lambdas: list[float] = field(default_factory=lambda: [10.0 ** k for k in range(-1, 7)])
+    """Ridge only: the grid of regularisation strengths cross-validated on the training pairs."""
+    ridge_folds: int = 5
+    """Ridge only: number of cross-validation folds."""
+
+    def __post_init__(self):
+        check_modality(self.modality)
+
+
+def check_modality(modality: str) -> None:
+    if modality not in MODALITIES:
+        raise ConfigError(f"--modality {modality!r} is not one of {', '.join(MODALITIES)}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# YAML loading, validation and overrides
+
+
+def _field_types(cls) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Check (and gently convert) one YAML value against its annotated type."""
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping of keys, found {value!r}")
+        return _build(hint, value, where)
+    if origin in (list, typing.List):
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, found {value!r}")
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} must be true or false, found {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{where} must be an integer, found {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where} must be a number, found {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where} must be a string, found {value!r}")
+    return value
+
+
+def _build(cls, values: dict, where: str):
+    types_ = _field_types(cls)
+    unknown = sorted(set(values) - set(types_))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(types_)}")
+    kwargs = {k: _coerce(v, types_[k], f"{where}.{k}") for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_yaml(path: Path) -> dict:
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file {Path(path).resolve()} does not exist; pass a YAML path or a preset "
+                          "name (paper, demo)") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, found {type(values).__name__}")
+    return values
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    """`section.key=value` strings -> nested dict; values are parsed as YAML scalars/lists."""
+    out: dict = {}
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r} must look like section.key=value")
+        key, raw = item.split("=", 1)
+        node = out
+        *parents, leaf = key.strip().split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = yaml.safe_load(raw)
+    return out
+
+
+def load_config(stage: str, modality: str, config: str = "paper", overrides: list[str] | None = None,
+                extra: dict | None = None):
+    """Resolve the config for `stage` (encoder | decoder) and `modality`; see the module docstring for precedence."""
+    check_modality(modality)
+    cls = {"encoder": EncoderConfig, "decoder": DecoderConfig}[stage]
+    values: dict = {}
+    paper = CONFIG_DIR / stage / f"{modality}.yaml"
+    if paper.exists():
+        values = _merge(values, read_yaml(paper))
+    if config not in ("paper", "", None):
+        path = CONFIG_DIR / stage / f"{config}.yaml" if "/" not in config and not config.endswith(".yaml") else Path(config)
+        values = _merge(values, read_yaml(path))
+    values = _merge(values, extra or {})
+    values = _merge(values, parse_overrides(overrides or []))
+    values["modality"] = modality
+    return _build(cls, values, f"{stage} config")
+
+
+def to_dict(config) -> dict:
+    return dataclasses.asdict(config)
+
+
+def to_yaml(config) -> str:
+    return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
+def from_dict(stage: str, values: dict):
+    cls = {"encoder": EncoderConfig, "decoder": DecoderConfig}[stage]
+    return _build(cls, values, f"{stage} config")

@@ -1,0 +1,1 @@
+"""The only place dataset files are parsed or written."""

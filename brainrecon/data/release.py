@@ -1,0 +1,202 @@
+"""Readers and writers for the release files, with their schema written down once.
+
+images_<res>.npz / rgbd_<res>_from_224_large_png_uint8.npz: `train_images` (1200, R, R, C), `test_images` (50, R, R, C),
+    C = 3 (RGB) or 4 (RGB + MiDaS depth); floats in [0, 1] (uint8 accepted).
+sbj_<N>.npz: positional arrays + one boolean mask per ROI over the V_all voxel axis:
+    arr_0 train fMRI (1200, V_all)   arr_3 train labels (1200,) -> row of train_images
+    arr_1 test single trials (T, V_all)  arr_4 their labels (T,) -> row of test_images (sorted unique order)
+    arr_2 test fMRI averaged over repeats (50, V_all)   arr_5 noise ceiling (V_all,)   arr_6 SNR (V_all,)
+Every problem is a DataError naming the file, the key, expected vs found, and the fix.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from brainrecon.atomic import write_atomic
+from brainrecon.config import ROIS
+from brainrecon.data import layout
+from brainrecon.errors import DataError
+
+STIMULUS_KEYS = ("train_images", "test_images")
+FMRI_KEYS = {
+    "arr_0": "train fMRI (n_train, V_all)",
+    "arr_1": "test single-trial fMRI (n_trials, V_all)",
+    "arr_2": "test fMRI averaged over repeats (n_test, V_all)",
+    "arr_3": "train labels (n_train,)",
+    "arr_4": "test labels (n_trials,)",
+    "arr_5": "voxel noise ceiling (V_all,)",
+    "arr_6": "voxel SNR (V_all,)",
+}
+FETCH_HINT = {
+    "stimuli": "run `brainrecon fetch-data --only stimuli` (or `brainrecon simulate --out DIR` and pass --data-dir DIR)",
+    "rgbd": "run `brainrecon fetch-data --only rgbd` (or `brainrecon make-depth --rgbd-npz`)",
+    "fmri": "run `brainrecon fetch-data --only fmri --subjects N` (or `brainrecon simulate --out DIR --subject N`)",
+}
+
+
+@dataclass
+class Stimuli:
+    train: np.ndarray
+    """(n_train, R, R, C) uint8."""
+    test: np.ndarray
+    """(n_test, R, R, C) uint8."""
+
+
+@dataclass
+class Subject:
+    train_fmri: np.ndarray
+    """(n_train, V) float32, one presentation per row."""
+    train_labels: np.ndarray
+    """(n_train,) int64 -> stimulus row."""
+    test_trials: np.ndarray
+    """(n_test, R, V) float32: single trials grouped by image, images in sorted-label order."""
+    test_avg: np.ndarray
+    """(n_test, V) float32."""
+    noise_ceiling: np.ndarray
+    snr: np.ndarray
+    roi: str
+    path: Path
+
+    @property
+    def n_voxels(self) -> int:
+        return self.train_fmri.shape[1]
+
+
+def _open_npz(path: Path, hint: str):
+    if not path.exists():
+        raise DataError(f"{path}: file not found; {FETCH_HINT[hint]}")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, ValueError, OSError) as e:
+        raise DataError(f"{path}: not a readable npz ({e}); delete it and {FETCH_HINT[hint]}") from None
+
+
+def _get(npz, path: Path, key: str, hint: str) -> np.ndarray:
+    if key not in npz.files:
+        raise DataError(f"{path}: key {key!r} missing (found {', '.join(npz.files) or 'none'}); "
+                        f"the file is not in the release format; {FETCH_HINT[hint]}")
+    try:
+        return npz[key]
+    except ValueError as e:
+        raise DataError(f"{path}: key {key!r} cannot be read ({e}); {FETCH_HINT[hint]}") from None
+
+
+def _as_uint8_images(a: np.ndarray, path: Path, key: str, channels: tuple[int, ...]) -> np.ndarray:
+    if a.ndim != 4 or a.shape[1] != a.shape[2] or a.shape[3] not in channels:
+        raise DataError(f"{path}: key {key!r} expected shape (N, R, R, C) with C in {channels}, found {a.shape}")
+    if a.dtype == np.uint8:
+        return a
+    if not np.issubdtype(a.dtype, np.floating):
+        raise DataError(f"{path}: key {key!r} expected floats in [0, 1] or uint8, found dtype {a.dtype}")
+    lo, hi = float(a.min()), float(a.max())
+    if lo < -1e-3 or hi > 1 + 1e-3:
+        raise DataError(f"{path}: key {key!r} expected values in [0, 1], found [{lo:.3g}, {hi:.3g}]")
+    return np.round(np.clip(a, 0, 1) * 255).astype(np.uint8)
+
+
+def load_stimuli(root: Path, modality: str, resolution: int = 112) -> Stimuli:
+    """Stimulus images of a modality as uint8 (N, R, R, C): rgb from images_<res>.npz, depth/rgbd from the rgbd file."""
+    path = layout.stimuli_file(root, resolution) if modality == "rgb" else layout.rgbd_file(root, resolution)
+    hint = "stimuli" if modality == "rgb" else "rgbd"
+    channels = (3,) if modality == "rgb" else (4,)
+    with _open_npz(path, hint) as npz:
+        train = _as_uint8_images(_get(npz, path, "train_images", hint), path, "train_images", channels)
+        test = _as_uint8_images(_get(npz, path, "test_images", hint), path, "test_images", channels)
+    if train.shape[1:] != test.shape[1:]:
+        raise DataError(f"{path}: train_images {train.shape[1:]} and test_images {test.shape[1:]} differ in size")
+    if train.shape[1] != resolution:
+        raise DataError(f"{path}: expected {resolution} px images, found {train.shape[1]} px; set data.resolution")
+    if modality == "depth":
+        train, test = train[..., 3:], test[..., 3:]
+    return Stimuli(train=train, test=test)
+
+
+def load_subject(root: Path, subject: int, roi: str = "VC") -> Subject:
+    """Read sbj_<N>.npz, check every relation between its arrays, select the ROI and group test repeats by image."""
+    path = layout.subject_file(root, subject)
+    with _open_npz(path, "fmri") as npz:
+        arrays = {k: _get(npz, path, k, "fmri") for k in FMRI_KEYS}
+        if roi not in ROIS:
+            raise DataError(f"{path}: unknown ROI {roi!r}; choose one of {', '.join(ROIS)}")
+        mask = _get(npz, path, roi, "fmri")
+    v_all = arrays["arr_0"].shape[-1] if arrays["arr_0"].ndim == 2 else None
+    for key, what in FMRI_KEYS.items():
+        a = arrays[key]
+        expected_ndim = 2 if key in ("arr_0", "arr_1", "arr_2") else 1
+        if a.ndim != expected_ndim:
+            raise DataError(f"{path}: key {key!r} ({what}) expected {expected_ndim}-D, found shape {a.shape}")
+        if key in ("arr_0", "arr_1", "arr_2", "arr_5", "arr_6"):
+            if a.shape[-1] != v_all:
+                raise DataError(f"{path}: key {key!r} ({what}) has {a.shape[-1]} voxels but arr_0 has {v_all}; "
+                                "voxel counts must agree; re-download or re-simulate the file")
+            if not np.issubdtype(a.dtype, np.floating):
+                raise DataError(f"{path}: key {key!r} ({what}) expected floats, found dtype {a.dtype}")
+        elif not np.issubdtype(a.dtype, np.integer) and not (np.issubdtype(a.dtype, np.floating)
+                                                               and np.all(np.mod(a, 1) == 0)):
+            raise DataError(f"{path}: key {key!r} ({what}) expected integer labels, found dtype {a.dtype}")
+    if mask.dtype != bool or mask.shape != (v_all,):
+        raise DataError(f"{path}: ROI mask {roi!r} expected bool ({v_all},), found {mask.dtype} {mask.shape}")
+    if not mask.any():
+        raise DataError(f"{path}: ROI mask {roi!r} selects no voxels; choose another --roi")
+    train_labels = arrays["arr_3"].astype(np.int64)
+    test_labels = arrays["arr_4"].astype(np.int64)
+    if len(train_labels) != len(arrays["arr_0"]):
+        raise DataError(f"{path}: key 'arr_3' has {len(train_labels)} labels but arr_0 has {len(arrays['arr_0'])} rows")
+    if len(test_labels) != len(arrays["arr_1"]):
+        raise DataError(f"{path}: key 'arr_4' has {len(test_labels)} labels but arr_1 has {len(arrays['arr_1'])} rows")
+    n_test = len(arrays["arr_2"])
+    unique, counts = np.unique(test_labels, return_counts=True)
+    if len(unique) != n_test or unique.min() < 0 or unique.max() >= n_test:
+        raise DataError(f"{path}: key 'arr_4' expected labels 0..{n_test - 1} (one per arr_2 row), found "
+                        f"{len(unique)} distinct labels in [{unique.min()}, {unique.max()}]")
+    if counts.min() != counts.max():
+        raise DataError(f"{path}: key 'arr_4' expected the same number of repeats per test image, found "
+                        f"{counts.min()}..{counts.max()}")
+    order = np.argsort(test_labels, kind="stable")
+    trials = arrays["arr_1"][order][:, mask].astype(np.float32).reshape(n_test, counts[0], int(mask.sum()))
+    return Subject(
+        train_fmri=arrays["arr_0"][:, mask].astype(np.float32),
+        train_labels=train_labels,
+        test_trials=trials,
+        test_avg=arrays["arr_2"][:, mask].astype(np.float32),
+        noise_ceiling=arrays["arr_5"][mask].astype(np.float32),
+        snr=arrays["arr_6"][mask].astype(np.float32),
+        roi=roi,
+        path=path,
+    )
+
+
+def check_pairing(subject: Subject, stimuli: Stimuli, stimuli_path: Path) -> None:
+    """Labels must index existing stimuli: train labels < n_train images, one test image per arr_2 row."""
+    lo, hi = int(subject.train_labels.min()), int(subject.train_labels.max())
+    if lo < 0 or hi >= len(stimuli.train):
+        raise DataError(f"{subject.path}: key 'arr_3' expected labels in 0..{len(stimuli.train) - 1} "
+                        f"(rows of {stimuli_path.name} train_images), found [{lo}, {hi}]")
+    if len(subject.test_avg) != len(stimuli.test):
+        raise DataError(f"{subject.path}: key 'arr_2' has {len(subject.test_avg)} rows but {stimuli_path.name} "
+                        f"test_images has {len(stimuli.test)}; use matching files")
+
+
+def write_stimuli(path: Path, train: np.ndarray, test: np.ndarray) -> Path:
+    """Write a stimulus npz as the release does: floats in [0, 1]."""
+    def writer(tmp: Path):
+        with open(tmp, "wb") as f:
+            np.savez(f, train_images=(train / np.float32(255)).astype(np.float32),
+                     test_images=(test / np.float32(255)).astype(np.float32))
+    return write_atomic(path, writer)
+
+
+def write_subject(path: Path, arrays: dict[str, np.ndarray], masks: dict[str, np.ndarray]) -> Path:
+    missing = set(FMRI_KEYS) - set(arrays)
+    if missing or set(masks) != set(ROIS):
+        raise ValueError(f"write_subject needs {sorted(FMRI_KEYS)} and masks {ROIS}")
+
+    def writer(tmp: Path):
+        with open(tmp, "wb") as f:
+            np.savez(f, *[arrays[f"arr_{i}"] for i in range(7)], **masks)
+    return write_atomic(path, writer)
