@@ -149,9 +149,7 @@ class DecoderModelConfig:
     kind: str = "deep"
     """deep (the paper's conv decoder) or ridge (the linear baseline)."""
     channels: int = 64
-    """Channels of the upsampling blocks."""
-    start_size: int = 14
-    """Side of the seed tensor made by the input linear map; three x2 blocks follow."""
+    """Channels of the upsampling blocks (the seed tensor is channels x res/8 x res/8; three x2 blocks follow)."""
 
     def __post_init__(self):
         if self.kind not in ("deep", "ridge"):

@@ -11,3 +11,7 @@ class ConfigError(UserError):
 
 class DataError(UserError):
     """A data file is missing or does not match its release format."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C during training, after the resumable checkpoint was written; the CLI exits 130."""

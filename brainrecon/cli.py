@@ -1,0 +1,235 @@
+"""The command line: one thin command per subcommand over library functions.
+
+UserError (bad input a user can fix) -> one line on stderr, exit 2. Ctrl-C in training -> checkpoint kept, exit 130.
+Bugs keep their traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from brainrecon.errors import Interrupted, UserError
+
+app = typer.Typer(help="Reconstruct what a person saw (image and depth) from fMRI, with self-supervision.",
+                  no_args_is_help=True, pretty_exceptions_show_locals=False, add_completion=False)
+out_console = Console()
+err_console = Console(stderr=True)
+
+DataDir = typer.Option(None, "--data-dir", help="Data folder (else $BRAINRECON_DATA, else the per-user cache).")
+Sets = typer.Option(None, "--set", help="Config override section.key=value (repeatable).")
+ConfigOpt = typer.Option("paper", "--config", help="YAML path or preset name: paper | demo.")
+DeviceOpt = typer.Option(None, "--device", help="auto | cpu | cuda | mps (overrides train.device).")
+
+
+def user_errors(fn):
+    """Turn a UserError into one line + exit 2, an interrupt into exit 130."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=2) from None
+        except (Interrupted, KeyboardInterrupt) as e:
+            err_console.print(f"[yellow]interrupted:[/] {e or 'stopped by the user'}", highlight=False, soft_wrap=True)
+            raise typer.Exit(code=130) from None
+    return wrapper
+
+
+def _data_dir(flag: Optional[Path]) -> Path:
+    from brainrecon.data.layout import data_dir
+    return data_dir(flag)
+
+
+def _overrides(sets, device, epochs) -> list[str]:
+    out = list(sets or [])
+    if device:
+        out.append(f"train.device={device}")
+    if epochs:
+        out.append(f"train.epochs={epochs}")
+    return out
+
+
+@app.command("fetch-data")
+@user_errors
+def fetch_data_cmd(
+    data_dir: Optional[Path] = DataDir,
+    only: Optional[List[str]] = typer.Option(None, "--only", help="Group or file name (repeatable): fmri, stimuli, "
+                                             "rgbd, imagenet, depth, vgg, midas, all."),
+    subjects: str = typer.Option("1,2,3,4,5", "--subjects", help="Subjects for the fmri group, e.g. 1,3."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", envvar="BRAINRECON_BASE_URL",
+                                           help="Mirror or local server holding the release files."),
+    registry: Optional[Path] = typer.Option(None, "--registry", help="Registry file with known sha256 hashes."),
+    list_: bool = typer.Option(False, "--list", help="Show the files, their groups and state; download nothing."),
+    verify: bool = typer.Option(False, "--verify", help="Re-hash every present file against the lock/registry."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be downloaded; download nothing."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Accept the data terms without asking."),
+):
+    """Download the public release (fMRI, stimuli, depth, VGG and MiDaS weights): verified, cached, resumable."""
+    from brainrecon.data import fetch
+    fetch.run_cli(_data_dir(data_dir), only or ["all"], subjects, base_url, registry, list_, verify, dry_run, yes,
+                  out_console)
+
+
+@app.command()
+@user_errors
+def simulate(
+    out: Path = typer.Option(..., "--out", help="Folder to write the simulated subject into."),
+    subject: int = typer.Option(3, "--subject"), seed: int = typer.Option(0, "--seed"),
+    n_voxels: int = typer.Option(4500, "--n-voxels"), n_unpaired: int = typer.Option(10000, "--n-unpaired"),
+    resolution: int = typer.Option(112, "--resolution"),
+):
+    """Write a SIMULATED subject in the release formats (procedural RGBD scenes, simulated voxels)."""
+    from brainrecon.data.simulate import SimulationConfig, simulate_subject
+    cfg = SimulationConfig(subject=subject, seed=seed, n_voxels=n_voxels, n_unpaired=n_unpaired, resolution=resolution)
+    m = simulate_subject(out, cfg, progress=lambda s: err_console.print(f"simulate: {s}"))
+    out_console.print(f"SIMULATED subject {subject} written to {out} in {m['seconds']:.1f}s: {m['rois']['VC']} VC "
+                      f"voxels, median noise ceiling {m['median_noise_ceiling_vc']:.3f}, median single-trial "
+                      f"split-half r {m['median_single_trial_split_half_r_vc']:.3f}. This is not real fMRI.")
+
+
+@app.command("make-depth")
+@user_errors
+def make_depth_cmd(
+    images: Optional[Path] = typer.Option(None, "--images", help="ImageNet-style tree (class subfolders)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for the depth PNGs."),
+    model: str = typer.Option("small", "--model", help="small | large"),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="MiDaS checkpoint (default: in the data dir)."),
+    batch_size: int = typer.Option(8, "--batch-size"), device: str = typer.Option("auto", "--device"),
+    rgbd_npz: Optional[Path] = typer.Option(None, "--rgbd-npz", help="images_<res>.npz to turn into the RGBD npz."),
+    data_dir: Optional[Path] = DataDir,
+):
+    """Run MiDaS v2.1 depth over an image tree (uint8 PNGs) or a stimulus npz (RGBD npz)."""
+    err_console.print("make-depth: not implemented yet (issue #4)")
+    raise typer.Exit(code=1)
+
+
+@app.command("train-encoder")
+@user_errors
+def train_encoder_cmd(
+    modality: str = typer.Option("rgbd", "--modality", help="rgb | depth | rgbd"),
+    subject: int = typer.Option(3, "--subject"), data_dir: Optional[Path] = DataDir, config: str = ConfigOpt,
+    roi: Optional[str] = typer.Option(None, "--roi", help="ROI (default VC)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs"),
+    backbone_weights: Optional[str] = typer.Option(None, "--backbone-weights", help="release | imagenet | none"),
+    out: Path = typer.Option(Path("runs/encoder"), "--out"), resume: bool = typer.Option(False, "--resume"),
+    sets: Optional[List[str]] = Sets, device: Optional[str] = DeviceOpt,
+):
+    """Train the image -> voxels encoder."""
+    from brainrecon.config import load_config
+    from brainrecon.train.encoder import train_encoder
+    extra = {"data": {"subject": subject, **({"roi": roi} if roi else {})},
+             **({"model": {"backbone_weights": backbone_weights}} if backbone_weights else {})}
+    cfg = load_config("encoder", modality, config, _overrides(sets, device, epochs), extra)
+    m = train_encoder(cfg, _data_dir(data_dir), out, resume=resume)
+    out_console.print(f"encoder: median test r {m['median_r']:.3f}, r/ceiling {m['median_r_over_ceiling']:.2f} "
+                      f"({m['epochs']} epochs, {m['seconds']:.0f}s) -> {out}")
+
+
+@app.command("train-decoder")
+@user_errors
+def train_decoder_cmd(
+    modality: str = typer.Option("rgbd", "--modality", help="rgb | depth | rgbd"),
+    subject: int = typer.Option(3, "--subject"), data_dir: Optional[Path] = DataDir, config: str = ConfigOpt,
+    encoder: Optional[Path] = typer.Option(None, "--encoder", help="train-encoder --out folder."),
+    model: str = typer.Option("deep", "--model", help="deep | ridge"),
+    no_self_supervision: bool = typer.Option(False, "--no-self-supervision"),
+    epochs: Optional[int] = typer.Option(None, "--epochs"),
+    out: Path = typer.Option(Path("runs/decoder"), "--out"), resume: bool = typer.Option(False, "--resume"),
+    sets: Optional[List[str]] = Sets, device: Optional[str] = DeviceOpt,
+):
+    """Train the voxels -> image decoder (supervised + self-supervised), or the ridge baseline."""
+    from brainrecon.config import load_config
+    from brainrecon.train.decoder import train_decoder
+    extra = {"data": {"subject": subject}, "model": {"kind": model},
+             **({"train": {"self_supervision": False}} if no_self_supervision else {})}
+    cfg = load_config("decoder", modality, config, _overrides(sets, device, epochs), extra)
+    m = train_decoder(cfg, _data_dir(data_dir), out, encoder_run=encoder, resume=resume)
+    out_console.print(f"decoder ({model}) trained in {m['seconds']:.0f}s -> {out}")
+
+
+@app.command()
+@user_errors
+def reconstruct(
+    run: Path = typer.Argument(..., help="train-decoder --out folder."),
+    split: str = typer.Option("test", "--split", help="test | train"),
+    out: Optional[Path] = typer.Option(None, "--out"), data_dir: Optional[Path] = DataDir,
+    device: str = typer.Option("auto", "--device"),
+):
+    """Decode fMRI into images/depth: reconstructions.npz, side-by-side PNGs and gallery.png."""
+    from brainrecon.reconstruct import reconstruct as run_reconstruct
+    path = run_reconstruct(run, split, out, data_dir, device)
+    out_console.print(f"reconstructions: {path}\ngallery: {path.parent / 'gallery.png'}")
+
+
+@app.command()
+@user_errors
+def evaluate(
+    recons: List[Path] = typer.Argument(..., help="reconstructions.npz files or run folders."),
+    ways: str = typer.Option("2,5,10", "--ways"),
+    metric: Optional[List[str]] = typer.Option(None, "--metric", help="pixcorr, ssim, perceptual-vgg, "
+                                               "depth-perceptual, lpips-alex (default: all available)."),
+    repeats: int = typer.Option(100, "--repeats"), mode: str = typer.Option("both", "--mode"),
+    seed: int = typer.Option(0, "--seed"),
+    distractors: str = typer.Option("test", "--distractors", help="test | imagenet | DIR"),
+    pool_size: int = typer.Option(1000, "--pool-size"), exhaustive: bool = typer.Option(False, "--exhaustive"),
+    out: Path = typer.Option(Path("runs/evaluation"), "--out"), data_dir: Optional[Path] = DataDir,
+):
+    """n-way identification (% correct and rank) with bootstrap CIs, tables and a plot."""
+    from brainrecon.evaluate import EvalOptions, evaluate_runs, write_outputs
+    from brainrecon.reconstruct import load_reconstructions
+    try:
+        ways_t = tuple(int(w) for w in ways.split(","))
+    except ValueError:
+        raise UserError(f"--ways {ways!r} must be integers separated by commas, e.g. 2,5,10") from None
+    opts = EvalOptions(ways=ways_t, metrics=tuple(metric or ()), repeats=repeats, mode=mode, seed=seed,
+                       distractors=distractors, pool_size=pool_size, exhaustive=exhaustive)
+    records, depth = evaluate_runs([load_reconstructions(p) for p in recons], opts, _data_dir(data_dir))
+    paths = write_outputs(records, depth, out)
+    print_tables(records, depth)
+    out_console.print(f"tables: {paths['csv']}  plot: {paths['png']}")
+
+
+def print_tables(records: list, depth: list) -> None:
+    t = Table(title="n-way identification (mean, 95% bootstrap CI over images)")
+    for c in ("run", "subject", "modality", "channel", "metric", "distractors", "ways", "mode", "mean", "95% CI",
+              "chance"):
+        t.add_column(c, justify="right" if c in ("ways", "mean", "95% CI", "chance") else "left")
+    for r in records:
+        t.add_row(r["run"], str(r["subject"]), r["modality"], r["channel"], r["metric"], r["distractors"],
+                  str(r["ways"]), r["mode"], f"{r['mean']:.3f}", f"{r['ci_low']:.3f}-{r['ci_high']:.3f}",
+                  f"{r['chance']:.3f}")
+    out_console.print(t)
+    if depth:
+        d = Table(title="depth errors after per-image median scaling (relative inverse depth)")
+        for c in ("run", "metric", "mean", "95% CI"):
+            d.add_column(c)
+        for r in depth:
+            d.add_row(r["run"], r["metric"], f"{r['mean']:.4f}", f"{r['ci_low']:.4f}-{r['ci_high']:.4f}")
+        out_console.print(d)
+
+
+@app.command()
+@user_errors
+def demo(
+    out: Path = typer.Option(Path("demo-out"), "--out"),
+    modality: str = typer.Option("rgbd", "--modality"),
+    quick: bool = typer.Option(False, "--quick", help="About 2 minutes: a first look and the test of the pipeline."),
+):
+    """The whole method on a built-in SIMULATED subject, on a CPU, in minutes."""
+    from brainrecon.demo import run_demo
+    result = run_demo(out, modality, quick, say=lambda s: err_console.print(s, highlight=False))
+    print_tables(result["records"], [])
+    out_console.print(f"gallery: {result['gallery']}\nidentification plot: {result['plot']}\n"
+                      "(simulated subject: procedural scenes and simulated voxels, not real fMRI)")
+
+
+def main():  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,96 @@
+"""Training data as whole tensors: paired (stimulus, voxels) splits, unpaired fMRI and the unpaired image pool.
+
+Images stay uint8 (N, C, R, R) on the device and become [0, 1] floats per batch; nothing is decoded per item.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from brainrecon.config import DataConfig
+from brainrecon.data import imagenet, layout, release
+from brainrecon.data.transforms import CHANNELS
+
+
+@dataclass
+class PairedData:
+    train_images: torch.Tensor    # (N, C, R, R) uint8, row i is the image shown for train_fmri[i]
+    train_fmri: torch.Tensor      # (N, V)
+    val_images: torch.Tensor
+    val_fmri: torch.Tensor
+    test_images: torch.Tensor     # (n_test, C, R, R) uint8
+    test_fmri: torch.Tensor       # (n_test, V) averaged over repeats
+    test_trials: torch.Tensor     # (n_test, repeats, V)
+    noise_ceiling: torch.Tensor   # (V,)
+    snr: torch.Tensor             # (V,)
+    files: list[Path]
+
+    @property
+    def n_voxels(self) -> int:
+        return self.train_fmri.shape[1]
+
+
+def _chw(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous()
+
+
+def stimulus_path(root: Path, modality: str, resolution: int) -> Path:
+    return layout.stimuli_file(root, resolution) if modality == "rgb" else layout.rgbd_file(root, resolution)
+
+
+def load_paired(root: Path, cfg: DataConfig, modality: str, seed: int = 0, device="cpu") -> PairedData:
+    stimuli = release.load_stimuli(root, modality, cfg.resolution)
+    subject = release.load_subject(root, cfg.subject, cfg.roi)
+    stim_path = stimulus_path(root, modality, cfg.resolution)
+    release.check_pairing(subject, stimuli, stim_path)
+    images = stimuli.train[subject.train_labels]
+    n = len(images)
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(cfg.val_fraction * n))
+    val, train = order[:n_val], order[n_val:]
+    t = lambda a: torch.as_tensor(a).to(device)                                       # noqa: E731
+    return PairedData(
+        train_images=t(_chw(images[train])), train_fmri=t(subject.train_fmri[train]),
+        val_images=t(_chw(images[val])), val_fmri=t(subject.train_fmri[val]),
+        test_images=t(_chw(stimuli.test)), test_fmri=t(subject.test_avg), test_trials=t(subject.test_trials),
+        noise_ceiling=t(subject.noise_ceiling), snr=t(subject.snr),
+        files=[stim_path, subject.path],
+    )
+
+
+def load_unpaired_images(root: Path, cfg: DataConfig, modality: str, device="cpu") -> torch.Tensor:
+    """The unpaired pool as uint8 (N, C, R, R) of the modality (depth from the configured MiDaS folder)."""
+    depth = layout.unpaired_depth_dir(root, cfg.depth_source) if modality != "rgb" else None
+    pool = imagenet.load_unpaired(layout.unpaired_image_dir(root), depth, cfg.resolution, cfg.max_unpaired)
+    if modality == "depth":
+        pool = pool[..., 3:]
+    return _chw(pool).to(device)
+
+
+def as_float(images_uint8: torch.Tensor) -> torch.Tensor:
+    return images_uint8.float() / 255.0
+
+
+def channel_norms(images_uint8: torch.Tensor) -> torch.Tensor:
+    """Per-channel mean absolute value of [0, 1] training images (the image loss's L1 scale factors)."""
+    return (images_uint8.float() / 255.0).mean(dim=(0, 2, 3)).clamp_min(1e-6)
+
+
+def unpaired_fmri_batch(trials: torch.Tensor, batch: int, fraction: float, gen: torch.Generator) -> torch.Tensor:
+    """Image-less fMRI samples: each averages a random subset (`fraction` of the repeats) of one test image."""
+    n, r, _ = trials.shape
+    which = torch.randint(0, n, (batch,), generator=gen)
+    k = max(1, int(r * fraction))
+    if k == r:
+        return trials[which.to(trials.device)].mean(1)
+    picks = torch.argsort(torch.rand(batch, r, generator=gen), dim=1)[:, :k]
+    sel = trials[which.to(trials.device).unsqueeze(1), picks.to(trials.device)]       # (B, k, V)
+    return sel.mean(1)
+
+
+__all__ = ["PairedData", "load_paired", "load_unpaired_images", "as_float", "channel_norms",
+           "unpaired_fmri_batch", "CHANNELS"]

@@ -1,0 +1,92 @@
+"""reconstruct: decode test-average (or training) fMRI with a trained decoder into arrays and pictures."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from brainrecon.atomic import write_atomic
+from brainrecon.config import to_dict
+from brainrecon.data import layout
+from brainrecon.data.datasets import load_paired
+from brainrecon.data.transforms import to_uint8
+from brainrecon.errors import UserError
+from brainrecon.train import checkpoint
+from brainrecon.train.core import pick_device
+from brainrecon.train.decoder import load_decoder
+from brainrecon.viz import gallery, save_png, side_by_side
+
+NPZ = "reconstructions.npz"
+
+
+def run_data_dir(run_dir: Path, flag: str | Path | None) -> Path:
+    """--data-dir if given, else the folder the run was trained on, else the shared rule (env, OS cache)."""
+    if flag:
+        return Path(flag)
+    recorded = checkpoint.load(Path(run_dir) / checkpoint.BEST).get("data_dir")
+    return Path(recorded) if recorded and Path(recorded).exists() else layout.data_dir(None)
+
+
+def reconstruct(run_dir: Path, split: str = "test", out: Path | None = None, data_dir: Path | None = None,
+                device: str = "auto") -> Path:
+    """Write reconstructions.npz, one side-by-side PNG per image and gallery.png into `out` (default: the run)."""
+    if split not in ("test", "train"):
+        raise UserError(f"--split {split!r}; choose test or train")
+    run_dir = Path(run_dir)
+    dev = pick_device(device)
+    model, cfg = load_decoder(run_dir, dev)
+    data = load_paired(run_data_dir(run_dir, data_dir), cfg.data, cfg.modality, seed=cfg.train.seed)
+    if data.n_voxels != (model.voxel_mean.numel() if hasattr(model, "voxel_mean") else model.arch.n_voxels):
+        raise UserError(f"{run_dir}: the decoder expects a different voxel count than the data; check --data-dir")
+    if split == "test":
+        voxels, images, indices = data.test_fmri, data.test_images, np.arange(len(data.test_images))
+    else:  # 50 training pairs spread over the set, as the original wrote
+        indices = np.linspace(0, len(data.train_images) - 1, 50).astype(int)
+        voxels, images = data.train_fmri[indices], data.train_images[indices]
+    with torch.no_grad():
+        recon = torch.cat([model(voxels[i:i + 64].to(dev)).float().cpu() for i in range(0, len(voxels), 64)])
+    recon_u8 = to_uint8(recon)
+    truth_u8 = images.permute(0, 2, 3, 1).cpu().numpy()
+    out = Path(out) if out else run_dir / f"reconstruct_{split}"
+    out.mkdir(parents=True, exist_ok=True)
+    run_config = yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+    def writer(tmp: Path):
+        buf = io.BytesIO()
+        np.savez(buf, reconstructions=recon_u8, ground_truth=truth_u8, indices=indices, modality=cfg.modality,
+                 subject=cfg.data.subject, run_config=run_config, run=str(run_dir.name))
+        tmp.write_bytes(buf.getvalue())
+    write_atomic(out / NPZ, writer)
+    for i, (t, r) in enumerate(zip(truth_u8, recon_u8)):
+        save_png(side_by_side(t, r), out / f"{i:03d}.png")
+    save_png(gallery(truth_u8, recon_u8, columns=5 if truth_u8.shape[-1] != 4 else 3), out / "gallery.png")
+    return out / NPZ
+
+
+def load_reconstructions(path: Path) -> dict:
+    """A reconstructions.npz (or a folder holding one, directly or in reconstruct_test/) as a dict of arrays."""
+    path = Path(path)
+    for candidate in (path, path / NPZ, path / "reconstruct_test" / NPZ):
+        if candidate.is_file():
+            path = candidate
+            break
+    else:
+        raise UserError(f"{path}: no {NPZ} here; run `brainrecon reconstruct RUN` first")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except Exception as e:  # noqa: BLE001
+        raise UserError(f"{path}: not a readable {NPZ} ({e}); run `brainrecon reconstruct` again") from None
+    for key in ("reconstructions", "ground_truth", "modality"):
+        if key not in data:
+            raise UserError(f"{path}: key {key!r} missing; run `brainrecon reconstruct` again")
+    if data["reconstructions"].shape != data["ground_truth"].shape or data["reconstructions"].dtype != np.uint8:
+        raise UserError(f"{path}: reconstructions {data['reconstructions'].shape} {data['reconstructions'].dtype} "
+                        f"must be uint8 and match ground_truth {data['ground_truth'].shape}")
+    data["path"] = path
+    data.setdefault("run", np.array(path.parent.name))
+    return data

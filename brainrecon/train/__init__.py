@@ -1,0 +1,1 @@
+"""The only place optimisers run: the shared core and the two trainers."""

@@ -1,0 +1,56 @@
+"""Atomic checkpoint save, weights-only load, resume.
+
+A checkpoint holds model, optimizer and scheduler state, epoch, step, the resolved config and a fingerprint of the
+data files; it is loaded with `torch.load(..., weights_only=True)` and nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from brainrecon.atomic import write_atomic
+from brainrecon.errors import UserError
+
+LAST = "last.pt"
+BEST = "best.pt"
+
+
+def fingerprint(paths: list[Path]) -> str:
+    """Cheap identity of the data files: name, size and mtime (hashing GBs of data on every run is too slow)."""
+    h = hashlib.sha256()
+    for p in sorted(Path(p) for p in paths):
+        st = p.stat()
+        h.update(f"{p.name}:{st.st_size}:{int(st.st_mtime)}".encode())
+    return h.hexdigest()[:16]
+
+
+def save(path: Path, **state) -> Path:
+    return write_atomic(path, lambda tmp: torch.save(state, tmp))
+
+
+def load(path: Path, map_location="cpu") -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: checkpoint not found; train first or check the run folder")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file for the user
+        raise UserError(f"{path}: not a readable brainrecon checkpoint ({type(e).__name__}: {e}); "
+                        "delete it and train again") from None
+
+
+def resume_state(run_dir: Path, config: dict, data_fingerprint: str) -> dict | None:
+    """The last checkpoint of a run, if its config and data match the current ones; else a clear error."""
+    path = Path(run_dir) / LAST
+    if not path.exists():
+        return None
+    state = load(path)
+    if state.get("config") != config:
+        raise UserError(f"{path}: --resume with a different config than the run was started with; "
+                        "start a new --out folder or drop --resume")
+    if state.get("data_fingerprint") != data_fingerprint:
+        raise UserError(f"{path}: the data files changed since this run was started; start a new --out folder")
+    return state

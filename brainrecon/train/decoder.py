@@ -1,0 +1,190 @@
+"""train-decoder: voxels -> image, supervised on the pairs plus the two self-supervised cycles (METHOD §4).
+
+Each step mixes three batches: paired (image, fMRI) -> loss D; unpaired images -> frozen encoder -> decoder -> loss ED;
+unpaired (image-less test) fMRI -> decoder -> frozen encoder -> loss DE. Only decoder weights train.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from brainrecon import losses
+from brainrecon.atomic import write_text_atomic
+from brainrecon.config import DecoderConfig, to_dict, to_yaml
+from brainrecon.data.datasets import (as_float, channel_norms, load_paired, load_unpaired_images,
+                                      unpaired_fmri_batch)
+from brainrecon.errors import UserError
+from brainrecon.models.decoder import Decoder, DecoderArch
+from brainrecon.models.perceptual import build_perceptual_net
+from brainrecon.train import checkpoint, core
+from brainrecon.train.encoder import load_encoder
+from brainrecon.train.loop import fit
+from brainrecon.train.monitor import Monitor
+
+
+def check_encoder(encoder, cfg: DecoderConfig, n_voxels: int, encoder_run: Path) -> None:
+    ec = encoder.config
+    if ec.modality != cfg.modality:
+        raise UserError(f"{encoder_run}: the encoder was trained on {ec.modality}, the decoder asks for "
+                        f"--modality {cfg.modality}; train an encoder with --modality {cfg.modality}")
+    if encoder.arch.n_voxels != n_voxels or ec.data.subject != cfg.data.subject or ec.data.roi != cfg.data.roi:
+        raise UserError(f"{encoder_run}: encoder has {encoder.arch.n_voxels} voxels (subject {ec.data.subject}, "
+                        f"ROI {ec.data.roi}) but the data has {n_voxels} (subject {cfg.data.subject}, ROI "
+                        f"{cfg.data.roi}); use the encoder of the same subject and ROI")
+
+
+def pixel_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-sample Pearson r between flattened images."""
+    a, b = a.flatten(1), b.flatten(1)
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    return (a * b).sum(1) / torch.sqrt((a * a).sum(1) * (b * b).sum(1)).clamp_min(1e-12)
+
+
+def train_decoder(cfg: DecoderConfig, data_root: Path, run_dir: Path, encoder_run: Path | None = None,
+                  resume: bool = False, quiet: bool = False) -> dict:
+    if cfg.model.kind == "ridge":
+        from brainrecon.train.ridge import train_ridge
+        return train_ridge(cfg, data_root, run_dir, quiet=quiet)
+    start = time.perf_counter()
+    t, lc = cfg.train, cfg.loss
+    data_root, run_dir = Path(data_root), Path(run_dir)
+    runtime = core.setup(t.device, t.amp, t.seed, t.deterministic)
+    data = load_paired(data_root, cfg.data, cfg.modality, seed=t.seed, device=runtime.device)
+    w_d, w_ed, w_de = lc.weights if t.self_supervision else (lc.weights[0], 0.0, 0.0)
+    encoder = None
+    if w_ed > 0 or w_de > 0:
+        if encoder_run is None:
+            raise UserError("self-supervision needs a trained encoder: pass --encoder RUN (a train-encoder --out "
+                            "folder), or --no-self-supervision")
+        encoder = load_encoder(encoder_run, runtime.device)
+        check_encoder(encoder, cfg, data.n_voxels, Path(encoder_run))
+        encoder.requires_grad_(False)
+    pool = load_unpaired_images(data_root, cfg.data, cfg.modality, runtime.device) if w_ed > 0 else None
+    perceptual = build_perceptual_net(lc.perceptual_net, cfg.modality, data_root, seed=t.seed)
+    image_loss = losses.ImageLoss(cfg.modality, channel_norms(data.train_images), perceptual,
+                                  lc.perceptual_weights, lc.rgb_l1, lc.depth_l1, lc.tv).to(runtime.device)
+    snr = data.snr.clamp_min(1e-3)
+    snr_weight = snr / snr.mean()
+    snr_inv = (1 / snr) / (1 / snr).mean()
+
+    torch.manual_seed(t.seed)
+    raw = Decoder(DecoderArch(n_voxels=data.n_voxels, modality=cfg.modality, channels=cfg.model.channels,
+                              start_size=cfg.data.resolution // 8))
+    model = core.wrap(raw, runtime)
+    optimizer = torch.optim.Adam(raw.parameters(), lr=t.lr, amsgrad=True)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, t.milestones, t.gamma)
+    if runtime.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(run_dir / "config.yaml", to_yaml(cfg))
+    monitor = Monitor(run_dir, enabled=runtime.is_main, quiet=quiet)
+    steps = max(1, len(data.train_images) // (t.batch_size * runtime.world_size))
+
+    def regularisers() -> dict:
+        return {"reg_gl": losses.decoder_group_lasso(raw.input_map(), snr_inv, lc.gl_l1, lc.gl_gl),
+                "reg_l1_convs": lc.l1_convs * losses.l1(m.weight for m in raw.modules()
+                                                        if isinstance(m, torch.nn.Conv2d))}
+
+    def train_epoch(epoch: int) -> dict:
+        order = core.epoch_order(len(data.train_images), t.seed, epoch, runtime)
+        gen = core.epoch_generator(t.seed, epoch, runtime)
+        sums: dict = {}
+        with monitor.progress(steps, f"decoder epoch {epoch + 1}/{t.epochs}") as bar:
+            for s in range(steps):
+                idx = order[s * t.batch_size:(s + 1) * t.batch_size].to(runtime.device)
+                terms = {}
+                with core.autocast(runtime):
+                    d_terms = image_loss(model(data.train_fmri[idx]).float(), as_float(data.train_images[idx]))
+                    terms["loss_D"] = sum(d_terms.values())
+                    if w_ed > 0:
+                        u = torch.randint(0, len(pool), (t.unpaired_image_batch,), generator=gen)
+                        images = as_float(pool[u.to(runtime.device)])
+                        with torch.no_grad():
+                            voxels = encoder(images).float()
+                        ed_terms = image_loss(model(voxels).float(), images)
+                        terms["loss_ED"] = sum(ed_terms.values())
+                    if w_de > 0:
+                        fmri = unpaired_fmri_batch(data.test_trials, t.unpaired_fmri_batch, t.test_avg_fraction, gen)
+                        cycled = encoder(model(fmri).float()).float()
+                        terms["loss_DE"] = losses.fmri_loss(cycled, fmri, snr_weight, lc.fmri_cosine)
+                reg = regularisers()
+                loss = w_d * terms["loss_D"] + w_ed * terms.get("loss_ED", 0) + w_de * terms.get("loss_DE", 0) \
+                    + sum(reg.values())
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                logged = {"loss": loss, **terms, **reg, **{f"D_{k}": v for k, v in d_terms.items()}}
+                for k, v in logged.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)
+                bar.update(bar.task_ids[0], advance=1, metric=f"loss {sums['loss'] / (s + 1):.4f}")
+        return {f"train_{k}": core.all_reduce_mean(v / steps, runtime) for k, v in sums.items()}
+
+    def validate(epoch: int) -> dict:
+        out = {}
+        for split, voxels, images in (("val", data.val_fmri, data.val_images), ("test", data.test_fmri,
+                                                                                 data.test_images)):
+            if len(voxels) == 0:
+                continue
+            pred, truth = raw(voxels).float(), as_float(images)
+            out[f"{split}_loss_D"] = float(sum(image_loss(pred, truth).values()))
+            out[f"{split}_pixcorr"] = float(pixel_correlation(pred, truth).mean())
+            if split == "test" and runtime.is_main and (epoch % 5 == 0 or epoch + 1 == t.epochs):
+                from torchvision.utils import make_grid
+                show = torch.cat([truth[:8], pred[:8]])[:, :3] if pred.shape[1] >= 3 else \
+                    torch.cat([truth[:8], pred[:8]]).expand(-1, 3, -1, -1)
+                monitor.image("reconstructions (top: truth)", make_grid(show, nrow=8), epoch)
+        if "val_loss_D" not in out:
+            out["val_loss_D"] = out["test_loss_D"]  # no validation split configured: nothing better to select on
+        return out
+
+    def line(r: dict) -> str:
+        parts = "  ".join(f"{k[6:]} {r[k]:.3f}" for k in ("train_loss_D", "train_loss_ED", "train_loss_DE") if k in r)
+        return (f"decoder epoch {r['epoch'] + 1}/{t.epochs}  {parts}  val D {r['val_loss_D']:.3f}  "
+                f"test pixcorr {r['test_pixcorr']:.3f}  {r['seconds']:.0f}s")
+
+    config = to_dict(cfg)
+    fp = checkpoint.fingerprint(data.files)
+    extra = {"n_voxels": data.n_voxels, "kind": "decoder", "model_kind": "deep",
+             "encoder_run": str(encoder_run) if encoder_run else "", "data_dir": str(data_root.resolve())}
+    history = fit(run_dir=run_dir, runtime=runtime, model=model, optimizer=optimizer, scheduler=scheduler,
+                  epochs=t.epochs, seed=t.seed, config=config, data_fingerprint=fp, train_epoch=train_epoch,
+                  validate=validate, select="val_loss_D", monitor=monitor, resume=resume,
+                  max_seconds=t.max_seconds, line=line, extra=extra)
+    monitor.close()
+    last = history[-1] if history else {}
+    metrics = {"epochs": len(history), "seconds": round(time.perf_counter() - start, 2),
+               "modality": cfg.modality, "subject": cfg.data.subject, "roi": cfg.data.roi, "n_voxels": data.n_voxels,
+               "loss_weights": [w_d, w_ed, w_de], "self_supervision": bool(w_ed > 0 or w_de > 0),
+               "perceptual_net": perceptual.name if perceptual is not None else "none",
+               "n_unpaired_images": int(len(pool)) if pool is not None else 0,
+               "test_pixcorr_last_epoch": last.get("test_pixcorr", float("nan")),
+               "best_epoch": int(checkpoint.load(run_dir / checkpoint.BEST)["epoch"]) + 1}
+    if runtime.is_main:
+        write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    return metrics
+
+
+def load_decoder(run_dir: Path, device="cpu") -> tuple[torch.nn.Module, DecoderConfig]:
+    """The best decoder of a train-decoder run (deep or ridge), in eval mode, with its config."""
+    from brainrecon.config import from_dict
+    from brainrecon.models.ridge import RidgeDecoder
+    path = Path(run_dir) / checkpoint.BEST
+    if not path.exists():
+        raise UserError(f"{path}: no trained decoder here; run `brainrecon train-decoder --out {run_dir}` first")
+    state = checkpoint.load(path)
+    if state.get("kind") != "decoder":
+        raise UserError(f"{path}: not a decoder run (found {state.get('kind')!r}); pass a train-decoder --out folder")
+    cfg = from_dict("decoder", state["config"])
+    if state["model_kind"] == "ridge":
+        model = RidgeDecoder.from_state(state["model"], cfg.modality, cfg.data.resolution)
+    else:
+        model = Decoder(DecoderArch(n_voxels=state["n_voxels"], modality=cfg.modality, channels=cfg.model.channels,
+                                    start_size=cfg.data.resolution // 8))
+        model.load_state_dict(state["model"])
+    return model.to(device).eval(), cfg
+
+
+

@@ -1,0 +1,177 @@
+"""train-encoder: image -> voxels, supervised on the training pairs; selected on a held-out validation split.
+
+The original kept the checkpoint with the best *test* loss, which leaks the test set into model selection; brainrecon
+selects on `data.val_fraction` of the training pairs and only reports test numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from brainrecon import losses
+from brainrecon.atomic import write_text_atomic
+from brainrecon.config import EncoderConfig, from_dict, to_dict, to_yaml
+from brainrecon.data import layout
+from brainrecon.data.datasets import PairedData, as_float, load_paired
+from brainrecon.data.transforms import N_CHANNELS, random_shift
+from brainrecon.errors import UserError
+from brainrecon.models.encoder import Encoder, EncoderArch
+from brainrecon.models.vgg import build_vgg, load_imagenet_vgg, load_release_vgg
+from brainrecon.train import checkpoint, core
+from brainrecon.train.loop import fit
+from brainrecon.train.monitor import Monitor
+
+SIGNAL_CEILING = 0.5  # voxels whose estimated noise ceiling exceeds this count as "carrying signal" in the summaries
+
+
+def voxel_correlation(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-voxel Pearson r over samples: (N, V), (N, V) -> (V,)."""
+    p, t = pred - pred.mean(0), target - target.mean(0)
+    return (p * t).sum(0) / torch.sqrt((p * p).sum(0) * (t * t).sum(0)).clamp_min(1e-12)
+
+
+def correlation_summary(r: torch.Tensor, ceiling: torch.Tensor) -> dict:
+    r, nc = r.float().cpu().numpy(), ceiling.float().cpu().numpy()
+    signal = nc > SIGNAL_CEILING
+    ratio = r[signal] / nc[signal] if signal.any() else np.array([np.nan])
+    return {"median_r": float(np.median(r)), "r_75": float(np.percentile(r, 75)), "r_90": float(np.percentile(r, 90)),
+            "median_r_signal": float(np.median(r[signal])) if signal.any() else float("nan"),
+            "median_r_over_ceiling": float(np.median(ratio)), "n_signal_voxels": int(signal.sum())}
+
+
+def build_encoder(cfg: EncoderConfig, n_voxels: int, root: Path) -> Encoder:
+    m = cfg.model
+    arch = EncoderArch(n_voxels=n_voxels, modality=cfg.modality, arch=m.arch, width=m.width, input_size=m.input_size,
+                       head_channels=m.head_channels, dropout=m.dropout, train_backbone=m.train_backbone)
+    if m.backbone_weights == "release":
+        if cfg.modality == "rgb":
+            raise UserError("--backbone-weights release has no rgb VGG in the release; use imagenet (or none)")
+        backbone = load_release_vgg(layout.release_vgg_file(root, m.arch, cfg.modality), m.arch,
+                                    N_CHANNELS[cfg.modality])
+    elif m.backbone_weights == "imagenet":
+        backbone = load_imagenet_vgg(m.arch)
+    else:
+        backbone = build_vgg(m.arch, N_CHANNELS[cfg.modality], m.width)
+    return Encoder(arch, backbone)
+
+
+def encoder_loss(model: Encoder, pred, target, cfg: EncoderConfig) -> tuple[torch.Tensor, dict]:
+    lc = cfg.loss
+    crit = losses.voxel_loss(pred, target, lc.mse, lc.cosine)
+    maps = model.regularised_maps()
+    reg = {"group_lasso": lc.group_lasso * sum(losses.spatial_group_lasso(w) for w, _ in maps),
+           "second_moment": lc.second_moment * sum(losses.second_moment(w) for w, _ in maps),
+           "l1_convs": lc.l1_convs * losses.l1(h[-3].weight for h in model.heads.values()),  # head conv
+           "l1_chan_mix": lc.l1_chan_mix * losses.l1(c.chan_mix for c in model.chan_mixes),
+           "l1_branch_mix": lc.l1_branch_mix * model.branch_mix.abs().sum()}
+    return crit + sum(reg.values()), {"criterion": crit.detach(), **{k: v.detach() for k, v in reg.items()}}
+
+
+@torch.no_grad()
+def predict(model: Encoder, images_uint8: torch.Tensor, runtime: core.Runtime, batch: int = 100) -> torch.Tensor:
+    model.eval()
+    out = []
+    for i in range(0, len(images_uint8), batch):
+        with core.autocast(runtime):
+            out.append(model(as_float(images_uint8[i:i + batch])).float())
+    return torch.cat(out)
+
+
+def train_encoder(cfg: EncoderConfig, data_root: Path, run_dir: Path, resume: bool = False,
+                  quiet: bool = False) -> dict:
+    """Train, select on validation loss, write best.pt, metrics.json and the voxel-r figure; returns the metrics."""
+    start = time.perf_counter()
+    t = cfg.train
+    runtime = core.setup(t.device, t.amp, t.seed, t.deterministic)
+    run_dir = Path(run_dir)
+    data_root = Path(data_root)
+    data = load_paired(data_root, cfg.data, cfg.modality, seed=t.seed, device=runtime.device)
+    torch.manual_seed(t.seed)
+    raw = build_encoder(cfg, data.n_voxels, data_root)
+    model = core.wrap(raw, runtime)
+    optimizer = torch.optim.Adam(raw.trainable_parameters(), lr=t.lr)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, t.milestones, t.gamma)
+    if runtime.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(run_dir / "config.yaml", to_yaml(cfg))
+    monitor = Monitor(run_dir, enabled=runtime.is_main, quiet=quiet)
+
+    def train_epoch(epoch: int) -> dict:
+        order = core.epoch_order(len(data.train_images), t.seed, epoch, runtime)
+        gen = core.epoch_generator(t.seed, epoch, runtime)
+        sums, n = {}, 0
+        steps = max(1, len(order) // t.batch_size)
+        with monitor.progress(steps, f"encoder epoch {epoch + 1}/{t.epochs}") as bar:
+            for s in range(steps):
+                idx = order[s * t.batch_size:(s + 1) * t.batch_size].to(runtime.device)
+                images = random_shift(as_float(data.train_images[idx]), cfg.loss.pad_percent, gen)
+                with core.autocast(runtime):
+                    pred = model(images).float()
+                loss, parts = encoder_loss(raw, pred, data.train_fmri[idx], cfg)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                for k, v in {"loss": loss.detach(), **parts}.items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
+                n += 1
+                bar.update(bar.task_ids[0], advance=1, metric=f"loss {sums['loss'] / n:.4f}")
+        return {f"train_{k}": core.all_reduce_mean(v / n, runtime) for k, v in sums.items()}
+
+    def validate(epoch: int) -> dict:
+        val = predict(raw, data.val_images, runtime)
+        test = predict(raw, data.test_images, runtime)
+        r = voxel_correlation(test, data.test_fmri)
+        return {"val_loss": float(losses.voxel_loss(val, data.val_fmri, cfg.loss.mse, cfg.loss.cosine)),
+                "test_loss": float(losses.voxel_loss(test, data.test_fmri, cfg.loss.mse, cfg.loss.cosine)),
+                **{f"test_{k}": v for k, v in correlation_summary(r, data.noise_ceiling).items()}}
+
+    def line(r: dict) -> str:
+        return (f"encoder epoch {r['epoch'] + 1}/{t.epochs}  train {r['train_loss']:.4f}  val {r['val_loss']:.4f}  "
+                f"test r median {r['test_median_r']:.3f} (r/ceiling {r['test_median_r_over_ceiling']:.2f})  "
+                f"{r['seconds']:.0f}s")
+
+    config = to_dict(cfg)
+    fp = checkpoint.fingerprint(data.files)
+    extra = {"n_voxels": data.n_voxels, "kind": "encoder", "data_dir": str(data_root.resolve())}
+    history = fit(run_dir=run_dir, runtime=runtime, model=model, optimizer=optimizer, scheduler=scheduler,
+                  epochs=t.epochs, seed=t.seed, config=config, data_fingerprint=fp, train_epoch=train_epoch,
+                  validate=validate, select="val_loss", monitor=monitor, resume=resume, line=line, extra=extra)
+    monitor.close()
+    best = load_encoder(run_dir, runtime.device)
+    test = predict(best, data.test_images, runtime)
+    r = voxel_correlation(test, data.test_fmri)
+    metrics = {**correlation_summary(r, data.noise_ceiling), "epochs": len(history),
+               "best_epoch": int(checkpoint.load(run_dir / checkpoint.BEST)["epoch"]) + 1,
+               "seconds": round(time.perf_counter() - start, 2), "modality": cfg.modality,
+               "subject": cfg.data.subject, "roi": cfg.data.roi, "n_voxels": data.n_voxels,
+               "selection": f"lowest validation loss on {cfg.data.val_fraction:.0%} of the training pairs"}
+    if runtime.is_main:
+        write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+        from brainrecon.viz import plot_voxel_correlation
+        plot_voxel_correlation(r.cpu().numpy(), data.noise_ceiling.cpu().numpy(), run_dir / "voxel_r.png")
+    return metrics
+
+
+def load_encoder(run_dir: Path, device="cpu") -> Encoder:
+    """The best encoder of a run folder, in eval mode."""
+    path = Path(run_dir) / checkpoint.BEST
+    if not path.exists():
+        raise UserError(f"{path}: no trained encoder here; run `brainrecon train-encoder --out {run_dir}` first")
+    state = checkpoint.load(path)
+    if state.get("kind") != "encoder":
+        raise UserError(f"{path}: not an encoder run (found {state.get('kind')!r}); pass the train-encoder --out folder")
+    cfg = from_dict("encoder", state["config"])
+    m = cfg.model
+    model = Encoder(EncoderArch(n_voxels=state["n_voxels"], modality=cfg.modality, arch=m.arch, width=m.width,
+                                input_size=m.input_size, head_channels=m.head_channels, dropout=m.dropout,
+                                train_backbone=False))
+    model.load_state_dict(state["model"])
+    model.config = cfg
+    return model.to(device).eval()
+
+

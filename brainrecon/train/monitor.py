@@ -1,0 +1,65 @@
+"""Rank-0 logging: one plain line and one metrics.jsonl record per epoch, TensorBoard scalars and images."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from brainrecon.errors import UserError
+
+console = Console(stderr=True)
+
+
+class Monitor:
+    def __init__(self, run_dir: Path, enabled: bool = True, tensorboard: bool = True, quiet: bool = False):
+        self.run_dir, self.enabled, self.quiet = Path(run_dir), enabled, quiet
+        self.writer = None
+        if enabled and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+            except ImportError:  # tensorboard is a dependency, but a missing one must not stop training
+                self.writer = None
+
+    def progress(self, total: int, description: str) -> Progress:
+        p = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                     TextColumn("{task.fields[metric]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                     console=console, disable=not self.enabled or self.quiet, transient=True)
+        p.add_task(description, total=total, metric="")
+        return p
+
+    def epoch(self, record: dict, line: str) -> None:
+        if not self.enabled:
+            return
+        if not self.quiet:
+            console.print(line)
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.writer:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k not in ("epoch", "step"):
+                    self.writer.add_scalar(k, v, record.get("epoch", 0))
+            self.writer.flush()
+
+    def scalars(self, values: dict, step: int) -> None:
+        if self.enabled and self.writer:
+            for k, v in values.items():
+                self.writer.add_scalar(k, v, step)
+
+    def image(self, tag: str, image_chw, step: int) -> None:
+        if self.enabled and self.writer:
+            self.writer.add_image(tag, image_chw, step)
+
+    def close(self) -> None:
+        if self.writer:
+            self.writer.close()
+
+
+def check_finite(loss: float, step: int, epoch: int) -> None:
+    if not math.isfinite(loss):
+        raise UserError(f"loss became {loss} at epoch {epoch}, step {step}; lower train.lr or check the data "
+                        "(resume from the last checkpoint with --resume)")

@@ -1,0 +1,102 @@
+"""Pictures: image/depth grids, depth colour maps, and the plots of each stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from brainrecon.atomic import write_atomic  # noqa: E402
+
+
+def _save_fig(fig, path: Path) -> None:
+    write_atomic(path, lambda p: fig.savefig(p, format="png", dpi=110, bbox_inches="tight"))
+    plt.close(fig)
+
+
+def save_png(array: np.ndarray, path: Path) -> None:
+    write_atomic(path, lambda p: Image.fromarray(array).save(p, format="PNG"))
+
+
+def colorize_depth(depth: np.ndarray) -> np.ndarray:
+    """uint8 (..., H, W) or (..., H, W, 1) depth -> uint8 RGB with a perceptual colour map (turbo)."""
+    d = depth[..., 0] if depth.shape[-1] == 1 else depth
+    return (matplotlib.colormaps["turbo"](d.astype(np.float32) / 255.0)[..., :3] * 255).astype(np.uint8)
+
+
+def panels(image: np.ndarray) -> list[np.ndarray]:
+    """One uint8 (H, W, C) image -> its viewable RGB panels: rgb; grey depth; colour depth."""
+    out = []
+    if image.shape[-1] in (3, 4):
+        out.append(image[..., :3])
+    if image.shape[-1] in (1, 4):
+        d = image[..., -1:]
+        out += [np.repeat(d, 3, axis=-1), colorize_depth(d)]
+    return out
+
+
+def side_by_side(truth: np.ndarray, recon: np.ndarray, gap: int = 2) -> np.ndarray:
+    """[truth panels | reconstruction panels] for one image, white gaps between."""
+    row = []
+    for t, r in zip(panels(truth), panels(recon)):
+        row += [t, r, np.full((t.shape[0], gap, 3), 255, np.uint8)]
+    return np.concatenate(row[:-1], axis=1)
+
+
+def gallery(truth: np.ndarray, recon: np.ndarray, columns: int = 5, gap: int = 4) -> np.ndarray:
+    """A grid of side-by-side pairs a person can take in at a glance: (N, H, W, C) x 2 -> uint8 RGB."""
+    tiles = [side_by_side(t, r) for t, r in zip(truth, recon)]
+    h, w = tiles[0].shape[:2]
+    rows = (len(tiles) + columns - 1) // columns
+    canvas = np.full((rows * (h + gap) + gap, columns * (w + gap) + gap, 3), 255, np.uint8)
+    for i, tile in enumerate(tiles):
+        y, x = gap + (i // columns) * (h + gap), gap + (i % columns) * (w + gap)
+        canvas[y:y + h, x:x + w] = tile
+    return canvas
+
+
+def plot_voxel_correlation(r: np.ndarray, ceiling: np.ndarray, path: Path) -> None:
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.scatter(ceiling, r, s=3, alpha=0.4)
+    a.plot([0, 1], [0, 1], "k--", lw=1)
+    a.set(xlabel="voxel noise ceiling", ylabel="test-average Pearson r", title="encoder: voxel r vs ceiling")
+    b.hist(r, bins=60, color="tab:blue", alpha=0.8)
+    b.axvline(np.median(r), color="k", ls="--", label=f"median {np.median(r):.3f}")
+    b.set(xlabel="Pearson r", ylabel="voxels", title="voxel r on the test average")
+    b.legend()
+    _save_fig(fig, path)
+
+
+def plot_cv_curve(lambdas, scores, chosen: float, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.semilogx(lambdas, scores, "o-")
+    ax.axvline(chosen, color="k", ls="--", label=f"chosen {chosen:g}")
+    ax.set(xlabel="ridge lambda", ylabel="CV mean pixel correlation", title="ridge cross-validation")
+    ax.legend()
+    _save_fig(fig, path)
+
+
+def plot_identification(records: list[dict], path: Path) -> None:
+    """Accuracy vs ways: one line per (run, channel, metric), CI bands, chance line."""
+    rows = [r for r in records if r["mode"] == "percent"]
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault((r["run"], r["channel"], r["metric"], r["distractors"]), []).append(r)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ways_all = sorted({r["ways"] for r in rows})
+    for (run, channel, metric, _), rs in sorted(groups.items()):
+        rs = sorted(rs, key=lambda r: r["ways"])
+        w = [r["ways"] for r in rs]
+        ax.plot(w, [r["mean"] for r in rs], "o-", label=f"{run} · {channel} · {metric}")
+        ax.fill_between(w, [r["ci_low"] for r in rs], [r["ci_high"] for r in rs], alpha=0.15)
+    if ways_all:
+        ax.plot(ways_all, [1 / n for n in ways_all], "k--", lw=1, label="chance")
+    ax.set(xlabel="n-way", ylabel="identification accuracy", ylim=(0, 1.02), title="n-way identification")
+    ax.set_xticks(ways_all)
+    ax.legend(fontsize=7, loc="lower left")
+    _save_fig(fig, path)
