@@ -198,19 +198,21 @@ def evaluate(
 
 
 def print_tables(records: list, depth: list) -> None:
-    t = Table(title="n-way identification (mean, 95% bootstrap CI over images)")
-    for c in ("run", "subject", "modality", "channel", "metric", "distractors", "ways", "mode", "mean", "95% CI",
-              "chance"):
-        t.add_column(c, justify="right" if c in ("ways", "mean", "95% CI", "chance") else "left")
+    runs = sorted({(r["run"], r["subject"], r["modality"]) for r in records})
+    distractors = sorted({r["distractors"] for r in records})
+    t = Table(title=f"n-way identification; distractors: {', '.join(distractors)}; mean and 95% bootstrap CI over "
+                    "images", title_justify="left")
+    for c in ("run", "chan", "metric", "ways", "mode", "mean", "95% CI", "chance"):
+        t.add_column(c, justify="right" if c in ("ways", "mean", "95% CI", "chance") else "left", no_wrap=True)
     for r in records:
-        t.add_row(r["run"], str(r["subject"]), r["modality"], r["channel"], r["metric"], r["distractors"],
-                  str(r["ways"]), r["mode"], f"{r['mean']:.3f}", f"{r['ci_low']:.3f}-{r['ci_high']:.3f}",
-                  f"{r['chance']:.3f}")
+        t.add_row(r["run"], r["channel"], r["metric"], str(r["ways"]), r["mode"], f"{r['mean']:.3f}",
+                  f"{r['ci_low']:.2f}-{r['ci_high']:.2f}", f"{r['chance']:.2f}")
     out_console.print(t)
+    out_console.print("runs: " + "; ".join(f"{run} (subject {s}, {m})" for run, s, m in runs))
     if depth:
-        d = Table(title="depth errors after per-image median scaling (relative inverse depth)")
+        d = Table(title="depth errors after per-image median scaling (relative inverse depth)", title_justify="left")
         for c in ("run", "metric", "mean", "95% CI"):
-            d.add_column(c)
+            d.add_column(c, no_wrap=True)
         for r in depth:
             d.add_row(r["run"], r["metric"], f"{r['mean']:.4f}", f"{r['ci_low']:.4f}-{r['ci_high']:.4f}")
         out_console.print(d)

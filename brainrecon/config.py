@@ -164,6 +164,8 @@ class DecoderLossConfig:
     """[D, ED, DE]: supervised, encoder->decoder (unpaired images), decoder->encoder (unpaired fMRI)."""
     perceptual_net: str = "auto"
     """auto | vgg16-release | vgg16-imagenet | vgg16-random | none."""
+    perceptual_width: float = 1.0
+    """Channel multiplier of the vgg16-random network (random features need not be full width on a CPU)."""
     perceptual_weights: list[float] = field(default_factory=lambda: [10.0, 10.0, 10.0, 10.0, 2.0])
     """Per post-pool layer weight of the perceptual term."""
     rgb_l1: float = 1.0
@@ -333,8 +335,10 @@ def load_config(stage: str, modality: str, config: str = "paper", overrides: lis
     paper = CONFIG_DIR / stage / f"{modality}.yaml"
     if paper.exists():
         values = _merge(values, read_yaml(paper))
-    if config not in ("paper", "", None):
-        path = CONFIG_DIR / stage / f"{config}.yaml" if "/" not in config and not config.endswith(".yaml") else Path(config)
+    for name in (config or "paper").split(","):  # e.g. "demo,quick": presets and files merged in order
+        if name.strip() in ("paper", ""):
+            continue
+        path = Path(name) if "/" in name or name.endswith((".yaml", ".yml")) else CONFIG_DIR / stage / f"{name}.yaml"
         values = _merge(values, read_yaml(path))
     values = _merge(values, extra or {})
     values = _merge(values, parse_overrides(overrides or []))

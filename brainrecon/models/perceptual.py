@@ -46,7 +46,8 @@ def resolve_kind(kind: str, modality: str, root: Path) -> str:
     return "vgg16-random"
 
 
-def build_perceptual_net(kind: str, modality: str, root: Path, seed: int = 0) -> PerceptualNet | None:
+def build_perceptual_net(kind: str, modality: str, root: Path, seed: int = 0,
+                         width: float = 1.0) -> PerceptualNet | None:
     kind = resolve_kind(kind, modality, root)
     if kind == "none":
         return None
@@ -61,6 +62,6 @@ def build_perceptual_net(kind: str, modality: str, root: Path, seed: int = 0) ->
     else:
         state = torch.get_rng_state()
         torch.manual_seed(seed)
-        vgg = build_vgg("vgg16", N_CHANNELS[modality])
+        vgg = build_vgg("vgg16", N_CHANNELS[modality], width)
         torch.set_rng_state(state)
     return PerceptualNet(vgg, modality, kind)

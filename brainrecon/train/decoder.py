@@ -64,7 +64,8 @@ def train_decoder(cfg: DecoderConfig, data_root: Path, run_dir: Path, encoder_ru
         check_encoder(encoder, cfg, data.n_voxels, Path(encoder_run))
         encoder.requires_grad_(False)
     pool = load_unpaired_images(data_root, cfg.data, cfg.modality, runtime.device) if w_ed > 0 else None
-    perceptual = build_perceptual_net(lc.perceptual_net, cfg.modality, data_root, seed=t.seed)
+    perceptual = build_perceptual_net(lc.perceptual_net, cfg.modality, data_root, seed=t.seed,
+                                      width=lc.perceptual_width)
     image_loss = losses.ImageLoss(cfg.modality, channel_norms(data.train_images), perceptual,
                                   lc.perceptual_weights, lc.rgb_l1, lc.depth_l1, lc.tv).to(runtime.device)
     snr = data.snr.clamp_min(1e-3)
