@@ -1,0 +1,63 @@
+import pytest
+
+from brainrecon.config import CONFIG_DIR, MODALITIES, load_config, parse_overrides
+from brainrecon.errors import ConfigError
+
+PRESETS = ["paper", "demo", "demo,quick"]
+
+
+@pytest.mark.parametrize("stage", ["encoder", "decoder"])
+@pytest.mark.parametrize("modality", MODALITIES)
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_shipped_config_loads(stage, modality, preset):
+    if stage == "encoder" and modality == "rgb" and preset == "paper":
+        cfg = load_config(stage, modality, preset)
+        assert cfg.model.backbone_weights == "imagenet"
+        return
+    cfg = load_config(stage, modality, preset)
+    assert cfg.modality == modality
+    if preset != "paper":
+        assert cfg.data.resolution == 64
+
+
+def test_every_yaml_file_is_used():
+    files = {p.relative_to(CONFIG_DIR).as_posix() for p in CONFIG_DIR.rglob("*.yaml")}
+    expected = {f"{s}/{n}.yaml" for s in ("encoder", "decoder") for n in (*MODALITIES, "demo", "quick")}
+    assert files == expected
+
+
+def test_paper_defaults_match_method():
+    enc = load_config("encoder", "rgbd")
+    assert (enc.train.epochs, enc.train.lr, enc.train.batch_size, enc.loss.cosine) == (50, 1e-3, 64, 0.3)
+    assert enc.train.milestones == [10, 20, 30, 40] and enc.train.gamma == 0.2
+    dec = load_config("decoder", "rgbd")
+    assert dec.loss.weights == [1.0, 1.0, 0.0] and dec.train.lr == 5e-3 and dec.train.milestones == [100, 140]
+    assert (dec.train.batch_size, dec.train.unpaired_fmri_batch, dec.train.unpaired_image_batch) == (24, 16, 48)
+
+
+def test_unknown_key_lists_valid_keys(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  epoch: 3\n")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) epoch; valid keys: epochs"):
+        load_config("encoder", "rgbd", str(bad))
+
+
+def test_mistyped_value_names_the_key():
+    with pytest.raises(ConfigError, match="train.epochs must be an integer"):
+        load_config("encoder", "rgbd", "paper", ["train.epochs=many"])
+
+
+def test_invalid_value_is_rejected():
+    with pytest.raises(ConfigError, match="data.roi"):
+        load_config("encoder", "rgbd", "paper", ["data.roi=V9"])
+
+
+def test_overrides_parse_nested_values():
+    assert parse_overrides(["a.b=3", "a.c=[1, 2]", "d=true"]) == {"a": {"b": 3, "c": [1, 2]}, "d": True}
+    with pytest.raises(ConfigError):
+        parse_overrides(["nonsense"])
+
+
+def test_missing_config_file():
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config("decoder", "rgb", "/nonexistent/x.yaml")
