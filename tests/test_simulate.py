@@ -14,7 +14,7 @@ def test_manifest_says_simulated(tiny_subject):
 
 def test_files_load_through_the_data_layer(tiny_subject):
     stim = release.load_stimuli(tiny_subject, "rgbd", 32)
-    assert stim.train.shape == (120, 32, 32, 4) and stim.test.shape == (12, 32, 32, 4)
+    assert stim.train.shape == (400, 32, 32, 4) and stim.test.shape == (12, 32, 32, 4)
     sub = release.load_subject(tiny_subject, 3, "VC")
     assert sub.test_trials.shape[:2] == (12, 6)
     release.check_pairing(sub, stim, tiny_subject / "x.npz")

@@ -1,0 +1,55 @@
+import json
+import warnings
+
+import numpy as np
+import torch
+
+from brainrecon.config import load_config
+from brainrecon.evaluate import EvalOptions, evaluate_runs, pixcorr_distance
+from brainrecon.reconstruct import load_reconstructions, reconstruct
+from brainrecon.train.decoder import train_decoder
+from brainrecon.train.ridge import cross_validate, fit_ridge
+from tests.conftest import tiny_overrides
+
+
+def ridge_cfg():
+    return load_config("decoder", "rgbd", "demo", tiny_overrides(**{"model.kind": "ridge"}))
+
+
+def test_ridge_run_is_interior_deterministic_and_beats_mean_image(tiny_subject, tmp_path):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m1 = train_decoder(ridge_cfg(), tiny_subject, tmp_path / "a", quiet=True)
+    assert not m1["lambda_at_grid_edge"] or any("end of the grid" in str(w.message) for w in caught)
+    m2 = train_decoder(ridge_cfg(), tiny_subject, tmp_path / "b", quiet=True)
+    assert m1["lambda"] == m2["lambda"] and m1["cv_pixcorr"] == m2["cv_pixcorr"]
+    assert (tmp_path / "a/ridge_cv.png").exists()
+    reconstruct(tmp_path / "a", data_dir=tiny_subject)
+    rec = load_reconstructions(tmp_path / "a")
+    reconstruct(tmp_path / "b", data_dir=tiny_subject)
+    np.testing.assert_array_equal(rec["reconstructions"], load_reconstructions(tmp_path / "b")["reconstructions"])
+    truth = rec["ground_truth"]
+    mean_image = np.repeat(truth.mean(0, keepdims=True).round().astype(np.uint8), len(truth), axis=0)
+    ridge_r = 1 - np.diag(pixcorr_distance(rec["reconstructions"], truth))
+    control_r = 1 - np.diag(pixcorr_distance(mean_image, truth))
+    # the mean image is a strong control on these scenes (sky over ground): ridge must beat it on most images
+    assert ridge_r.mean() > control_r.mean() and (ridge_r > control_r).mean() >= 0.6, (ridge_r, control_r)
+    records, _ = evaluate_runs([rec], EvalOptions(ways=(2,), metrics=("pixcorr",), repeats=50))
+    assert {r["channel"] for r in records} == {"rgb", "depth"}
+    metrics = json.loads((tmp_path / "a/metrics.json").read_text())
+    assert metrics["model"] == "ridge" and len(metrics["cv_pixcorr"]) == len(metrics["cv_lambdas"])
+
+
+def test_ridge_recovers_a_linear_map_in_both_forms(rng):
+    for n, v in ((60, 200), (300, 40)):  # dual (n <= V) and primal (V < n)
+        x = torch.tensor(rng.standard_normal((n, v)))
+        w = torch.tensor(rng.standard_normal((v, 30)))
+        y = x @ w + 0.01 * torch.tensor(rng.standard_normal((n, 30)))
+        scores = cross_validate((x - x.mean(0)) / x.std(0), y, [1e-3, 1e-1, 1e1, 1e3, 1e5], 4, 0)
+        if n > v:
+            assert int(np.argmax(scores)) < 3 and scores.max() > 0.99
+        state = fit_ridge(x, y, 1e-3)
+        z = (x - state["voxel_mean"].double()) / state["voxel_std"].double()
+        pred = z @ state["left"].double() @ state["right"].double() + state["intercept"].double()
+        if n > v:
+            torch.testing.assert_close(pred, y, atol=0.05, rtol=0)
