@@ -7,6 +7,7 @@ Bugs keep their traceback.
 from __future__ import annotations
 
 import functools
+import shutil
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -19,8 +20,9 @@ from brainrecon.errors import Interrupted, UserError
 
 app = typer.Typer(help="Reconstruct what a person saw (image and depth) from fMRI, with self-supervision.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False, add_completion=False)
-out_console = Console()
-err_console = Console(stderr=True)
+WIDTH = shutil.get_terminal_size((140, 24)).columns  # piped output is not cut at 80 columns
+out_console = Console(width=WIDTH)
+err_console = Console(stderr=True, width=WIDTH)
 
 DataDir = typer.Option(None, "--data-dir", help="Data folder (else $BRAINRECON_DATA, else the per-user cache).")
 Sets = typer.Option(None, "--set", help="Config override section.key=value (repeatable).")

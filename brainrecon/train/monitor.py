@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 from rich.console import Console
@@ -11,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from brainrecon.errors import UserError
 
-console = Console(stderr=True)
+console = Console(stderr=True, width=shutil.get_terminal_size((140, 24)).columns)
 
 
 class Monitor:

@@ -1,0 +1,174 @@
+"""fetch-data against a loopback HTTP server serving small files and tarballs made here."""
+
+import hashlib
+import io
+import json
+import tarfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from typer.testing import CliRunner
+
+from brainrecon.cli import app
+from brainrecon.data import fetch
+from brainrecon.errors import UserError
+
+FILES = {"images_112.npz": b"stimuli" * 10000, "sbj_1.npz": b"one" * 500, "sbj_3.npz": b"three" * 500,
+         "sbj_2.npz": b"2", "sbj_4.npz": b"4", "sbj_5.npz": b"5"}
+
+
+def tarball(members: dict) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+class Server:
+    def __init__(self, files):
+        self.files, self.truncate, self.requests = dict(files), set(), []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                name = self.path.rsplit("/", 1)[-1]
+                server.requests.append((name, self.headers.get("Range")))
+                if name not in server.files:
+                    self.send_error(404)
+                    return
+                data = server.files[name]
+                start = int(self.headers["Range"].split("=")[1].split("-")[0]) if self.headers.get("Range") else 0
+                body = data[start:]
+                self.send_response(206 if start else 200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if name in server.truncate:
+                    self.wfile.write(body[:len(body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def downloads(self, name):
+        return sum(1 for n, _ in self.requests if n == name)
+
+
+@pytest.fixture
+def server():
+    s = Server(FILES)
+    yield s
+    s.httpd.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def no_retries(monkeypatch):
+    monkeypatch.setenv("BRAINRECON_FETCH_RETRIES", "0")
+
+
+def cli(*args):
+    return CliRunner().invoke(app, ["fetch-data", "--yes", *args])
+
+
+def test_registry_lists_every_release_file():
+    entries = fetch.load_registry()
+    assert len(entries) == 17 and {e.group for e in entries} == set(fetch.GROUPS)
+    assert all(e.sha256 is None for e in entries)     # unknown: trusted on first use, never invented
+
+
+def test_first_download_locks_hashes_and_second_run_downloads_nothing(server, tmp_path):
+    r = cli("--data-dir", str(tmp_path), "--base-url", server.url, "--only", "stimuli")
+    assert r.exit_code == 0, r.output
+    assert "Terms" in r.output and "ImageNet" in r.output
+    lock = json.loads((tmp_path / fetch.LOCK).read_text())
+    assert lock["files"]["images_112.npz"]["sha256"] == hashlib.sha256(FILES["images_112.npz"]).hexdigest()
+    r2 = cli("--data-dir", str(tmp_path), "--base-url", server.url, "--only", "stimuli")
+    assert r2.exit_code == 0 and server.downloads("images_112.npz") == 1 and "Terms" not in r2.output
+
+
+def test_corruption_is_caught_by_verify_and_by_the_next_fetch(server, tmp_path):
+    cli("--data-dir", str(tmp_path), "--base-url", server.url, "--only", "stimuli")
+    (tmp_path / "images_112.npz").write_bytes(b"corrupt")
+    v = cli("--data-dir", str(tmp_path), "--verify", "--only", "stimuli")
+    assert v.exit_code == 2 and "mismatch" in v.output
+    r = cli("--data-dir", str(tmp_path), "--base-url", server.url, "--only", "stimuli")
+    assert r.exit_code == 2 and "does not match the lock hash" in r.output
+    assert not (tmp_path / "images_112.npz").exists() and list(tmp_path.glob("images_112.npz.bad-*"))
+
+
+def test_registry_hash_takes_precedence(server, tmp_path):
+    reg = tmp_path / "known.txt"
+    reg.write_text("# group: stimuli\nimages_112.npz sha256:" + "0" * 64 + "\n")
+    r = cli("--data-dir", str(tmp_path / "d"), "--base-url", server.url, "--only", "stimuli", "--registry", str(reg))
+    assert r.exit_code == 2 and "registry hash" in r.output
+    assert not (tmp_path / "d/images_112.npz").exists()
+
+
+@pytest.mark.parametrize("member", ["../evil.txt", "/tmp/evil-absolute.txt"])
+def test_unsafe_tar_members_are_refused(tmp_path, member):
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(tarball({"val/n1/ok.JPEG": b"x", member: b"evil"}))
+    with pytest.raises(UserError, match="refused"):
+        fetch.extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out/val").exists() and not (tmp_path / "evil.txt").exists()
+
+
+def test_archives_unpack_into_the_data_layout_once(server, tmp_path):
+    server.files["imagenet_val.tar.gz"] = tarball({"val/n01/a.JPEG": b"img"})
+    r = cli("--data-dir", str(tmp_path), "--base-url", server.url, "--only", "imagenet")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "imagenet/val/n01/a.JPEG").read_bytes() == b"img"
+    assert fetch.extract(tmp_path / "imagenet_val.tar.gz", tmp_path / "imagenet") is False   # idempotent
+
+
+def test_server_down_is_one_line_exit_2(tmp_path):
+    r = cli("--data-dir", str(tmp_path), "--base-url", "http://127.0.0.1:9/v1", "--only", "stimuli")
+    assert r.exit_code == 2 and "--base-url" in r.output and "http://127.0.0.1:9/v1/images_112.npz" in r.output
+    assert len(r.output.strip().splitlines()) >= 1 and "Traceback" not in r.output
+
+
+def test_interrupted_download_leaves_no_complete_looking_file_and_resumes(server, tmp_path):
+    server.truncate.add("images_112.npz")
+    r = cli("--data-dir", str(tmp_path), "--base-url", server.url, "--only", "stimuli")
+    assert r.exit_code == 2
+    assert not (tmp_path / "images_112.npz").exists()
+    partial = (tmp_path / "images_112.npz.part").stat().st_size
+    assert 0 < partial < len(FILES["images_112.npz"])
+    server.truncate.clear()
+    r = cli("--data-dir", str(tmp_path), "--base-url", server.url, "--only", "stimuli")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "images_112.npz").read_bytes() == FILES["images_112.npz"]
+    assert server.requests[-1][1] == f"bytes={partial}-"      # resumed with Range
+
+
+def test_only_and_subjects_select(server, tmp_path):
+    r = cli("--data-dir", str(tmp_path), "--base-url", server.url, "--only", "fmri", "--subjects", "1,3")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in tmp_path.glob("sbj_*.npz")) == ["sbj_1.npz", "sbj_3.npz"]
+    entries = fetch.select(fetch.load_registry(), ["vgg", "model-f6b98070.pt"], "1")
+    assert len(entries) == 6 and all(e.key.startswith("imagenet_rgbd/") for e in entries if e.group == "vgg")
+    with pytest.raises(UserError, match="neither a group"):
+        fetch.select(fetch.load_registry(), ["bogus"], "1")
+
+
+def test_list_and_dry_run(server, tmp_path):
+    r = CliRunner().invoke(app, ["fetch-data", "--data-dir", str(tmp_path), "--list"])
+    assert r.exit_code == 0 and "sbj_5.npz" in r.output and "missing" in r.output
+    d = CliRunner().invoke(app, ["fetch-data", "--data-dir", str(tmp_path), "--dry-run", "--only", "midas"])
+    assert d.exit_code == 0 and "model-f6b98070.pt" in d.output and not list(tmp_path.glob("*.pt"))
+
+
+def test_terms_must_be_accepted(server, tmp_path):
+    r = CliRunner().invoke(app, ["fetch-data", "--data-dir", str(tmp_path), "--base-url", server.url,
+                                 "--only", "stimuli"])
+    assert r.exit_code == 2 and "--yes" in r.output and not (tmp_path / "images_112.npz").exists()
