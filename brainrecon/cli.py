@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -106,11 +107,32 @@ def make_depth_cmd(
     weights: Optional[Path] = typer.Option(None, "--weights", help="MiDaS checkpoint (default: in the data dir)."),
     batch_size: int = typer.Option(8, "--batch-size"), device: str = typer.Option("auto", "--device"),
     rgbd_npz: Optional[Path] = typer.Option(None, "--rgbd-npz", help="images_<res>.npz to turn into the RGBD npz."),
+    source_size: Optional[int] = typer.Option(None, "--source-size", help="Compute depth at this size (e.g. 224)."),
     data_dir: Optional[Path] = DataDir,
 ):
     """Run MiDaS v2.1 depth over an image tree (uint8 PNGs) or a stimulus npz (RGBD npz)."""
-    err_console.print("make-depth: not implemented yet (issue #4)")
-    raise typer.Exit(code=1)
+    from brainrecon import depth
+    from brainrecon.train.core import pick_device
+    if (images is None) == (rgbd_npz is None) or out is None:
+        raise UserError("give --out and exactly one of --images DIR (an image tree) or --rgbd-npz FILE")
+    dev = pick_device(device)
+    net = depth.load_model(model, weights, _data_dir(data_dir), dev)
+    if rgbd_npz is not None:
+        path = depth.rgbd_npz(rgbd_npz, out, net, dev, model, source_size, batch_size)
+        out_console.print(f"RGBD stimuli written to {path}")
+        return
+    from rich.progress import Progress
+    t0 = time.perf_counter()
+    with Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task("make-depth", total=None)
+        report = depth.depth_tree(images, out, net, dev, batch_size, lambda n, r: bar.update(
+            task, advance=n, description=f"make-depth {r.written / max(time.perf_counter() - t0, 1e-9):.1f} img/s"))
+    for f, why in report.failed:
+        err_console.print(f"skipped unreadable image {f}: {why}")
+    out_console.print(f"{report.written} depth maps written, {report.skipped_existing} already present, "
+                      f"{len(report.failed)} skipped, {report.images_per_second:.1f} images/s -> {out}")
+    if report.failed:
+        raise typer.Exit(code=1)
 
 
 @app.command("train-encoder")
