@@ -119,6 +119,22 @@ def evaluate_speed(reps: int) -> None:
         print(f"  per-metric distance matrix {metric:<12s} {ms:10.1f} ms")
 
 
+def depth_speed(quick: bool) -> None:
+    from brainrecon.depth import predict
+    from brainrecon.models.midas import MidasNet
+    print("make-depth: MiDaS v2.1 on 375x500 images (random weights: speed does not depend on them)")
+    rng = np.random.default_rng(0)
+    for size in ("small", "large"):
+        net = MidasNet(size).eval()
+        base = None
+        for batch in (1,) if quick else (1, 16):
+            images = list(rng.integers(0, 256, (batch, 375, 500, 3), dtype=np.uint8))
+            ms = timed(lambda: predict(net, images, "cpu"), 1 if quick else 2)
+            ips = batch / ms * 1000
+            base = base or ips
+            print(f"  {size:<6s} batch {batch:<3d} {ips:8.2f} images/s   x{ips / base:5.2f} vs batch 1")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repetitions and voxels")
@@ -130,7 +146,7 @@ def main() -> None:
     evaluate_speed(reps)
     encoder_step(device, 1500 if args.quick else 4500, 64, reps)
     decoder_step(device, 1500 if args.quick else 4500, reps)
-    print("make-depth images/s: not measured (make-depth is not implemented yet, issue #4)")
+    depth_speed(args.quick)
     print("peak memory of the demo: run `/usr/bin/time -v brainrecon demo` (Maximum resident set size)")
 
 

@@ -163,7 +163,7 @@ class DecoderLossConfig:
     weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 0.0])
     """[D, ED, DE]: supervised, encoder->decoder (unpaired images), decoder->encoder (unpaired fMRI)."""
     perceptual_net: str = "auto"
-    """auto | vgg16-release | vgg16-imagenet | vgg16-random | none."""
+    """auto | vgg16-release | vgg16-imagenet | vgg16-random | effnet-lite0 | none."""
     perceptual_width: float = 1.0
     """Channel multiplier of the vgg16-random network (random features need not be full width on a CPU)."""
     perceptual_weights: list[float] = field(default_factory=lambda: [10.0, 10.0, 10.0, 10.0, 2.0])
@@ -186,11 +186,12 @@ class DecoderLossConfig:
     def __post_init__(self):
         if len(self.weights) != 3 or min(self.weights) < 0:
             raise ConfigError(f"loss.weights={self.weights} must be three non-negative numbers [D, ED, DE]")
-        if self.perceptual_net not in ("auto", "vgg16-release", "vgg16-imagenet", "vgg16-random", "none"):
-            raise ConfigError(f"loss.perceptual_net={self.perceptual_net!r}; choose auto, vgg16-release, "
-                              "vgg16-imagenet, vgg16-random or none")
-        if len(self.perceptual_weights) != 5:
-            raise ConfigError("loss.perceptual_weights must list 5 numbers (pool1..pool5)")
+        nets = ("auto", "vgg16-release", "vgg16-imagenet", "vgg16-random", "effnet-lite0", "none")
+        if self.perceptual_net not in nets:
+            raise ConfigError(f"loss.perceptual_net={self.perceptual_net!r}; choose one of {', '.join(nets)}")
+        if len(self.perceptual_weights) not in (5, 7):
+            raise ConfigError("loss.perceptual_weights must list 5 numbers (VGG pool1..pool5) or 7 (EfficientNet "
+                              "stages)")
 
 
 @dataclass

@@ -21,7 +21,9 @@ from brainrecon.data import imagenet, layout
 from brainrecon.errors import UserError
 
 WEIGHT_FREE = ("pixcorr", "ssim")
-ALL_METRICS = ("pixcorr", "ssim", "perceptual-vgg", "depth-perceptual", "lpips-alex")
+ALL_METRICS = ("pixcorr", "ssim", "perceptual-effnet", "semantic-50way", "perceptual-vgg", "depth-perceptual",
+               "lpips-alex")
+CLASSIFIER = "effnet-lite0"  # named in every semantic-50way row
 COLUMNS = ("run", "subject", "modality", "channel", "metric", "distractors", "ways", "mode", "mean", "ci_low",
            "ci_high", "chance", "n_images", "repeats", "seed")
 
@@ -128,7 +130,38 @@ def _perceptual_distance(net, recon: np.ndarray, pool: np.ndarray, chunk: int = 
         return (total / len(fa)).numpy()
 
 
+def semantic_identification(recon: np.ndarray, truth: np.ndarray, ways: int, repeats: int,
+                            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """MinD-Vis-style n-way semantic identification: the classifier's top-1 class of the ground truth against n - 1
+    random other classes; correct when the reconstruction's probability is highest for the truth's class."""
+    from brainrecon.models.effnet import load_effnet_lite0, preprocess
+    net = _cached("effnet-classifier", load_effnet_lite0)
+    with torch.no_grad():
+        logits = lambda x: torch.cat([net(preprocess(_float(x[i:i + 50]))) for i in range(0, len(x), 50)])  # noqa
+        target = logits(truth).argmax(1).numpy()
+        probs = torch.softmax(logits(recon), 1).numpy()
+    n_classes = probs.shape[1]
+    keys = rng.random((len(recon), repeats, n_classes - 1))
+    pick = np.argpartition(keys, ways - 2, axis=2)[..., :ways - 1]
+    pick = pick + (pick >= target[:, None, None])                                     # skip the true class
+    true_p = probs[np.arange(len(recon)), target][:, None, None]
+    other = np.take_along_axis(probs[:, None, :].repeat(repeats, 1), pick, axis=2)
+    return (other < true_p).all(2).mean(1), (other > true_p).sum(2).mean(1) / (ways - 1)
+
+
+_CACHE: dict = {}
+
+
+def _cached(key: str, build):
+    if key not in _CACHE:
+        _CACHE[key] = build()
+    return _CACHE[key]
+
+
 def _perceptual_net(metric: str, data_root: Path):
+    if metric == "perceptual-effnet":
+        from brainrecon.models.effnet import EffNetFeatures
+        return _cached("effnet-features", EffNetFeatures)
     from brainrecon.models.perceptual import build_perceptual_net
     from brainrecon.models.vgg import imagenet_vgg_cached
     if metric == "perceptual-vgg":
@@ -146,8 +179,10 @@ def _perceptual_net(metric: str, data_root: Path):
 
 def metric_available(metric: str, channel: str, data_root: Path) -> bool:
     from brainrecon.models.vgg import imagenet_vgg_cached
-    if metric in WEIGHT_FREE:
+    if metric in WEIGHT_FREE or metric == "perceptual-effnet":
         return True
+    if metric == "semantic-50way":
+        return channel == "rgb"
     if metric == "perceptual-vgg":
         return channel == "rgb" and imagenet_vgg_cached("vgg16")
     if metric == "depth-perceptual":
@@ -160,7 +195,7 @@ def distance_matrix(metric: str, recon: np.ndarray, pool: np.ndarray, data_root:
         return pixcorr_distance(recon, pool)
     if metric == "ssim":
         return ssim_distance(recon, pool)
-    if metric in ("perceptual-vgg", "depth-perceptual"):
+    if metric in ("perceptual-vgg", "depth-perceptual", "perceptual-effnet"):
         return _perceptual_distance(_perceptual_net(metric, data_root or layout.data_dir()), recon, pool)
     if metric == "lpips-alex":
         raise UserError("metric lpips-alex needs the `lpips` package and torchvision AlexNet weights, not available "
@@ -256,12 +291,23 @@ def evaluate_runs(recons: list[dict], opts: EvalOptions, data_root: Path | None 
             distractors = None if extra is None else np.arange(n_images, len(pool))
             metrics = opts.metrics or tuple(m for m in ALL_METRICS if metric_available(m, channel, data_root))
             for metric in metrics:
-                if metric == "perceptual-vgg" and channel != "rgb" or metric == "depth-perceptual" and channel != "depth":
+                if metric in ("perceptual-vgg", "semantic-50way") and channel != "rgb" or \
+                        metric == "depth-perceptual" and channel != "depth":
                     continue
-                dist = distance_matrix(metric, recon, pool, data_root)
                 base = {"run": run, "subject": subject, "modality": modality, "channel": channel, "metric": metric,
                         "distractors": opts.distractors if opts.distractors in ("test", "imagenet")
                         else Path(opts.distractors).name, "n_images": n_images, "seed": opts.seed}
+                if metric == "semantic-50way":  # classes, not images, are the candidates: always 50-way
+                    rng = np.random.default_rng([opts.seed, 50])
+                    correct, rank = semantic_identification(recon, truth, 50, opts.repeats, rng)
+                    base.update(metric=f"semantic-50way/{CLASSIFIER}", distractors="imagenet-classes")
+                    for mode, scores, chance in (("percent", correct, 1 / 50), ("rank", rank, 0.5)):
+                        if opts.mode in (mode, "both"):
+                            lo, hi = bootstrap_ci(scores, rng)
+                            records.append({**base, "ways": 50, "mode": mode, "mean": float(scores.mean()),
+                                            "ci_low": lo, "ci_high": hi, "chance": chance, "repeats": opts.repeats})
+                    continue
+                dist = distance_matrix(metric, recon, pool, data_root)
                 for w in opts.ways:
                     rng = np.random.default_rng([opts.seed, w])
                     correct, rank = identification(dist, w, opts.repeats, rng, distractors)

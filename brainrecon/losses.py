@@ -105,6 +105,10 @@ class ImageLoss(torch.nn.Module):
             with torch.no_grad():
                 ft = self.net(target)
             fp = self.net(pred)
+            if len(fp) != len(self.pw):
+                from brainrecon.errors import ConfigError
+                raise ConfigError(f"loss.perceptual_weights has {len(self.pw)} values but {self.net.name} has "
+                                  f"{len(fp)} feature layers; give one weight per layer")
             for k, name in enumerate(fp):
                 d = 1 - (unit_channels(fp[name]) * unit_channels(ft[name])).sum(1)
                 terms[f"percep_{name}"] = self.pw[k] * d.mean()

@@ -72,5 +72,5 @@ def test_checkpoints_load_weights_only(tmp_path):
         def __reduce__(self):
             return (print, ("pwned",))
     torch.save({"model": Evil()}, tmp_path / "bad.pt")
-    with pytest.raises(UserError, match="not a readable brainrecon checkpoint"):
+    with pytest.raises(UserError, match="not a readable checkpoint"):
         checkpoint.load(tmp_path / "bad.pt")

@@ -89,25 +89,28 @@ def _u(gen, *shape, lo=0.0, hi=1.0):
 def _render_batch(b: int, res: int, gen: torch.Generator, n_shapes: int = 18) -> np.ndarray:
     coords = (torch.arange(res) + 0.5) / res
     yy, xx = coords.view(1, res, 1), coords.view(1, 1, res)                        # broadcast to (B, R, R)
-    horizon = _u(gen, b, 1, 1, lo=0.3, hi=0.6)
-    below = (yy - horizon).clamp_min(1e-3)
+    # Horizon: anywhere from high to low, tilted; a quarter of the scenes look down at the ground only (no sky).
+    horizon = torch.where(_u(gen, b, 1, 1) < 0.25, _u(gen, b, 1, 1, lo=-0.6, hi=0.0), _u(gen, b, 1, 1, lo=0.15, hi=0.8))
+    tilt = _u(gen, b, 1, 1, lo=-0.35, hi=0.35)
+    horizon_at = horizon + tilt * (xx - 0.5)                                         # (B, 1, R)
+    below = (yy - horizon_at).clamp_min(1e-3)
     ground_z = (1.2 / below).clamp(1.0, 60.0)
     sky_z = torch.full((b, res, res), 80.0)
-    z = torch.where(yy > horizon, ground_z, sky_z)                                   # (B, R, R) distance
+    z = torch.where(yy > horizon_at, ground_z, sky_z)                                # (B, R, R) distance
     sky = torch.stack([_u(gen, b, lo=0.35, hi=0.7), _u(gen, b, lo=0.55, hi=0.85), _u(gen, b, lo=0.75, hi=1.0)], 1)
     ground = _u(gen, b, 3, lo=0.15, hi=0.6) * torch.tensor([1.0, 0.9, 0.7])
     freq, phase = _u(gen, b, 1, 1, lo=2, hi=8), _u(gen, b, 1, 1, hi=2 * math.pi)
     ground_tex = 1 + 0.25 * torch.sin(2 * math.pi * freq * (xx - 0.5) * 0.4 / below * 0.1 + phase) \
         * torch.sin(2 * math.pi * 0.3 / below + phase)
-    sky_img = sky.view(b, 3, 1, 1) * (1.1 - 0.3 * yy / horizon).unsqueeze(1)
+    sky_img = sky.view(b, 3, 1, 1) * (1.1 - 0.3 * (yy / horizon_at.clamp_min(0.05)).clamp(max=1)).unsqueeze(1)
     ground_img = ground.view(b, 3, 1, 1) * ground_tex.unsqueeze(1)
-    img = torch.where((yy > horizon).unsqueeze(1), ground_img, sky_img).expand(b, 3, res, res).clone()
+    img = torch.where((yy > horizon_at).unsqueeze(1), ground_img, sky_img).expand(b, 3, res, res).clone()
 
     # Shapes: power-law radii (dead leaves), standing on the ground where their base is below the horizon.
-    radius = (0.03 * (1 - _u(gen, b, n_shapes)).pow(-1 / 2.0)).clamp(max=0.4)
+    radius = (0.04 * (1 - _u(gen, b, n_shapes)).pow(-1 / 2.0)).clamp(max=0.45)
     cx, cy = _u(gen, b, n_shapes, lo=-0.1, hi=1.1), _u(gen, b, n_shapes, lo=0.05, hi=1.1)
     aspect, angle = _u(gen, b, n_shapes, lo=0.5, hi=1.6), _u(gen, b, n_shapes, hi=math.pi)
-    base = (cy + radius * aspect - horizon.view(b, 1)).clamp_min(0.02)
+    base = (cy + radius * aspect - (horizon.view(b, 1) + tilt.view(b, 1) * (cx - 0.5))).clamp_min(0.02)
     shape_z = (1.2 / base).clamp(1.0, 40.0) * _u(gen, b, n_shapes, lo=0.9, hi=1.1)
     is_box = _u(gen, b, n_shapes) < 0.4
     colour = _u(gen, b, n_shapes, 3).pow(1.3)

@@ -124,14 +124,8 @@ class MidasNet(nn.Module):
 def load_midas_v21(path: Path, size: str) -> MidasNet:
     """A published MiDaS v2.1 checkpoint (a bare state dict, or one under `model`), loaded strictly."""
     from brainrecon.models.vgg import load_strict
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: MiDaS {size} weights not found; run `brainrecon fetch-data --only midas` "
-                        "or pass --weights PATH")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise UserError(f"{path}: cannot read checkpoint ({type(e).__name__}); fetch it again") from None
+    from brainrecon.weights import read_weights
+    state = read_weights(path, f"MiDaS {size} weights: run `brainrecon fetch-data --only midas` or pass --weights PATH")
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     model = MidasNet(size)

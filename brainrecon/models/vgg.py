@@ -57,14 +57,9 @@ def load_strict(model: nn.Module, state: dict, path: Path) -> None:
 
 def load_release_vgg(path: Path, arch: str, in_chans: int) -> nn.Module:
     """A release `vgg1{6,9}_{rgbd,depth_only}*_norm_within_img_best.pth.tar` file as a torchvision VGG."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: release VGG weights not found; run `brainrecon fetch-data --only vgg` "
-                        "(or set model.backbone_weights=none / loss.perceptual_net=vgg16-random)")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise UserError(f"{path}: cannot read checkpoint ({type(e).__name__}); delete it and fetch it again") from None
+    from brainrecon.weights import read_weights
+    raw = read_weights(path, "release VGG weights: run `brainrecon fetch-data --only vgg` (or set "
+                             "model.backbone_weights=none / loss.perceptual_net=vgg16-random)")
     model = build_vgg(arch, in_chans)
     load_strict(model, clean_release_state_dict(raw), path)
     return model

@@ -13,6 +13,7 @@ import torch
 
 from brainrecon.atomic import write_atomic
 from brainrecon.errors import UserError
+from brainrecon.weights import read_weights
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -31,15 +32,19 @@ def save(path: Path, **state) -> Path:
     return write_atomic(path, lambda tmp: torch.save(state, tmp))
 
 
-def load(path: Path, map_location="cpu") -> dict:
-    path = Path(path)
+def load(path: Path) -> dict:
+    return read_weights(path, "train first or check the run folder", "delete it and train again")
+
+
+def load_best(run_dir: Path, kind: str) -> dict:
+    """best.pt of an encoder or decoder run folder, checked to be of that kind."""
+    path = Path(run_dir) / BEST
     if not path.exists():
-        raise UserError(f"{path}: checkpoint not found; train first or check the run folder")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file for the user
-        raise UserError(f"{path}: not a readable brainrecon checkpoint ({type(e).__name__}: {e}); "
-                        "delete it and train again") from None
+        raise UserError(f"{path}: no trained {kind} here; run `brainrecon train-{kind} --out {run_dir}` first")
+    state = load(path)
+    if state.get("kind") != kind:
+        raise UserError(f"{path}: not a {kind} run (found {state.get('kind')!r}); pass a train-{kind} --out folder")
+    return state
 
 
 def resume_state(run_dir: Path, config: dict, data_fingerprint: str) -> dict | None:

@@ -172,12 +172,7 @@ def load_decoder(run_dir: Path, device="cpu") -> tuple[torch.nn.Module, DecoderC
     """The best decoder of a train-decoder run (deep or ridge), in eval mode, with its config."""
     from brainrecon.config import from_dict
     from brainrecon.models.ridge import RidgeDecoder
-    path = Path(run_dir) / checkpoint.BEST
-    if not path.exists():
-        raise UserError(f"{path}: no trained decoder here; run `brainrecon train-decoder --out {run_dir}` first")
-    state = checkpoint.load(path)
-    if state.get("kind") != "decoder":
-        raise UserError(f"{path}: not a decoder run (found {state.get('kind')!r}); pass a train-decoder --out folder")
+    state = checkpoint.load_best(run_dir, "decoder")
     cfg = from_dict("decoder", state["config"])
     if state["model_kind"] == "ridge":
         model = RidgeDecoder.from_state(state["model"], cfg.modality, cfg.data.resolution)

@@ -159,12 +159,7 @@ def train_encoder(cfg: EncoderConfig, data_root: Path, run_dir: Path, resume: bo
 
 def load_encoder(run_dir: Path, device="cpu") -> Encoder:
     """The best encoder of a run folder, in eval mode."""
-    path = Path(run_dir) / checkpoint.BEST
-    if not path.exists():
-        raise UserError(f"{path}: no trained encoder here; run `brainrecon train-encoder --out {run_dir}` first")
-    state = checkpoint.load(path)
-    if state.get("kind") != "encoder":
-        raise UserError(f"{path}: not an encoder run (found {state.get('kind')!r}); pass the train-encoder --out folder")
+    state = checkpoint.load_best(run_dir, "encoder")
     cfg = from_dict("encoder", state["config"])
     m = cfg.model
     model = Encoder(EncoderArch(n_voxels=state["n_voxels"], modality=cfg.modality, arch=m.arch, width=m.width,
