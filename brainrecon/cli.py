@@ -7,6 +7,7 @@ Bugs keep their traceback.
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import sys
 import time
@@ -44,6 +45,12 @@ def user_errors(fn):
             err_console.print(f"[yellow]interrupted:[/] {e or 'stopped by the user'}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=130) from None
     return wrapper
+
+
+def _say(message: str) -> None:
+    """Print on rank 0 only (under torchrun every rank runs the command)."""
+    if os.environ.get("RANK", "0") == "0":
+        out_console.print(message)
 
 
 def _data_dir(flag: Optional[Path]) -> Path:
@@ -153,7 +160,7 @@ def train_encoder_cmd(
              **({"model": {"backbone_weights": backbone_weights}} if backbone_weights else {})}
     cfg = load_config("encoder", modality, config, _overrides(sets, device, epochs), extra)
     m = train_encoder(cfg, _data_dir(data_dir), out, resume=resume)
-    out_console.print(f"encoder: median test r {m['median_r']:.3f}, r/ceiling {m['median_r_over_ceiling']:.2f} "
+    _say(f"encoder: median test r {m['median_r']:.3f}, r/ceiling {m['median_r_over_ceiling']:.2f} "
                       f"({m['epochs']} epochs, {m['seconds']:.0f}s) -> {out}")
 
 
@@ -176,7 +183,7 @@ def train_decoder_cmd(
              **({"train": {"self_supervision": False}} if no_self_supervision else {})}
     cfg = load_config("decoder", modality, config, _overrides(sets, device, epochs), extra)
     m = train_decoder(cfg, _data_dir(data_dir), out, encoder_run=encoder, resume=resume)
-    out_console.print(f"decoder ({model}) trained in {m['seconds']:.0f}s -> {out}")
+    _say(f"decoder ({model}) trained in {m['seconds']:.0f}s -> {out}")
 
 
 @app.command()

@@ -60,7 +60,8 @@ def run_demo(out: Path, modality: str = "rgbd", quick: bool = False, say: Callab
         recon_path = reconstruct(dec_dir, "test", data_dir=data)
         say(f"[4/5] reconstruct: {recon_path}")
 
-    opts = EvalOptions(ways=(2, 5, 10), metrics=("pixcorr", "ssim"), repeats=100, mode="percent")
+    opts = EvalOptions(ways=(2, 5, 10), metrics=("pixcorr", "ssim", "perceptual-effnet"), repeats=100,
+                       mode="percent")
     records, depth = evaluate_runs([load_reconstructions(recon_path)], opts, data)
     paths = write_outputs(records, depth, out / "evaluation")
     say(f"[5/5] evaluate: {paths['csv']} ({time.perf_counter() - start:.0f}s in all)")

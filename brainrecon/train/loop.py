@@ -71,6 +71,8 @@ def fit(*, run_dir: Path, runtime: Runtime, model: torch.nn.Module, optimizer, s
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted in epoch {epoch + 1}; the checkpoint of the last finished epoch is in "
                           f"{last}; continue with --resume") from None
+    if runtime.distributed:  # every rank reads best.pt after this; rank 0 must have written it
+        torch.distributed.barrier()
     return history
 
 
