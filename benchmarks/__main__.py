@@ -33,6 +33,18 @@ def row(name: str, ms: float, base: float, unit: str = "ms/step") -> None:
     print(f"  {name:<38s} {ms:10.1f} {unit:8s}  x{base / ms:5.2f} vs baseline")
 
 
+def time_step(variant: str, loss_fn, optimizer, reps: int, base: float | None) -> float:
+    """Time one optimiser step of `loss_fn`, print it against the baseline; returns the baseline."""
+    def step():
+        loss = loss_fn()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    ms = timed(step, reps)
+    row(variant, ms, base or ms)
+    return base or ms
+
+
 def encoder_step(device, n_voxels: int, batch: int, reps: int) -> None:
     cfg = load_config("encoder", "rgbd", "paper", ["model.backbone_weights=none", f"train.batch_size={batch}"])
     print(f"encoder train step: VGG19 frozen, 112 px, batch {batch}, {n_voxels} voxels, dropout 0.5 ({device})")
@@ -49,16 +61,11 @@ def encoder_step(device, n_voxels: int, batch: int, reps: int) -> None:
         ctx = torch.autocast(device.type, dtype=torch.bfloat16) if variant == "bf16 autocast" else \
             contextlib.nullcontext()
 
-        def step():
+        def loss():
             with ctx:
                 pred = model(x).float()
-            loss, _ = encoder_loss(model, pred, y, cfg)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        ms = timed(step, reps)
-        base = base or ms
-        row(variant, ms, base)
+            return encoder_loss(model, pred, y, cfg)[0]
+        base = time_step(variant, loss, opt, reps, base)
 
 
 def decoder_step(device, n_voxels: int, reps: int) -> None:
@@ -79,15 +86,10 @@ def decoder_step(device, n_voxels: int, reps: int) -> None:
         ctx = torch.autocast(device.type, dtype=torch.bfloat16) if variant == "bf16 autocast" else \
             contextlib.nullcontext()
 
-        def step():
+        def loss():
             with ctx:
-                loss = sum(loss_fn(dec(v).float(), target).values())
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        ms = timed(step, reps)
-        base = base or ms
-        row(variant, ms, base)
+                return sum(loss_fn(dec(v).float(), target).values())
+        base = time_step(variant, loss, opt, reps, base)
 
 
 def evaluate_speed(reps: int) -> None:
