@@ -13,7 +13,6 @@ import torch
 
 from brainrecon.config import DataConfig
 from brainrecon.data import imagenet, layout, release
-from brainrecon.data.transforms import CHANNELS
 
 
 @dataclass
@@ -91,6 +90,3 @@ def unpaired_fmri_batch(trials: torch.Tensor, batch: int, fraction: float, gen: 
     sel = trials[which.to(trials.device).unsqueeze(1), picks.to(trials.device)]       # (B, k, V)
     return sel.mean(1)
 
-
-__all__ = ["PairedData", "load_paired", "load_unpaired_images", "as_float", "channel_norms",
-           "unpaired_fmri_batch", "CHANNELS"]

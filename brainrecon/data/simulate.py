@@ -308,8 +308,10 @@ def simulate_subject(out: Path, cfg: SimulationConfig, progress=None) -> dict:
     release.write_subject(layout.subject_file(out, cfg.subject), arrays, {n: masks[n] for n in ROIS})
     n_rep = cfg.n_repeats
     true_ceiling = np.sqrt(model.reliability / (model.reliability + (1 - model.reliability) / n_rep))
-    write_atomic(out / f"sbj_{cfg.subject}_truth.npz", lambda p: np.savez(
-        open(p, "wb"), reliability=model.reliability, true_noise_ceiling=true_ceiling, roi=model.roi_of_voxel))
+    def write_truth(path: Path):
+        with open(path, "wb") as f:
+            np.savez(f, reliability=model.reliability, true_noise_ceiling=true_ceiling, roi=model.roi_of_voxel)
+    write_atomic(out / f"sbj_{cfg.subject}_truth.npz", write_truth)
 
     say(f"rendering {cfg.n_unpaired} unpaired images")
     unpaired_gen = torch.Generator().manual_seed(cfg.seed + 7919)
