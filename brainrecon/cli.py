@@ -30,6 +30,10 @@ DataDir = typer.Option(None, "--data-dir", help="Data folder (else $BRAINRECON_D
 Sets = typer.Option(None, "--set", help="Config override section.key=value (repeatable).")
 ConfigOpt = typer.Option("paper", "--config", help="YAML path or preset name: paper | demo.")
 DeviceOpt = typer.Option(None, "--device", help="auto | cpu | cuda | mps (overrides train.device).")
+ModalityOpt = typer.Option("rgbd", "--modality", help="rgb | depth | rgbd")
+SubjectOpt = typer.Option(3, "--subject", help="GOD subject (selects sbj_<N>.npz).")
+EpochsOpt = typer.Option(None, "--epochs", help="Overrides the config's epoch count.")
+ResumeOpt = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint.")
 
 
 def user_errors(fn):
@@ -145,12 +149,12 @@ def make_depth_cmd(
 @app.command("train-encoder")
 @user_errors
 def train_encoder_cmd(
-    modality: str = typer.Option("rgbd", "--modality", help="rgb | depth | rgbd"),
-    subject: int = typer.Option(3, "--subject"), data_dir: Optional[Path] = DataDir, config: str = ConfigOpt,
+    modality: str = ModalityOpt, subject: int = SubjectOpt, data_dir: Optional[Path] = DataDir,
+    config: str = ConfigOpt,
     roi: Optional[str] = typer.Option(None, "--roi", help="ROI (default VC)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs"),
+    epochs: Optional[int] = EpochsOpt,
     backbone_weights: Optional[str] = typer.Option(None, "--backbone-weights", help="release | imagenet | none"),
-    out: Path = typer.Option(Path("runs/encoder"), "--out"), resume: bool = typer.Option(False, "--resume"),
+    out: Path = typer.Option(Path("runs/encoder"), "--out"), resume: bool = ResumeOpt,
     sets: Optional[List[str]] = Sets, device: Optional[str] = DeviceOpt,
 ):
     """Train the image -> voxels encoder."""
@@ -161,19 +165,19 @@ def train_encoder_cmd(
     cfg = load_config("encoder", modality, config, _overrides(sets, device, epochs), extra)
     m = train_encoder(cfg, _data_dir(data_dir), out, resume=resume)
     _say(f"encoder: median test r {m['median_r']:.3f}, r/ceiling {m['median_r_over_ceiling']:.2f} "
-                      f"({m['epochs']} epochs, {m['seconds']:.0f}s) -> {out}")
+         f"({m['epochs']} epochs, {m['seconds']:.0f}s) -> {out}")
 
 
 @app.command("train-decoder")
 @user_errors
 def train_decoder_cmd(
-    modality: str = typer.Option("rgbd", "--modality", help="rgb | depth | rgbd"),
-    subject: int = typer.Option(3, "--subject"), data_dir: Optional[Path] = DataDir, config: str = ConfigOpt,
+    modality: str = ModalityOpt, subject: int = SubjectOpt, data_dir: Optional[Path] = DataDir,
+    config: str = ConfigOpt,
     encoder: Optional[Path] = typer.Option(None, "--encoder", help="train-encoder --out folder."),
     model: str = typer.Option("deep", "--model", help="deep | ridge"),
     no_self_supervision: bool = typer.Option(False, "--no-self-supervision"),
-    epochs: Optional[int] = typer.Option(None, "--epochs"),
-    out: Path = typer.Option(Path("runs/decoder"), "--out"), resume: bool = typer.Option(False, "--resume"),
+    epochs: Optional[int] = EpochsOpt,
+    out: Path = typer.Option(Path("runs/decoder"), "--out"), resume: bool = ResumeOpt,
     sets: Optional[List[str]] = Sets, device: Optional[str] = DeviceOpt,
 ):
     """Train the voxels -> image decoder (supervised + self-supervised), or the ridge baseline."""
@@ -253,7 +257,7 @@ def print_tables(records: list, depth: list) -> None:
 @user_errors
 def demo(
     out: Path = typer.Option(Path("demo-out"), "--out"),
-    modality: str = typer.Option("rgbd", "--modality"),
+    modality: str = ModalityOpt,
     quick: bool = typer.Option(False, "--quick", help="About 2 minutes: a first look and the test of the pipeline."),
 ):
     """The whole method on a built-in SIMULATED subject, on a CPU, in minutes."""
