@@ -40,8 +40,9 @@ def reconstruct(run_dir: Path, split: str = "test", out: Path | None = None, dat
     dev = pick_device(device)
     model, cfg = load_decoder(run_dir, dev)
     data = load_paired(run_data_dir(run_dir, data_dir), cfg.data, cfg.modality, seed=cfg.train.seed)
-    if data.n_voxels != (model.voxel_mean.numel() if hasattr(model, "voxel_mean") else model.arch.n_voxels):
-        raise UserError(f"{run_dir}: the decoder expects a different voxel count than the data; check --data-dir")
+    if data.n_voxels != model.n_voxels:
+        raise UserError(f"{run_dir}: the decoder takes {model.n_voxels} voxels but the data has {data.n_voxels}; "
+                        "check --data-dir")
     if split == "test":
         voxels, images, indices = data.test_fmri, data.test_images, np.arange(len(data.test_images))
     else:  # 50 training pairs spread over the set, as the original wrote

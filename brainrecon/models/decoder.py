@@ -43,6 +43,10 @@ class Decoder(nn.Module):
         x = self.blocks(x)                                                          # -> (B, 64, 112, 112)
         return self.top(x)                                                          # -> (B, C, 112, 112) in [0, 1]
 
+    @property
+    def n_voxels(self) -> int:
+        return self.arch.n_voxels
+
     def input_map(self) -> torch.Tensor:
         """The input linear map viewed per voxel: (V, C, S, S)."""
         a = self.arch

@@ -25,6 +25,10 @@ class RidgeDecoder(nn.Module):
         return cls(state["voxel_mean"], state["voxel_std"], state["left"], state["right"], state["intercept"],
                    modality, resolution)
 
+    @property
+    def n_voxels(self) -> int:
+        return self.voxel_mean.numel()
+
     def forward(self, voxels: torch.Tensor) -> torch.Tensor:
         z = (voxels - self.voxel_mean) / self.voxel_std
         pixels = (z @ self.left) @ self.right + self.intercept                      # (B, V) -> (B, C*R*R)
