@@ -267,6 +267,18 @@ def _distractor_pool(opts: EvalOptions, data_root: Path, size: int, channel: str
     return np.stack([imagenet.load_image(depths[i], size, "L") for i in pick])
 
 
+def _records(base: dict, ways: int, correct: np.ndarray, rank: np.ndarray, opts: EvalOptions,
+             rng: np.random.Generator) -> list[dict]:
+    """The % correct and rank rows (as --mode asks) of one run x channel x metric x ways, with bootstrap CIs."""
+    rows = []
+    for mode, scores, chance in (("percent", correct, 1 / ways), ("rank", rank, 0.5)):
+        if opts.mode in (mode, "both"):
+            lo, hi = bootstrap_ci(scores, rng)
+            rows.append({**base, "ways": ways, "mode": mode, "mean": float(scores.mean()), "ci_low": lo,
+                         "ci_high": hi, "chance": chance, "repeats": opts.repeats})
+    return rows
+
+
 def evaluate_runs(recons: list[dict], opts: EvalOptions, data_root: Path | None = None) -> tuple[list, list]:
     """Identification records and depth-error records for every run x channel x metric x ways x mode."""
     data_root = Path(data_root) if data_root else layout.data_dir()
@@ -301,21 +313,13 @@ def evaluate_runs(recons: list[dict], opts: EvalOptions, data_root: Path | None 
                     rng = np.random.default_rng([opts.seed, 50])
                     correct, rank = semantic_identification(recon, truth, 50, opts.repeats, rng)
                     base.update(metric=f"semantic-50way/{CLASSIFIER}", distractors="imagenet-classes")
-                    for mode, scores, chance in (("percent", correct, 1 / 50), ("rank", rank, 0.5)):
-                        if opts.mode in (mode, "both"):
-                            lo, hi = bootstrap_ci(scores, rng)
-                            records.append({**base, "ways": 50, "mode": mode, "mean": float(scores.mean()),
-                                            "ci_low": lo, "ci_high": hi, "chance": chance, "repeats": opts.repeats})
+                    records += _records(base, 50, correct, rank, opts, rng)
                     continue
                 dist = distance_matrix(metric, recon, pool, data_root)
                 for w in opts.ways:
                     rng = np.random.default_rng([opts.seed, w])
                     correct, rank = identification(dist, w, opts.repeats, rng, distractors)
-                    for mode, scores, chance in (("percent", correct, 1 / w), ("rank", rank, 0.5)):
-                        if opts.mode in (mode, "both"):
-                            lo, hi = bootstrap_ci(scores, rng)
-                            records.append({**base, "ways": w, "mode": mode, "mean": float(scores.mean()),
-                                            "ci_low": lo, "ci_high": hi, "chance": chance, "repeats": opts.repeats})
+                    records += _records(base, w, correct, rank, opts, rng)
                 if opts.exhaustive and opts.distractors == "test":
                     scores = exhaustive_two_way(dist)
                     lo, hi = bootstrap_ci(scores, np.random.default_rng(opts.seed))
