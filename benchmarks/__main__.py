@@ -1,5 +1,9 @@
 """python -m benchmarks [--quick]: speed figures, each next to a baseline measured in the same run, as a ratio.
 
+- the demo's encoder and decoder steps (demo configs): fp32 (baseline) vs channels_last vs bf16 autocast vs both, and
+  "as trained" (what `train.amp: auto` and brainrecon.train.core.CHANNELS_LAST choose on this machine). Each line also
+  gives the step's share of the machine's measured matmul throughput (FLOPs of one step counted by torch's
+  FlopCounterMode / step time, over a large matmul's GFLOP/s in the same dtype): the distance to the physical floor;
 - encoder / decoder training step (ms/step at paper batch sizes, 112 px): eager fp32 (baseline) vs channels_last vs
   bf16 autocast (CPU here; CUDA when present);
 - evaluate: the vectorised identification vs a naive per-repeat loop (50 reconstructions, ways 2,5,10, 100 repeats,
@@ -17,6 +21,7 @@ import torch
 
 from brainrecon.config import load_config
 from brainrecon.models.decoder import Decoder, DecoderArch
+from brainrecon.train import core
 from brainrecon.train.encoder import build_encoder, encoder_loss
 
 
@@ -29,19 +34,48 @@ def timed(fn, reps: int, warmup: int = 1) -> float:
     return (time.perf_counter() - start) / reps * 1000
 
 
-def row(name: str, ms: float, base: float, unit: str = "ms/step") -> None:
-    print(f"  {name:<38s} {ms:10.1f} {unit:8s}  x{base / ms:5.2f} vs baseline")
+def row(name: str, ms: float, base: float, unit: str = "ms/step", extra: str = "") -> None:
+    print(f"  {name:<38s} {ms:10.1f} {unit:8s}  x{base / ms:5.2f} vs baseline{extra}")
 
 
-def time_step(variant: str, loss_fn, optimizer, reps: int, base: float | None) -> float:
-    """Time one optimiser step of `loss_fn`, print it against the baseline; returns the baseline."""
+PEAK: dict = {}
+
+
+def matmul_gflops(device, dtype) -> float:
+    """Measured GFLOP/s of a large square matmul in `dtype`: the physical floor every step is compared with."""
+    key = (str(device), dtype)
+    if key not in PEAK:
+        n = 2048
+        a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+        ms = timed(lambda: a @ b, 3)
+        PEAK[key] = 2 * n ** 3 / (ms / 1000) / 1e9
+    return PEAK[key]
+
+
+def step_flops(step) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def time_step(variant: str, loss_fn, optimizer, reps: int, base: float | None, device=None) -> float:
+    """Time one optimiser step of `loss_fn`, print it against the baseline and its share of the machine's matmul
+    throughput; returns the baseline."""
     def step():
         loss = loss_fn()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     ms = timed(step, reps)
-    row(variant, ms, base or ms)
+    extra = ""
+    if device is not None:
+        dtype = torch.bfloat16 if "bf16" in variant or "as trained" in variant and core.cpu_bf16()[0] \
+            else torch.float32
+        gflops = step_flops(step) / (ms / 1000) / 1e9
+        peak = matmul_gflops(device, dtype)
+        extra = f"   {gflops:6.1f} GFLOP/s = {gflops / peak:4.0%} of {str(dtype)[6:]} matmul ({peak:.0f})"
+    row(variant, ms, base or ms, extra=extra)
     return base or ms
 
 
@@ -92,12 +126,88 @@ def decoder_step(device, n_voxels: int, reps: int) -> None:
         base = time_step(variant, loss, opt, reps, base)
 
 
+VARIANTS = ("fp32 (baseline)", "channels_last", "bf16 autocast", "bf16 + channels_last", "as trained")
+
+
+def _variant(name: str, device, *nets):
+    """Apply a variant's memory format to the nets; return (autocast context of frozen nets, of the trained net)."""
+    if name == "as trained":  # what train-encoder / train-decoder do on this machine
+        runtime = core.setup(device.type, "auto")
+        for net, role in zip(nets, ("encoder", "decoder", "perceptual")):
+            core.place(net, runtime, role)
+        # the encoder trains under autocast; the decoder trains in fp32 (autocast off inside the frozen nets' context)
+        trained = core.autocast(runtime) if len(nets) == 1 else torch.autocast(device.type, enabled=False)
+        return core.autocast(runtime), trained
+    if "channels_last" in name:
+        for net in nets:
+            net.to(memory_format=torch.channels_last)
+    if "bf16" in name:
+        return torch.autocast(device.type, dtype=torch.bfloat16), torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext(), contextlib.nullcontext()
+
+
+def demo_steps(device, reps: int) -> None:
+    """The demo's own steps (configs/*/demo.yaml, default demo subject size): what `train.amp: auto` and the
+    channels_last choice in brainrecon.train.core were decided on."""
+    from brainrecon import losses
+    from brainrecon.models.perceptual import build_perceptual_net
+    n_voxels = 1425
+    enc_cfg = load_config("encoder", "rgbd", "demo")
+    dec_cfg = load_config("decoder", "rgbd", "demo")
+    t = dec_cfg.train
+    print(f"demo steps: encoder (demo.yaml, 64 px, batch 64) and self-supervised decoder (D {t.batch_size} + ED "
+          f"{t.unpaired_image_batch} + DE {t.unpaired_fmri_batch}, effnet-lite0 perceptual), {n_voxels} voxels "
+          f"({device})")
+    for stage in ("encoder", "decoder"):
+        print(f" {stage}")
+        base = None
+        for variant in VARIANTS:
+            torch.manual_seed(0)
+            encoder = build_encoder(enc_cfg, n_voxels, None).to(device)
+            x = torch.rand(64, 4, 64, 64, device=device)
+            if stage == "encoder":
+                _, ctx = _variant(variant, device, encoder)
+                opt = torch.optim.Adam(encoder.trainable_parameters(), lr=1e-3)
+                y = torch.randn(64, n_voxels, device=device)
+
+                def loss():
+                    with ctx:
+                        pred = encoder(x).float()
+                    return encoder_loss(encoder, pred, y, enc_cfg)[0]
+            else:
+                encoder.eval().requires_grad_(False)
+                dec = Decoder(DecoderArch(n_voxels, "rgbd", dec_cfg.model.channels, 8)).to(device)
+                net = build_perceptual_net("effnet-lite0", "rgbd", None)
+                image_loss = losses.ImageLoss("rgbd", torch.full((4,), 0.4), net,
+                                              dec_cfg.loss.perceptual_weights).to(device)
+                frozen, trained = _variant(variant, device, encoder, dec, image_loss)
+                opt = torch.optim.Adam(dec.parameters(), lr=5e-3, amsgrad=True)
+                v = torch.randn(t.batch_size, n_voxels, device=device)
+                fmri = torch.randn(t.unpaired_fmri_batch, n_voxels, device=device)
+                images = torch.rand(t.unpaired_image_batch, 4, 64, 64, device=device)
+
+                def decode(z):
+                    with trained:
+                        return dec(z).float()
+
+                def loss():
+                    with frozen:
+                        d = sum(image_loss(decode(v), x[:t.batch_size]).values())
+                        with torch.no_grad():
+                            voxels = encoder(images).float()
+                        ed = sum(image_loss(decode(voxels), images).values())
+                        de = losses.fmri_loss(encoder(decode(fmri)).float(), fmri, torch.ones(n_voxels))
+                    return d + ed + de
+            base = time_step(variant, loss, opt, reps, base, device)
+
+
 def evaluate_speed(reps: int) -> None:
     from brainrecon.evaluate import distance_matrix, identification
     rng = np.random.default_rng(0)
     recon = rng.integers(0, 256, (50, 112, 112, 3), dtype=np.uint8)
     truth = rng.integers(0, 256, (50, 112, 112, 3), dtype=np.uint8)
-    print("evaluate: 50 reconstructions x ways 2,5,10 x 100 repeats")
+    print("evaluate: 50 reconstructions x ways 2,5,10 x 100 repeats (evaluate has no bf16 path: metrics are computed "
+          "in full precision)")
 
     def naive():  # the original's shape: distances recomputed for every repeat and candidate
         from brainrecon.evaluate import pixcorr_distance
@@ -140,11 +250,16 @@ def depth_speed(quick: bool) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repetitions and voxels")
+    ap.add_argument("--demo-only", action="store_true", help="only the demo-config steps")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     device = torch.device(args.device)
     reps = 1 if args.quick else 3
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}; "
+          f"train.amp auto here: {core.resolve_amp('auto', device)[1]}")
+    demo_steps(device, reps)
+    if args.demo_only:
+        return
     evaluate_speed(reps)
     encoder_step(device, 1500 if args.quick else 4500, 64, reps)
     decoder_step(device, 1500 if args.quick else 4500, reps)

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from brainrecon.errors import Interrupted, UserError
+from brainrecon.config import ALL_METRICS
 
 app = typer.Typer(help="Reconstruct what a person saw (image and depth) from fMRI, with self-supervision.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False, add_completion=False)
@@ -26,9 +27,12 @@ WIDTH = shutil.get_terminal_size((140, 24)).columns  # piped output is not cut a
 out_console = Console(width=WIDTH)
 err_console = Console(stderr=True, width=WIDTH)
 
+config_app = typer.Typer(help="See the resolved configuration a run would use.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
 DataDir = typer.Option(None, "--data-dir", help="Data folder (else $BRAINRECON_DATA, else the per-user cache).")
 Sets = typer.Option(None, "--set", help="Config override section.key=value (repeatable).")
-ConfigOpt = typer.Option("paper", "--config", help="YAML path or preset name: paper | demo.")
+ConfigOpt = typer.Option("paper", "--config", help="YAML path or preset name: paper | demo | demo,quick.")
 DeviceOpt = typer.Option(None, "--device", help="auto | cpu | cuda | mps (overrides train.device).")
 ModalityOpt = typer.Option("rgbd", "--modality", help="rgb | depth | rgbd")
 SubjectOpt = typer.Option(3, "--subject", help="GOD subject (selects sbj_<N>.npz).")
@@ -69,6 +73,30 @@ def _overrides(sets, device, epochs) -> list[str]:
     if epochs:
         out.append(f"train.epochs={epochs}")
     return out
+
+
+def _version(value: bool) -> None:
+    if value:
+        from brainrecon import __version__
+        out_console.print(f"brainrecon {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                              help="Print the version and exit.")):
+    """Reconstruct what a person saw (image and depth) from fMRI, with self-supervision."""
+
+
+@config_app.command("show")
+@user_errors
+def config_show(
+    stage: str = typer.Option(..., "--stage", help="encoder | decoder"), modality: str = ModalityOpt,
+    config: str = ConfigOpt, sets: Optional[List[str]] = Sets,
+):
+    """Print the fully resolved YAML a run would use (the text it writes to config.yaml); loads back with --config."""
+    from brainrecon.config import load_config, to_yaml
+    sys.stdout.write(to_yaml(load_config(stage, modality, config, sets)))
 
 
 @app.command("fetch-data")
@@ -209,8 +237,8 @@ def reconstruct(
 def evaluate(
     recons: List[Path] = typer.Argument(..., help="reconstructions.npz files or run folders."),
     ways: str = typer.Option("2,5,10", "--ways"),
-    metric: Optional[List[str]] = typer.Option(None, "--metric", help="pixcorr, ssim, perceptual-vgg, "
-                                               "depth-perceptual, lpips-alex (default: all available)."),
+    metric: Optional[List[str]] = typer.Option(None, "--metric", help=f"{', '.join(ALL_METRICS)} (repeatable; "
+                                               "default: all available)."),
     repeats: int = typer.Option(100, "--repeats"), mode: str = typer.Option("both", "--mode"),
     seed: int = typer.Option(0, "--seed"),
     distractors: str = typer.Option("test", "--distractors", help="test | imagenet | DIR"),

@@ -3,6 +3,9 @@
 Paper settings are the dataclass defaults; `configs/<stage>/<modality>.yaml` sets what differs per modality in the
 published runs and `configs/<stage>/demo.yaml` the small CPU settings for the simulated subject. Precedence, last
 wins: dataclass defaults < modality YAML < the chosen preset or file < `--set section.key=value`.
+
+The presets are read through the installed package `brainrecon.configs` (the top-level `configs/` folder, mapped in
+pyproject.toml), so a wheel, an sdist and an editable install all resolve the same files.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +22,12 @@ import yaml
 
 from brainrecon.errors import ConfigError
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+STAGES = ("encoder", "decoder")
 MODALITIES = ("rgb", "depth", "rgbd")
 ROIS = ("V1", "V2", "V3", "V4", "FFA", "PPA", "LOC", "LVC", "HVC", "VC")
+ALL_METRICS = ("pixcorr", "ssim", "perceptual-effnet", "semantic-50way", "perceptual-vgg", "depth-perceptual",
+               "lpips-alex")
+"""Every metric `evaluate --metric` accepts (brainrecon.evaluate computes them)."""
 
 
 @dataclass
@@ -67,8 +74,8 @@ class TrainConfig:
     """Ask torch for deterministic kernels (slower)."""
     device: str = "auto"
     """auto | cpu | cuda | mps."""
-    amp: bool = True
-    """bf16 autocast on CUDA (ignored on CPU)."""
+    amp: bool | str = "auto"
+    """bf16 autocast: auto (on CUDA and on CPUs with native bf16, fp32 elsewhere) | true (forced) | false."""
     log_every: int = 1
     """Epochs between validation/log lines."""
 
@@ -79,6 +86,8 @@ class TrainConfig:
             raise ConfigError(f"train.batch_size={self.batch_size} must be at least 1")
         if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
             raise ConfigError(f"train.device={self.device!r}; choose auto, cpu, cuda or mps")
+        if not (isinstance(self.amp, bool) or self.amp == "auto"):
+            raise ConfigError(f"train.amp={self.amp!r}; choose auto, true or false")
 
 
 @dataclass
@@ -208,8 +217,8 @@ class DecoderTrainConfig(TrainConfig):
     """Fraction of an image's repeats averaged into one unpaired fMRI sample."""
     self_supervision: bool = True
     """False = supervised only (weights ED and DE forced to 0)."""
-    max_seconds: float = 0.0
-    """Stop after this many seconds of training (0 = no limit); the CPU demo uses it as a budget."""
+    warn_seconds: float = 0.0
+    """Warn when training takes longer than this (0 = never); a guard only: all `epochs` are always trained."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -299,12 +308,25 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
-def read_yaml(path: Path) -> dict:
+def preset_file(stage: str, name: str):
+    """The shipped YAML `configs/<stage>/<name>.yaml`, as an importlib.resources Traversable."""
+    return resources.files("brainrecon.configs").joinpath(stage, f"{name}.yaml")
+
+
+def preset_names(stage: str) -> list[str]:
+    """Every preset shipped for a stage (modality files excluded), e.g. ['demo', 'quick']."""
+    names = (p.name[:-5] for p in resources.files("brainrecon.configs").joinpath(stage).iterdir()
+             if p.name.endswith(".yaml"))
+    return sorted(n for n in names if n not in MODALITIES)
+
+
+def read_yaml(path) -> dict:
+    """A YAML mapping from a file path or a shipped preset (Traversable)."""
     try:
-        values = yaml.safe_load(Path(path).read_text()) or {}
+        values = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
-        raise ConfigError(f"config file {Path(path).resolve()} does not exist; pass a YAML path or a preset "
-                          "name (paper, demo)") from None
+        raise ConfigError(f"config file {Path(str(path)).resolve()} does not exist; pass a YAML path or a preset "
+                          "name (paper, demo, quick)") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(values, dict):
@@ -331,15 +353,25 @@ def load_config(stage: str, modality: str, config: str = "paper", overrides: lis
                 extra: dict | None = None):
     """Resolve the config for `stage` (encoder | decoder) and `modality`; see the module docstring for precedence."""
     check_modality(modality)
+    if stage not in STAGES:
+        raise ConfigError(f"--stage {stage!r}; choose encoder or decoder")
     cls = {"encoder": EncoderConfig, "decoder": DecoderConfig}[stage]
-    values: dict = {}
-    paper = CONFIG_DIR / stage / f"{modality}.yaml"
-    if paper.exists():
-        values = _merge(values, read_yaml(paper))
+    paper = preset_file(stage, modality)
+    if not paper.is_file():  # a broken install must not train the published runs with the wrong settings
+        raise ConfigError(f"the shipped config configs/{stage}/{modality}.yaml is missing from the brainrecon "
+                          f"install ({paper}); reinstall brainrecon")
+    values = read_yaml(paper)
     for name in (config or "paper").split(","):  # e.g. "demo,quick": presets and files merged in order
-        if name.strip() in ("paper", ""):
+        name = name.strip()
+        if name in ("paper", ""):
             continue
-        path = Path(name) if "/" in name or name.endswith((".yaml", ".yml")) else CONFIG_DIR / stage / f"{name}.yaml"
+        if "/" in name or "\\" in name or name.endswith((".yaml", ".yml")):
+            path = Path(name).expanduser()
+        else:
+            path = preset_file(stage, name)
+            if not path.is_file() or name in MODALITIES:
+                raise ConfigError(f"--config {name!r} is neither a YAML file nor a preset; presets for {stage}: "
+                                  f"paper, {', '.join(preset_names(stage))}")
         values = _merge(values, read_yaml(path))
     values = _merge(values, extra or {})
     values = _merge(values, parse_overrides(overrides or []))
@@ -352,7 +384,8 @@ def to_dict(config) -> dict:
 
 
 def to_yaml(config) -> str:
-    return yaml.safe_dump(to_dict(config), sort_keys=False)
+    """The resolved config as YAML: what `config show` prints and every run writes to config.yaml."""
+    return yaml.safe_dump(config if isinstance(config, dict) else to_dict(config), sort_keys=False)
 
 
 def from_dict(stage: str, values: dict):

@@ -17,12 +17,11 @@ import torch
 import torch.nn.functional as F
 
 from brainrecon.atomic import write_text_atomic
+from brainrecon.config import ALL_METRICS
 from brainrecon.data import imagenet, layout
 from brainrecon.errors import UserError
 
 WEIGHT_FREE = ("pixcorr", "ssim")
-ALL_METRICS = ("pixcorr", "ssim", "perceptual-effnet", "semantic-50way", "perceptual-vgg", "depth-perceptual",
-               "lpips-alex")
 CLASSIFIER = "effnet-lite0"  # named in every semantic-50way row
 COLUMNS = ("run", "subject", "modality", "channel", "metric", "distractors", "ways", "mode", "mean", "ci_low",
            "ci_high", "chance", "n_images", "repeats", "seed")

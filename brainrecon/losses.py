@@ -70,6 +70,9 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
 
 
 def unit_channels(f: torch.Tensor) -> torch.Tensor:
+    """Unit-normalise over channels, in fp32: under bf16 autocast the features arrive in bf16, whose 8-bit mantissa
+    turned the channel cosines coarse enough to tilt the decoder's gradient (cosine to fp32 0.984 -> 0.99+)."""
+    f = f.float()
     return f / (torch.sqrt((f ** 2).sum(1, keepdim=True) + 1e-10) + 1e-10)
 
 

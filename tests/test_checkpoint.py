@@ -11,16 +11,18 @@ from brainrecon.train.encoder import train_encoder
 from tests.conftest import tiny_overrides
 
 
-def encoder_cfg(epochs):
+def encoder_cfg(epochs, amp=False):
     return load_config("encoder", "rgbd", "demo", tiny_overrides(**{
         "train.epochs": epochs, "train.batch_size": 32, "train.milestones": "[1]", "model.input_size": 32,
-        "loss.pad_percent": 10, "model.dropout": 0.3}))
+        "loss.pad_percent": 10, "model.dropout": 0.3, "train.amp": str(amp).lower()}))
 
 
-def test_resume_equals_uninterrupted(tiny_subject, tmp_path):
-    train_encoder(encoder_cfg(3), tiny_subject, tmp_path / "full", quiet=True)
+@pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16-autocast"])
+@pytest.mark.filterwarnings("ignore:train.amp is true")
+def test_resume_equals_uninterrupted(tiny_subject, tmp_path, amp):
+    train_encoder(encoder_cfg(3, amp), tiny_subject, tmp_path / "full", quiet=True)
     # "kill" after 2 epochs: a run configured for 3 that stopped; emulate by running 2 then editing nothing
-    cfg = encoder_cfg(3)
+    cfg = encoder_cfg(3, amp)
     import brainrecon.train.loop as loop
     real_fit = loop.fit
 
@@ -53,9 +55,49 @@ def test_resume_equals_uninterrupted(tiny_subject, tmp_path):
 
 
 def test_resume_refuses_a_different_config(tiny_subject, tmp_path):
-    train_encoder(encoder_cfg(1), tiny_subject, tmp_path / "run", quiet=True)
+    train_encoder(encoder_cfg(2), tiny_subject, tmp_path / "run", quiet=True)
+    changed = encoder_cfg(2)
+    changed.train.lr = 5e-4
     with pytest.raises(UserError, match="different config"):
-        train_encoder(encoder_cfg(2), tiny_subject, tmp_path / "run", resume=True, quiet=True)
+        train_encoder(changed, tiny_subject, tmp_path / "run", resume=True, quiet=True)
+    with pytest.raises(UserError, match="already trained 2 epochs"):
+        train_encoder(encoder_cfg(1), tiny_subject, tmp_path / "run", resume=True, quiet=True)
+
+
+def test_resume_with_more_epochs_equals_the_longer_run(tiny_subject, tmp_path):
+    """`--resume --epochs N+k` after N epochs continues to N+k, bit-exact with an uninterrupted N+k run."""
+    train_encoder(encoder_cfg(3), tiny_subject, tmp_path / "full", quiet=True)
+    train_encoder(encoder_cfg(2), tiny_subject, tmp_path / "longer", quiet=True)
+    metrics = train_encoder(encoder_cfg(3), tiny_subject, tmp_path / "longer", resume=True, quiet=True)
+    assert metrics["epochs"] == 3
+    for name in (checkpoint.LAST, checkpoint.BEST):
+        a = checkpoint.load(tmp_path / "full" / name)
+        b = checkpoint.load(tmp_path / "longer" / name)
+        assert a["epoch"] == b["epoch"]
+        for k in a["model"]:
+            torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0)
+    assert (tmp_path / "longer/config.yaml").read_text() == (tmp_path / "full/config.yaml").read_text()
+
+
+def test_no_validation_split_keeps_the_last_epoch(tiny_subject, tmp_path):
+    """With data.val_fraction 0 nothing selects on the test set: best.pt is the last epoch, and says so."""
+    import json
+
+    from brainrecon.train.decoder import train_decoder
+    cfg = load_config("encoder", "rgbd", "demo", tiny_overrides(**{
+        "train.epochs": 2, "model.input_size": 32, "data.val_fraction": 0}))
+    m = train_encoder(cfg, tiny_subject, tmp_path / "enc", quiet=True)
+    assert m["selected_by"] == "last epoch (no validation split)" and m["best_epoch"] == 2
+    dcfg = load_config("decoder", "rgbd", "demo", tiny_overrides(**{
+        "train.epochs": 2, "data.val_fraction": 0, "loss.perceptual_net": "none", "train.milestones": "[]"}))
+    train_decoder(dcfg, tiny_subject, tmp_path / "dec", encoder_run=tmp_path / "enc", quiet=True)
+    d = json.loads((tmp_path / "dec/metrics.json").read_text())
+    assert d["selected_by"] == "last epoch (no validation split)" and d["best_epoch"] == 2
+    assert checkpoint.load(tmp_path / "dec" / checkpoint.BEST)["epoch"] == 1
+    assert all("val_loss_D" not in json.loads(s) for s in (tmp_path / "dec/metrics.jsonl").read_text().splitlines())
+    with_val = train_encoder(load_config("encoder", "rgbd", "demo", tiny_overrides(**{
+        "train.epochs": 1, "model.input_size": 32})), tiny_subject, tmp_path / "enc_val", quiet=True)
+    assert with_val["selected_by"].startswith("lowest val_loss on the validation split")
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):

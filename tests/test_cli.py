@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from brainrecon.cli import app
 
-COMMANDS = ("fetch-data", "simulate", "make-depth", "train-encoder", "train-decoder", "reconstruct", "evaluate",
+COMMANDS = ("config", "fetch-data", "simulate", "make-depth", "train-encoder", "train-decoder", "reconstruct", "evaluate",
             "demo")
 
 
@@ -41,14 +41,20 @@ def test_simulate_cli(tmp_path):
     assert "SIMULATED" in result.output and json.loads((tmp_path / "simulated.json").read_text())["simulated"]
 
 
-def test_demo_quick_end_to_end(tmp_path):
-    """The whole pipeline in about two minutes; re-running resumes finished stages."""
-    result = CliRunner().invoke(app, ["demo", "--quick", "--out", str(tmp_path)])
-    assert result.exit_code == 0, result.output
-    assert "SIMULATED" in result.output
-    assert (tmp_path / "decoder_rgbd/reconstruct_test/gallery.png").exists()
-    records = json.loads((tmp_path / "evaluation/identification.json").read_text())
-    two_way = [r for r in records if r["ways"] == 2 and r["metric"] == "pixcorr" and r["channel"] == "rgb"][0]
-    assert two_way["ci_low"] > two_way["chance"], two_way      # above chance by more than its CI
-    again = CliRunner().invoke(app, ["demo", "--quick", "--out", str(tmp_path)])
-    assert again.exit_code == 0 and again.output.count("already done") == 4
+def test_preset_for_other_data_names_the_fix(tiny_subject, tmp_path):
+    """The 64 px demo preset on 32 px data: say the preset's size and both fixes, not a fetch-data hint."""
+    result = CliRunner().invoke(app, ["train-encoder", "--config", "demo", "--data-dir", str(tiny_subject),
+                                      "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    out = " ".join(result.output.split())
+    assert "configured for 64 px" in out and "simulate --resolution 64" in out and "--set data.resolution=32" in out
+    assert "fetch-data" not in out
+
+
+def test_evaluate_help_lists_every_metric():
+    from brainrecon.config import ALL_METRICS
+    result = CliRunner().invoke(app, ["evaluate", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    flat = " ".join(result.output.replace("│", " ").split())
+    for metric in ALL_METRICS:
+        assert metric in flat, metric

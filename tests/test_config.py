@@ -1,7 +1,14 @@
-import pytest
+from pathlib import Path
 
-from brainrecon.config import CONFIG_DIR, MODALITIES, load_config, parse_overrides
+import pytest
+from typer.testing import CliRunner
+
+from brainrecon import config as config_module
+from brainrecon.cli import app
+from brainrecon.config import MODALITIES, load_config, parse_overrides, to_dict, to_yaml
 from brainrecon.errors import ConfigError
+
+SOURCE_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 PRESETS = ["paper", "demo", "demo,quick"]
 
@@ -21,9 +28,48 @@ def test_every_shipped_config_loads(stage, modality, preset):
 
 
 def test_every_yaml_file_is_used():
-    files = {p.relative_to(CONFIG_DIR).as_posix() for p in CONFIG_DIR.rglob("*.yaml")}
+    files = {p.relative_to(SOURCE_CONFIGS).as_posix() for p in SOURCE_CONFIGS.rglob("*.yaml")}
     expected = {f"{s}/{n}.yaml" for s in ("encoder", "decoder") for n in (*MODALITIES, "demo", "quick")}
     assert files == expected
+
+
+def test_presets_are_read_through_the_package():
+    """The installed package's configs are the top-level configs/ folder (same bytes, found via importlib)."""
+    for stage in ("encoder", "decoder"):
+        for path in (SOURCE_CONFIGS / stage).glob("*.yaml"):
+            assert config_module.preset_file(stage, path.stem).read_text() == path.read_text()
+    assert config_module.preset_names("decoder") == ["demo", "quick"]
+
+
+def test_missing_modality_config_is_an_error_not_a_skip(monkeypatch, tmp_path):
+    monkeypatch.setattr(config_module, "preset_file", lambda stage, name: tmp_path / stage / f"{name}.yaml")
+    with pytest.raises(ConfigError, match="configs/encoder/rgbd.yaml is missing"):
+        load_config("encoder", "rgbd")
+
+
+def test_unknown_preset_lists_the_presets():
+    with pytest.raises(ConfigError, match="presets for decoder: paper, demo, quick"):
+        load_config("decoder", "rgbd", "dmeo")
+
+
+@pytest.mark.parametrize("stage", ["encoder", "decoder"])
+@pytest.mark.parametrize("preset", ["paper", "demo,quick"])
+def test_config_show_loads_back_to_the_same_config(stage, preset, tmp_path):
+    sets = ["--set", "train.lr=0.002", "--set", "data.subject=2"]
+    result = CliRunner().invoke(app, ["config", "show", "--stage", stage, "--modality", "depth", "--config", preset,
+                                      *sets])
+    assert result.exit_code == 0, result.output
+    expected = load_config(stage, "depth", preset, ["train.lr=0.002", "data.subject=2"])
+    assert result.output == to_yaml(expected)
+    saved = tmp_path / "shown.yaml"
+    saved.write_text(result.output)
+    assert to_dict(load_config(stage, "depth", str(saved))) == to_dict(expected)
+
+
+def test_version_flag():
+    from brainrecon import __version__
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"brainrecon {__version__}"
 
 
 def test_paper_defaults_match_method():

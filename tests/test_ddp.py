@@ -21,7 +21,7 @@ def _worker(rank: int, world: int, port: int, out: str):
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     runtime = core.setup("cpu", amp=False, seed=0)
-    model = core.wrap(torch.nn.Linear(6, 2), runtime)
+    model = core.wrap(torch.nn.Linear(6, 2), runtime, "decoder")
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(64, 6, generator=g), torch.randn(64, 2, generator=g)

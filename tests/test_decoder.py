@@ -68,7 +68,7 @@ def tiny_encoder(tiny_subject, tmp_path_factory):
 
 
 def decoder_cfg(epochs=3, **extra):
-    sets = {"train.epochs": epochs, "train.milestones": "[]", "train.max_seconds": 0,
+    sets = {"train.epochs": epochs, "train.milestones": "[]", "train.warn_seconds": 0,
             "train.unpaired_image_batch": 8, "train.unpaired_fmri_batch": 8, "train.batch_size": 16,
             "loss.perceptual_width": 0.125, "loss.perceptual_net": "vgg16-random",
             "loss.perceptual_weights": "[10,10,10,10,2]"}

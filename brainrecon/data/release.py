@@ -103,6 +103,8 @@ def load_stimuli(root: Path, modality: str, resolution: int = 112) -> Stimuli:
     """Stimulus images of a modality as uint8 (N, R, R, C): rgb from images_<res>.npz, depth/rgbd from the rgbd file."""
     path = layout.stimuli_file(root, resolution) if modality == "rgb" else layout.rgbd_file(root, resolution)
     hint = "stimuli" if modality == "rgb" else "rgbd"
+    if not path.exists():
+        _check_other_resolutions(root, modality, resolution, path)
     channels = (3,) if modality == "rgb" else (4,)
     with _open_npz(path, hint) as npz:
         train = _as_uint8_images(_get(npz, path, "train_images", hint), path, "train_images", channels)
@@ -114,6 +116,18 @@ def load_stimuli(root: Path, modality: str, resolution: int = 112) -> Stimuli:
     if modality == "depth":
         train, test = train[..., 3:], test[..., 3:]
     return Stimuli(train=train, test=test)
+
+
+def _check_other_resolutions(root: Path, modality: str, resolution: int, path: Path) -> None:
+    """A config made for other data (e.g. the 64 px demo preset on 112 px files) gets the fix that helps."""
+    name = layout.stimuli_file if modality == "rgb" else layout.rgbd_file
+    found = sorted(r for r in range(16, 1025, 8) if name(root, r).exists())
+    if found:
+        have = ", ".join(f"{r} px ({name(root, r).name})" for r in found)
+        raise DataError(f"{path}: not found; this run is configured for {resolution} px stimuli "
+                        f"(data.resolution={resolution}, e.g. from the demo preset) but {root} holds {have}: make "
+                        f"{resolution} px data with `brainrecon simulate --resolution {resolution} --out DIR`, or run "
+                        f"at the data's size with `--set data.resolution={found[-1]}`")
 
 
 def load_subject(root: Path, subject: int, roi: str = "VC") -> Subject:

@@ -47,15 +47,28 @@ def load_best(run_dir: Path, kind: str) -> dict:
     return state
 
 
+def _without_epochs(config: dict) -> dict:
+    return {**config, "train": {k: v for k, v in config.get("train", {}).items() if k != "epochs"}}
+
+
 def resume_state(run_dir: Path, config: dict, data_fingerprint: str) -> dict | None:
-    """The last checkpoint of a run, if its config and data match the current ones; else a clear error."""
+    """The last checkpoint of a run, if its config and data match the current ones; else a clear error.
+
+    The one change allowed is a larger `train.epochs` ("train longer"): the loop continues to the new count, which
+    gives the same weights as a run started with that count.
+    """
     path = Path(run_dir) / LAST
     if not path.exists():
         return None
     state = load(path)
-    if state.get("config") != config:
-        raise UserError(f"{path}: --resume with a different config than the run was started with; "
-                        "start a new --out folder or drop --resume")
+    old = state.get("config") or {}
+    if _without_epochs(old) != _without_epochs(config):
+        raise UserError(f"{path}: --resume with a different config than the run was started with (only a larger "
+                        "--epochs may change); start a new --out folder or drop --resume")
+    done = state["epoch"] + 1
+    if config["train"]["epochs"] < done:
+        raise UserError(f"{path}: --resume --epochs {config['train']['epochs']}, but this run has already trained "
+                        f"{done} epochs; give --epochs {done} or more")
     if state.get("data_fingerprint") != data_fingerprint:
         raise UserError(f"{path}: the data files changed since this run was started; start a new --out folder")
     return state

@@ -7,9 +7,13 @@ of every batch order and only rank 0 writes files.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import platform
 import random
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,6 +28,14 @@ class Runtime:
     rank: int = 0
     world_size: int = 1
     amp: bool = False
+    amp_reason: str = "autocast off"
+    channels_last: frozenset = frozenset()
+    """Roles of the networks kept in channels_last memory format (see CHANNELS_LAST)."""
+
+    def record(self) -> dict:
+        """What metrics.json says about how the run computed."""
+        return {"device": str(self.device), "autocast": self.amp, "autocast_reason": self.amp_reason,
+                "channels_last": sorted(self.channels_last), "world_size": self.world_size}
 
     @property
     def is_main(self) -> bool:
@@ -48,7 +60,79 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def setup(device: str = "auto", amp: bool = True, seed: int = 0, deterministic: bool = False) -> Runtime:
+X86 = ("x86_64", "amd64", "i386", "i686")
+# Which networks run in channels_last, by (device type, autocast): measured with `python -m benchmarks --demo-only` on
+# a 2-core avx512_bf16 CPU at the demo's sizes. Encoder step: fp32 1.08x, bf16 2.16x -> bf16 + channels_last 2.47x.
+# Decoder + EfficientNet perceptual: channels_last 1.16x in fp32 but 0.9x under bf16 (where the decoder itself still
+# trains in fp32, see train/decoder.py), so under autocast only the encoder is converted. Not measured on CUDA here:
+# left off there.
+CHANNELS_LAST = {("cpu", False): frozenset({"encoder", "decoder", "perceptual"}),
+                 ("cpu", True): frozenset({"encoder"})}
+
+
+def _cpu_flags() -> set[str] | None:
+    """The x86 feature flags of this CPU from /proc/cpuinfo (Linux); None where they cannot be read."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_bf16() -> tuple[bool, str]:
+    """(native bf16 on this CPU, why). Checked at run time, never assumed.
+
+    First torch's own oneDNN check, `torch.ops.mkldnn._is_mkldnn_bf16_supported()` (the capability torch's tests and
+    inductor consult). On x86 oneDNN also says yes for AVX-512 CPUs without bf16 instructions, where it emulates bf16
+    and runs slower than fp32, so there the CPU must also list `avx512_bf16` or `amx_bf16`; on ARM the oneDNN check
+    is already the native BF16 feature.
+    """
+    try:
+        onednn = torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        onednn = False
+    if not onednn:
+        return False, "fp32: oneDNN reports no bf16 on this CPU"
+    if platform.machine().lower() in X86:
+        flags = _cpu_flags()
+        if flags is None:
+            return False, "fp32: oneDNN offers bf16 but native bf16 could not be confirmed (no /proc/cpuinfo)"
+        native = sorted({"avx512_bf16", "amx_bf16"} & flags)
+        if not native:
+            return False, "fp32: this CPU would emulate bf16 (AVX-512 without avx512_bf16/amx_bf16), slower than fp32"
+        return True, f"bf16 autocast: native bf16 on this CPU ({', '.join(native)})"
+    return True, f"bf16 autocast: native bf16 on this CPU (oneDNN, {platform.machine()})"
+
+
+_warned: set[str] = set()
+
+
+def resolve_amp(setting, device: torch.device) -> tuple[bool, str]:
+    """`train.amp` (auto | true | false) on a device -> (autocast on, why), recorded in every run's metrics.json.
+
+    auto: bf16 on CUDA, and on CPUs with native bf16; fp32 elsewhere (emulated bf16 is slower than fp32).
+    """
+    if setting is False:
+        return False, "fp32: train.amp is false"
+    if device.type == "cuda":
+        return True, "bf16 autocast on CUDA"
+    if device.type != "cpu":
+        return False, f"fp32: no bf16 autocast on {device.type}"
+    native, why = cpu_bf16()
+    if setting == "auto":
+        return native, why
+    if not native and "forced" not in _warned:  # amp: true on a CPU without native bf16
+        _warned.add("forced")
+        warnings.warn(f"train.amp is true but this CPU has no native bf16 ({why.split(': ', 1)[1]}); bf16 will be "
+                      "emulated and slower than fp32", stacklevel=2)
+    return True, "bf16 autocast: forced by train.amp true" + ("" if native else " (emulated on this CPU)")
+
+
+def setup(device: str = "auto", amp="auto", seed: int = 0, deterministic: bool = False) -> Runtime:
     """Start the process group when launched by torchrun, choose the device, seed everything."""
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     dev = pick_device(device)
@@ -69,11 +153,16 @@ def setup(device: str = "auto", amp: bool = True, seed: int = 0, deterministic: 
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    return Runtime(device=dev, rank=rank, world_size=world, amp=amp and dev.type == "cuda")
+    use_amp, why = resolve_amp(amp, dev)
+    return Runtime(device=dev, rank=rank, world_size=world, amp=use_amp, amp_reason=why,
+                   channels_last=CHANNELS_LAST.get((dev.type, use_amp), frozenset()))
 
 
 def teardown() -> None:
     if dist.is_available() and dist.is_initialized():
+        # every rank reaches this point before any destroys the group: a gloo rank whose peer tore down first can
+        # abort in its background threads ("terminate called without an active exception")
+        dist.barrier()
         dist.destroy_process_group()
 
 
@@ -84,15 +173,23 @@ def seed_everything(seed: int) -> None:
 
 
 def autocast(runtime: Runtime):
-    """bf16 autocast on CUDA when enabled; a no-op elsewhere."""
+    """bf16 autocast on the runtime's device when `runtime.amp` (see resolve_amp); a no-op otherwise."""
     if runtime.amp:
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return torch.autocast(device_type=runtime.device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
-def wrap(model: torch.nn.Module, runtime: Runtime) -> torch.nn.Module:
+def place(model: torch.nn.Module, runtime: Runtime, role: str) -> torch.nn.Module:
+    """Move a network (role: encoder | decoder | perceptual) to the device, in channels_last where that measured
+    faster (CHANNELS_LAST)."""
+    if role in runtime.channels_last:
+        return model.to(runtime.device, memory_format=torch.channels_last)
+    return model.to(runtime.device)
+
+
+def wrap(model: torch.nn.Module, runtime: Runtime, role: str) -> torch.nn.Module:
     """Move to the device and wrap in DDP when distributed (only if the model has trainable parameters)."""
-    model = model.to(runtime.device)
+    model = place(model, runtime, role)
     if runtime.distributed and any(p.requires_grad for p in model.parameters()):
         from torch.nn.parallel import DistributedDataParallel
         ids = [runtime.device.index] if runtime.device.type == "cuda" else None

@@ -14,15 +14,15 @@ import torch
 
 from brainrecon import losses
 from brainrecon.atomic import write_text_atomic
-from brainrecon.config import DecoderConfig, to_dict, to_yaml
+from brainrecon.config import DecoderConfig, to_dict
 from brainrecon.data.datasets import (as_float, channel_norms, load_paired, load_unpaired_images,
                                       unpaired_fmri_batch)
 from brainrecon.errors import UserError
 from brainrecon.models.decoder import Decoder, DecoderArch
 from brainrecon.models.perceptual import build_perceptual_net
-from brainrecon.train import checkpoint, core
+from brainrecon.train import checkpoint, core, runlock
 from brainrecon.train.encoder import load_encoder
-from brainrecon.train.loop import fit
+from brainrecon.train.loop import fit, selection
 from brainrecon.train.monitor import Monitor
 
 
@@ -46,13 +46,18 @@ def pixel_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def train_decoder(cfg: DecoderConfig, data_root: Path, run_dir: Path, encoder_run: Path | None = None,
                   resume: bool = False, quiet: bool = False) -> dict:
-    if cfg.model.kind == "ridge":
-        from brainrecon.train.ridge import train_ridge
-        return train_ridge(cfg, data_root, run_dir, quiet=quiet)
+    runtime = core.setup(cfg.train.device, cfg.train.amp, cfg.train.seed, cfg.train.deterministic)
+    with runlock.hold(run_dir, runtime.is_main):
+        if cfg.model.kind == "ridge":
+            from brainrecon.train.ridge import train_ridge
+            return train_ridge(cfg, runtime, Path(data_root), Path(run_dir), quiet=quiet)
+        return _train_decoder(cfg, runtime, Path(data_root), Path(run_dir), encoder_run, resume, quiet)
+
+
+def _train_decoder(cfg: DecoderConfig, runtime: core.Runtime, data_root: Path, run_dir: Path,
+                   encoder_run: Path | None, resume: bool, quiet: bool) -> dict:
     start = time.perf_counter()
     t, lc = cfg.train, cfg.loss
-    data_root, run_dir = Path(data_root), Path(run_dir)
-    runtime = core.setup(t.device, t.amp, t.seed, t.deterministic)
     data = load_paired(data_root, cfg.data, cfg.modality, seed=t.seed, device=runtime.device)
     w_d, w_ed, w_de = lc.weights if t.self_supervision else (lc.weights[0], 0.0, 0.0)
     encoder = None
@@ -60,14 +65,15 @@ def train_decoder(cfg: DecoderConfig, data_root: Path, run_dir: Path, encoder_ru
         if encoder_run is None:
             raise UserError("self-supervision needs a trained encoder: pass --encoder RUN (a train-encoder --out "
                             "folder), or --no-self-supervision")
-        encoder = load_encoder(encoder_run, runtime.device)
+        encoder = core.place(load_encoder(encoder_run), runtime, "encoder")
         check_encoder(encoder, cfg, data.n_voxels, Path(encoder_run))
         encoder.requires_grad_(False)
     pool = load_unpaired_images(data_root, cfg.data, cfg.modality, runtime.device) if w_ed > 0 else None
     perceptual = build_perceptual_net(lc.perceptual_net, cfg.modality, data_root, seed=t.seed,
                                       width=lc.perceptual_width)
     image_loss = losses.ImageLoss(cfg.modality, channel_norms(data.train_images), perceptual,
-                                  lc.perceptual_weights, lc.rgb_l1, lc.depth_l1, lc.tv).to(runtime.device)
+                                  lc.perceptual_weights, lc.rgb_l1, lc.depth_l1, lc.tv)
+    image_loss = core.place(image_loss, runtime, "perceptual")
     snr = data.snr.clamp_min(1e-3)
     snr_weight = snr / snr.mean()
     snr_inv = (1 / snr) / (1 / snr).mean()
@@ -75,12 +81,9 @@ def train_decoder(cfg: DecoderConfig, data_root: Path, run_dir: Path, encoder_ru
     torch.manual_seed(t.seed)
     raw = Decoder(DecoderArch(n_voxels=data.n_voxels, modality=cfg.modality, channels=cfg.model.channels,
                               start_size=cfg.data.resolution // 8))
-    model = core.wrap(raw, runtime)
+    model = core.wrap(raw, runtime, "decoder")
     optimizer = torch.optim.Adam(raw.parameters(), lr=t.lr, amsgrad=True)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, t.milestones, t.gamma)
-    if runtime.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(run_dir / "config.yaml", to_yaml(cfg))
     monitor = Monitor(run_dir, enabled=runtime.is_main, quiet=quiet)
     steps = max(1, len(data.train_images) // (t.batch_size * runtime.world_size))
 
@@ -88,6 +91,14 @@ def train_decoder(cfg: DecoderConfig, data_root: Path, run_dir: Path, encoder_ru
         return {"reg_gl": losses.decoder_group_lasso(raw.input_map(), snr_inv, lc.gl_l1, lc.gl_gl),
                 "reg_l1_convs": lc.l1_convs * losses.l1(m.weight for m in raw.modules()
                                                         if isinstance(m, torch.nn.Conv2d))}
+
+    def frozen(net):
+        """The frozen networks (encoder, perceptual) run under bf16 autocast when it is on; the decoder itself trains
+        in fp32: in bf16 its gradient drifted from fp32's (cosine 0.984 on a tiny model, tests/test_amp.py)."""
+        def call(*args):
+            with core.autocast(runtime):
+                return net(*args)
+        return call
 
     def train_epoch(epoch: int) -> dict:
         order = core.epoch_order(len(data.train_images), t.seed, epoch, runtime)
@@ -97,20 +108,19 @@ def train_decoder(cfg: DecoderConfig, data_root: Path, run_dir: Path, encoder_ru
             for s in range(steps):
                 idx = order[s * t.batch_size:(s + 1) * t.batch_size].to(runtime.device)
                 terms = {}
-                with core.autocast(runtime):
-                    d_terms = image_loss(model(data.train_fmri[idx]).float(), as_float(data.train_images[idx]))
-                    terms["loss_D"] = sum(d_terms.values())
-                    if w_ed > 0:
-                        u = torch.randint(0, len(pool), (t.unpaired_image_batch,), generator=gen)
-                        images = as_float(pool[u.to(runtime.device)])
-                        with torch.no_grad():
-                            voxels = encoder(images).float()
-                        ed_terms = image_loss(model(voxels).float(), images)
-                        terms["loss_ED"] = sum(ed_terms.values())
-                    if w_de > 0:
-                        fmri = unpaired_fmri_batch(data.test_trials, t.unpaired_fmri_batch, t.test_avg_fraction, gen)
-                        cycled = encoder(model(fmri).float()).float()
-                        terms["loss_DE"] = losses.fmri_loss(cycled, fmri, snr_weight, lc.fmri_cosine)
+                d_terms = frozen(image_loss)(model(data.train_fmri[idx]), as_float(data.train_images[idx]))
+                terms["loss_D"] = sum(d_terms.values())
+                if w_ed > 0:
+                    u = torch.randint(0, len(pool), (t.unpaired_image_batch,), generator=gen)
+                    images = as_float(pool[u.to(runtime.device)])
+                    with torch.no_grad():
+                        voxels = frozen(encoder)(images).float()
+                    ed_terms = frozen(image_loss)(model(voxels), images)
+                    terms["loss_ED"] = sum(ed_terms.values())
+                if w_de > 0:
+                    fmri = unpaired_fmri_batch(data.test_trials, t.unpaired_fmri_batch, t.test_avg_fraction, gen)
+                    cycled = frozen(encoder)(model(fmri)).float()
+                    terms["loss_DE"] = losses.fmri_loss(cycled, fmri, snr_weight, lc.fmri_cosine)
                 reg = regularisers()
                 loss = w_d * terms["loss_D"] + w_ed * terms.get("loss_ED", 0) + w_de * terms.get("loss_DE", 0) \
                     + sum(reg.values())
@@ -137,13 +147,15 @@ def train_decoder(cfg: DecoderConfig, data_root: Path, run_dir: Path, encoder_ru
                 show = torch.cat([truth[:8], pred[:8]])[:, :3] if pred.shape[1] >= 3 else \
                     torch.cat([truth[:8], pred[:8]]).expand(-1, 3, -1, -1)
                 monitor.image("reconstructions (top: truth)", make_grid(show, nrow=8), epoch)
-        if "val_loss_D" not in out:
-            out["val_loss_D"] = out["test_loss_D"]  # no validation split configured: nothing better to select on
         return out
+
+    has_val = len(data.val_fmri) > 0
+    select = "val_loss_D" if has_val else None  # no validation split: keep the last epoch, never the test loss
 
     def line(r: dict) -> str:
         parts = "  ".join(f"{k[6:]} {r[k]:.3f}" for k in ("train_loss_D", "train_loss_ED", "train_loss_DE") if k in r)
-        return (f"decoder epoch {r['epoch'] + 1}/{t.epochs}  {parts}  val D {r['val_loss_D']:.3f}  "
+        val = f"val D {r['val_loss_D']:.3f}  " if has_val else ""
+        return (f"decoder epoch {r['epoch'] + 1}/{t.epochs}  {parts}  {val}"
                 f"test pixcorr {r['test_pixcorr']:.3f}  {r['seconds']:.0f}s")
 
     config = to_dict(cfg)
@@ -152,8 +164,8 @@ def train_decoder(cfg: DecoderConfig, data_root: Path, run_dir: Path, encoder_ru
              "encoder_run": str(encoder_run) if encoder_run else "", "data_dir": str(data_root.resolve())}
     history = fit(run_dir=run_dir, runtime=runtime, model=model, optimizer=optimizer, scheduler=scheduler,
                   epochs=t.epochs, seed=t.seed, config=config, data_fingerprint=fp, train_epoch=train_epoch,
-                  validate=validate, select="val_loss_D", monitor=monitor, resume=resume,
-                  max_seconds=t.max_seconds, line=line, extra=extra)
+                  validate=validate, select=select, monitor=monitor, resume=resume,
+                  warn_seconds=t.warn_seconds, line=line, extra=extra)
     monitor.close()
     last = history[-1] if history else {}
     metrics = {"epochs": len(history), "seconds": round(time.perf_counter() - start, 2),
@@ -162,7 +174,8 @@ def train_decoder(cfg: DecoderConfig, data_root: Path, run_dir: Path, encoder_ru
                "perceptual_net": perceptual.name if perceptual is not None else "none",
                "n_unpaired_images": int(len(pool)) if pool is not None else 0,
                "test_pixcorr_last_epoch": last.get("test_pixcorr", float("nan")),
-               "best_epoch": int(checkpoint.load(run_dir / checkpoint.BEST)["epoch"]) + 1}
+               "best_epoch": int(checkpoint.load(run_dir / checkpoint.BEST)["epoch"]) + 1,
+               "selected_by": selection(select, cfg.data.val_fraction), **runtime.record()}
     if runtime.is_main:
         write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     return metrics

@@ -15,15 +15,15 @@ import torch
 
 from brainrecon import losses
 from brainrecon.atomic import write_text_atomic
-from brainrecon.config import EncoderConfig, from_dict, to_dict, to_yaml
+from brainrecon.config import EncoderConfig, from_dict, to_dict
 from brainrecon.data import layout
 from brainrecon.data.datasets import PairedData, as_float, load_paired
 from brainrecon.data.transforms import N_CHANNELS, random_shift
 from brainrecon.errors import UserError
 from brainrecon.models.encoder import Encoder, EncoderArch
 from brainrecon.models.vgg import build_vgg, load_imagenet_vgg, load_release_vgg
-from brainrecon.train import checkpoint, core
-from brainrecon.train.loop import fit
+from brainrecon.train import checkpoint, core, runlock
+from brainrecon.train.loop import fit, selection
 from brainrecon.train.monitor import Monitor
 
 SIGNAL_CEILING = 0.5  # voxels whose estimated noise ceiling exceeds this count as "carrying signal" in the summaries
@@ -73,32 +73,30 @@ def encoder_loss(model: Encoder, pred, target, cfg: EncoderConfig) -> tuple[torc
 
 
 @torch.no_grad()
-def predict(model: Encoder, images_uint8: torch.Tensor, runtime: core.Runtime, batch: int = 100) -> torch.Tensor:
+def predict(model: Encoder, images_uint8: torch.Tensor, batch: int = 100) -> torch.Tensor:
+    """Voxel predictions in fp32 (also when training runs under autocast: reported numbers are full precision)."""
     model.eval()
-    out = []
-    for i in range(0, len(images_uint8), batch):
-        with core.autocast(runtime):
-            out.append(model(as_float(images_uint8[i:i + batch])).float())
-    return torch.cat(out)
+    return torch.cat([model(as_float(images_uint8[i:i + batch])).float() for i in range(0, len(images_uint8), batch)])
 
 
 def train_encoder(cfg: EncoderConfig, data_root: Path, run_dir: Path, resume: bool = False,
                   quiet: bool = False) -> dict:
     """Train, select on validation loss, write best.pt, metrics.json and the voxel-r figure; returns the metrics."""
+    runtime = core.setup(cfg.train.device, cfg.train.amp, cfg.train.seed, cfg.train.deterministic)
+    with runlock.hold(run_dir, runtime.is_main):
+        return _train_encoder(cfg, runtime, Path(data_root), Path(run_dir), resume, quiet)
+
+
+def _train_encoder(cfg: EncoderConfig, runtime: core.Runtime, data_root: Path, run_dir: Path, resume: bool,
+                   quiet: bool) -> dict:
     start = time.perf_counter()
     t = cfg.train
-    runtime = core.setup(t.device, t.amp, t.seed, t.deterministic)
-    run_dir = Path(run_dir)
-    data_root = Path(data_root)
     data = load_paired(data_root, cfg.data, cfg.modality, seed=t.seed, device=runtime.device)
     torch.manual_seed(t.seed)
     raw = build_encoder(cfg, data.n_voxels, data_root)
-    model = core.wrap(raw, runtime)
+    model = core.wrap(raw, runtime, "encoder")
     optimizer = torch.optim.Adam(raw.trainable_parameters(), lr=t.lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, t.milestones, t.gamma)
-    if runtime.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(run_dir / "config.yaml", to_yaml(cfg))
     monitor = Monitor(run_dir, enabled=runtime.is_main, quiet=quiet)
 
     def train_epoch(epoch: int) -> dict:
@@ -122,16 +120,21 @@ def train_encoder(cfg: EncoderConfig, data_root: Path, run_dir: Path, resume: bo
                 bar.update(bar.task_ids[0], advance=1, metric=f"loss {sums['loss'] / n:.4f}")
         return {f"train_{k}": core.all_reduce_mean(v / n, runtime) for k, v in sums.items()}
 
+    has_val = len(data.val_images) > 0
+
     def validate(epoch: int) -> dict:
-        val = predict(raw, data.val_images, runtime)
-        test = predict(raw, data.test_images, runtime)
+        out = {}
+        if has_val:
+            val = predict(raw, data.val_images)
+            out["val_loss"] = float(losses.voxel_loss(val, data.val_fmri, cfg.loss.mse, cfg.loss.cosine))
+        test = predict(raw, data.test_images)
         r = voxel_correlation(test, data.test_fmri)
-        return {"val_loss": float(losses.voxel_loss(val, data.val_fmri, cfg.loss.mse, cfg.loss.cosine)),
-                "test_loss": float(losses.voxel_loss(test, data.test_fmri, cfg.loss.mse, cfg.loss.cosine)),
+        return {**out, "test_loss": float(losses.voxel_loss(test, data.test_fmri, cfg.loss.mse, cfg.loss.cosine)),
                 **{f"test_{k}": v for k, v in correlation_summary(r, data.noise_ceiling).items()}}
 
     def line(r: dict) -> str:
-        return (f"encoder epoch {r['epoch'] + 1}/{t.epochs}  train {r['train_loss']:.4f}  val {r['val_loss']:.4f}  "
+        val = f"val {r['val_loss']:.4f}  " if has_val else ""
+        return (f"encoder epoch {r['epoch'] + 1}/{t.epochs}  train {r['train_loss']:.4f}  {val}"
                 f"test r median {r['test_median_r']:.3f} (r/ceiling {r['test_median_r_over_ceiling']:.2f})  "
                 f"{r['seconds']:.0f}s")
 
@@ -140,16 +143,16 @@ def train_encoder(cfg: EncoderConfig, data_root: Path, run_dir: Path, resume: bo
     extra = {"n_voxels": data.n_voxels, "kind": "encoder", "data_dir": str(data_root.resolve())}
     history = fit(run_dir=run_dir, runtime=runtime, model=model, optimizer=optimizer, scheduler=scheduler,
                   epochs=t.epochs, seed=t.seed, config=config, data_fingerprint=fp, train_epoch=train_epoch,
-                  validate=validate, select="val_loss", monitor=monitor, resume=resume, line=line, extra=extra)
+                  validate=validate, select="val_loss" if has_val else None, monitor=monitor, resume=resume, line=line, extra=extra)
     monitor.close()
     best = load_encoder(run_dir, runtime.device)
-    test = predict(best, data.test_images, runtime)
+    test = predict(best, data.test_images)
     r = voxel_correlation(test, data.test_fmri)
     metrics = {**correlation_summary(r, data.noise_ceiling), "epochs": len(history),
                "best_epoch": int(checkpoint.load(run_dir / checkpoint.BEST)["epoch"]) + 1,
                "seconds": round(time.perf_counter() - start, 2), "modality": cfg.modality,
                "subject": cfg.data.subject, "roi": cfg.data.roi, "n_voxels": data.n_voxels,
-               "selection": f"lowest validation loss on {cfg.data.val_fraction:.0%} of the training pairs"}
+               "selected_by": selection("val_loss" if has_val else None, cfg.data.val_fraction), **runtime.record()}
     if runtime.is_main:
         write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
         from brainrecon.viz import plot_voxel_correlation

@@ -1,6 +1,8 @@
 """The epoch loop both trainers share: resume, per-epoch atomic checkpoints, best-model selection, Ctrl-C, logging.
 
-The trainer supplies `train_epoch(epoch) -> dict` and `validate(epoch) -> dict`; this loop owns everything else.
+The trainer supplies `train_epoch(epoch) -> dict` and `validate(epoch) -> dict`; this loop owns everything else,
+including writing the resolved `config.yaml` once the run folder is known to be new or resumable. `select` names the
+validation quantity that picks best.pt; None (no validation split) keeps the last epoch: the test set never selects.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from typing import Callable
 
 import torch
 
+from brainrecon.atomic import write_text_atomic
+from brainrecon.config import to_yaml
 from brainrecon.errors import Interrupted, UserError
 from brainrecon.train import checkpoint
 from brainrecon.train.core import Runtime, seed_everything, unwrap
@@ -19,7 +23,7 @@ from brainrecon.train.monitor import Monitor
 
 def fit(*, run_dir: Path, runtime: Runtime, model: torch.nn.Module, optimizer, scheduler, epochs: int, seed: int,
         config: dict, data_fingerprint: str, train_epoch: Callable[[int], dict], validate: Callable[[int], dict],
-        select: str, monitor: Monitor, resume: bool, max_seconds: float = 0.0, line: Callable[[dict], str] = str,
+        select: str | None, monitor: Monitor, resume: bool, warn_seconds: float = 0.0, line: Callable[[dict], str] = str,
         extra: dict | None = None) -> list[dict]:
     run_dir = Path(run_dir)
     start_epoch, best, history, elapsed = 0, float("inf"), [], 0.0
@@ -35,6 +39,8 @@ def fit(*, run_dir: Path, runtime: Runtime, model: torch.nn.Module, optimizer, s
     elif last.exists():
         raise UserError(f"{run_dir}: this run folder already holds a checkpoint; pass --resume to continue it "
                         "or choose a new --out")
+    if runtime.is_main:
+        write_text_atomic(run_dir / "config.yaml", to_yaml(config))
     t0 = time.perf_counter() - elapsed
 
     def save_last(epoch: int):
@@ -44,7 +50,7 @@ def fit(*, run_dir: Path, runtime: Runtime, model: torch.nn.Module, optimizer, s
                             seconds=time.perf_counter() - t0, config=config, data_fingerprint=data_fingerprint,
                             **(extra or {}))
 
-    epoch = start_epoch
+    epoch, warned = start_epoch, False
     try:
         for epoch in range(start_epoch, epochs):
             seed_everything(seed * 1000 + epoch * 7 + runtime.rank)
@@ -56,24 +62,31 @@ def fit(*, run_dir: Path, runtime: Runtime, model: torch.nn.Module, optimizer, s
             scheduler.step()
             record["lr"] = optimizer.param_groups[0]["lr"]
             record["seconds"] = round(time.perf_counter() - t0, 2)
-            if record[select] < best:
-                best = record[select]
+            if select is None or record[select] < best:
+                best = record[select] if select else float(epoch)
                 if runtime.is_main:
                     checkpoint.save(run_dir / checkpoint.BEST, model=unwrap(model).state_dict(), epoch=epoch,
                                     config=config, data_fingerprint=data_fingerprint, **(extra or {}))
             save_last(epoch)
             history.append(record)
             monitor.epoch(record, line(record))
-            if max_seconds and time.perf_counter() - t0 > max_seconds and epoch + 1 < epochs:
-                monitor.epoch({"epoch": epoch, "stopped": "max_seconds"},
-                              f"time budget of {max_seconds:.0f}s reached after epoch {epoch + 1}/{epochs}")
-                break
+            if warn_seconds and record["seconds"] > warn_seconds and not warned and epoch + 1 < epochs:
+                warned = True  # a guard, not a stop: the result must not depend on the machine's speed
+                monitor.note(f"training has taken {record['seconds']:.0f}s, over its budget of {warn_seconds:.0f}s, "
+                             f"after epoch {epoch + 1}/{epochs}; it still trains all {epochs} epochs")
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted in epoch {epoch + 1}; the checkpoint of the last finished epoch is in "
                           f"{last}; continue with --resume") from None
     if runtime.distributed:  # every rank reads best.pt after this; rank 0 must have written it
         torch.distributed.barrier()
     return history
+
+
+def selection(select: str | None, val_fraction: float) -> str:
+    """How best.pt was chosen, in words, for metrics.json."""
+    if select is None:
+        return "last epoch (no validation split)"
+    return f"lowest {select} on the validation split ({val_fraction:.0%} of the training pairs)"
 
 
 def _read_history(run_dir: Path, upto: int) -> list[dict]:
@@ -83,6 +96,6 @@ def _read_history(run_dir: Path, upto: int) -> list[dict]:
         return []
     records = [json.loads(s) for s in path.read_text().splitlines() if s.strip()]
     # keep only the epochs that the checkpoint covers (a crash may have logged a later one), and rewrite the file
-    records = [r for r in records if "stopped" not in r and r["epoch"] < upto]
+    records = [r for r in records if r["epoch"] < upto]
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return records

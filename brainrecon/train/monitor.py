@@ -46,6 +46,11 @@ class Monitor:
                     self.writer.add_scalar(k, v, record.get("epoch", 0))
             self.writer.flush()
 
+    def note(self, message: str) -> None:
+        """A warning line on rank 0, shown even when quiet (the demo runs its trainers quietly)."""
+        if self.enabled:
+            console.print(f"[yellow]warning:[/] {message}", highlight=False)
+
     def scalars(self, values: dict, step: int) -> None:
         if self.enabled and self.writer:
             for k, v in values.items():

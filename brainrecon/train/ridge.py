@@ -63,10 +63,10 @@ def fit_ridge(x: torch.Tensor, y: torch.Tensor, lam: float) -> dict:
             "right": (right / (e + lam).unsqueeze(1)).float(), "intercept": ym.float()}
 
 
-def train_ridge(cfg: DecoderConfig, data_root: Path, run_dir: Path, quiet: bool = False) -> dict:
+def train_ridge(cfg: DecoderConfig, runtime: core.Runtime, data_root: Path, run_dir: Path,
+                quiet: bool = False) -> dict:
+    """Cross-validate lambda, fit on all training pairs, write best.pt and metrics.json (the caller holds the lock)."""
     start = time.perf_counter()
-    runtime = core.setup(cfg.train.device, False, cfg.train.seed, cfg.train.deterministic)
-    run_dir = Path(run_dir)
     data = load_paired(Path(data_root), cfg.data, cfg.modality, seed=cfg.train.seed, device=runtime.device)
     x = torch.cat([data.train_fmri, data.val_fmri]).double()       # CV runs on all training pairs
     y = as_float(torch.cat([data.train_images, data.val_images])).flatten(1).double()
