@@ -104,8 +104,9 @@ def config_show(
 def fetch_data_cmd(
     data_dir: Optional[Path] = DataDir,
     only: Optional[List[str]] = typer.Option(None, "--only", help="Group or file name (repeatable): fmri, stimuli, "
-                                             "rgbd, imagenet, depth, vgg, midas, all."),
-    subjects: str = typer.Option("1,2,3,4,5", "--subjects", help="Subjects for the fmri group, e.g. 1,3."),
+                                             "rgbd, imagenet, depth, vgg, midas, all (the release), god-h5 (the "
+                                             "public GOD fMRI for convert-god; only when named)."),
+    subjects: str = typer.Option("1,2,3,4,5", "--subjects", help="Subjects for the fmri and god-h5 groups, e.g. 1,3."),
     base_url: Optional[str] = typer.Option(None, "--base-url", envvar="BRAINRECON_BASE_URL",
                                            help="Mirror or local server holding the release files."),
     registry: Optional[Path] = typer.Option(None, "--registry", help="Registry file with known sha256 hashes."),
@@ -135,6 +136,41 @@ def simulate(
     out_console.print(f"SIMULATED subject {subject} written to {out} in {m['seconds']:.1f}s: {m['rois']['VC']} VC "
                       f"voxels, median noise ceiling {m['median_noise_ceiling_vc']:.3f}, median single-trial "
                       f"split-half r {m['median_single_trial_split_half_r_vc']:.3f}. This is not real fMRI.")
+
+
+@app.command("convert-god")
+@user_errors
+def convert_god_cmd(
+    subject: int = typer.Option(..., "--subject", help="GOD subject number: names the output sbj_<N>.npz."),
+    images: Path = typer.Option(..., "--images", help="Folder holding the stimulus photos (searched recursively)."),
+    h5: Optional[Path] = typer.Option(None, "--h5", help="BData file (default: Subject<N>.h5 in the data dir)."),
+    image_list: Optional[str] = typer.Option(None, "--image-list", help="TRAIN.csv,TEST.csv in GOD's id list format "
+                                             "(default: the lists brainrecon carries)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: the data dir)."),
+    roi: str = typer.Option("VC", "--roi", help="Voxels kept: ROI_<roi> of the file."),
+    resolution: int = typer.Option(112, "--resolution"),
+    allow_missing: bool = typer.Option(False, "--allow-missing", help="Drop the pairs whose photo is missing."),
+    data_dir: Optional[Path] = DataDir,
+):
+    """Convert the public GOD fMRI (bdpy HDF5) and the stimulus photos into sbj_<N>.npz and images_<res>.npz."""
+    from brainrecon.data.god import ConvertOptions, convert_god
+    root = _data_dir(data_dir)
+    lists = None
+    if image_list:
+        parts = [Path(p) for p in image_list.split(",")]
+        if len(parts) != 2:
+            raise UserError(f"--image-list {image_list!r} must name two files: TRAIN.csv,TEST.csv")
+        lists = (parts[0], parts[1])
+    opts = ConvertOptions(subject=subject, roi=roi, resolution=resolution, allow_missing=allow_missing,
+                          image_lists=lists)
+    record = convert_god(h5 or root / f"Subject{subject}.h5", images, out or root, opts,
+                         say=lambda s: err_console.print(f"convert-god: {s}", highlight=False))
+    c, dropped = record["counts"], record["dropped"]
+    missing = len(dropped["training_images_without_photo"]) + len(dropped["test_images_without_photo"])
+    out_console.print(f"{record['outputs']['fmri']}: {c['train_samples']} training samples, {c['test_images']} test "
+                      f"images x {c['repeats_per_test_image']} repeats, {c['voxels']} {roi} voxels; "
+                      f"{record['outputs']['stimuli']} at {resolution} px; {missing} photos missing (pairs dropped)"
+                      f" -> {out or root} (provenance: convert.json)")
 
 
 @app.command("make-depth")

@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from brainrecon.cli import app
 
-COMMANDS = ("config", "fetch-data", "simulate", "make-depth", "train-encoder", "train-decoder", "reconstruct", "evaluate",
+COMMANDS = ("config", "convert-god", "fetch-data", "simulate", "make-depth", "train-encoder", "train-decoder", "reconstruct", "evaluate",
             "demo")
 
 

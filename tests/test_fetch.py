@@ -82,7 +82,7 @@ def cli(*args):
 
 def test_registry_lists_every_release_file():
     entries = fetch.load_registry()
-    assert len(entries) == 17 and {e.group for e in entries} == set(fetch.GROUPS)
+    assert len(entries) == 22 and {e.group for e in entries} == set(fetch.GROUPS)
     assert all(e.sha256 is None for e in entries)     # unknown: trusted on first use, never invented
 
 
@@ -172,3 +172,12 @@ def test_terms_must_be_accepted(server, tmp_path):
     r = CliRunner().invoke(app, ["fetch-data", "--data-dir", str(tmp_path), "--base-url", server.url,
                                  "--only", "stimuli"])
     assert r.exit_code == 2 and "--yes" in r.output and not (tmp_path / "images_112.npz").exists()
+
+
+def test_god_h5_group_is_per_subject_and_only_when_named():
+    entries = fetch.load_registry()
+    god = fetch.select(entries, ["god-h5"], "3,5")
+    assert [e.name for e in god] == ["Subject3.h5", "Subject5.h5"]
+    assert all(e.url.startswith("https://ndownloader.figshare.com/files/") for e in god)
+    assert not any(e.group == "god-h5" for e in fetch.select(entries, ["all"], "1,2,3,4,5"))
+    assert any("figshare" in source for source in fetch.TERMS)

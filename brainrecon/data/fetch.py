@@ -27,13 +27,17 @@ from brainrecon.atomic import write_text_atomic
 from brainrecon.errors import UserError
 
 pooch.get_logger().setLevel("WARNING")  # our own progress bars and summary say what happens
-GROUPS = ("stimuli", "rgbd", "fmri", "imagenet", "depth", "vgg", "midas")
+GROUPS = ("stimuli", "rgbd", "fmri", "imagenet", "depth", "vgg", "midas", "god-h5")
+PER_SUBJECT = {"fmri": lambda name: int(name[4:-4]), "god-h5": lambda name: int(name[7:-3])}  # sbj_N.npz, SubjectN.h5
 LOCK = "brainrecon-lock.json"
 SUBDIR = {"vgg": "imagenet_rgbd"}
 ARCHIVE_TARGET = {"imagenet": "imagenet", "depth": "imagenet_depth"}
 TERMS = {
     "GOD fMRI (Horikawa & Kamitani 2017, OpenNeuro ds001246)":
         "released under CC0 on OpenNeuro; cite Horikawa & Kamitani, Nat. Commun. 2017.",
+    "GOD preprocessed fMRI, BData HDF5 (figshare article 7387130, Kamitani lab)":
+        "the lab's public release of the same data (figshare; see its licence there); cite Horikawa & Kamitani, "
+        "Nat. Commun. 2017.",
     "ImageNet images (stimuli, imagenet_val, depth maps)":
         "ImageNet terms of access: non-commercial research and educational use only (image-net.org/download).",
     "Release files (WeizmannVision/SelfSuperReconst v1: npz, VGG checkpoints)":
@@ -102,8 +106,8 @@ def select(entries: list[Entry], only: list[str], subjects: str) -> list[Entry]:
             raise UserError(f"--only {o!r} is neither a group ({', '.join(GROUPS)}, all) nor a release file name")
     out = []
     for e in entries:
-        if "all" in only or e.group in only or e.name in only:
-            if e.group == "fmri" and e.name not in only and int(e.name[4:-4]) not in wanted_subjects:
+        if ("all" in only and e.group != "god-h5") or e.group in only or e.name in only:
+            if e.group in PER_SUBJECT and e.name not in only and PER_SUBJECT[e.group](e.name) not in wanted_subjects:
                 continue
             out.append(e)
     return out

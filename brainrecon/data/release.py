@@ -196,6 +196,20 @@ def check_pairing(subject: Subject, stimuli: Stimuli, stimuli_path: Path) -> Non
                         f"test_images has {len(stimuli.test)}; use matching files")
 
 
+def noise_ceiling_from_repeats(trials: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """From (n_images, n_repeats, V) single trials: the ceiling on correlating with the repeat average, and SNR.
+
+    noise variance = mean over images of the across-repeat variance; signal variance = variance of the image means
+    minus noise/R (floored at 0). ceiling = sqrt(signal / (signal + noise/R)); SNR = signal / noise (single trial).
+    """
+    n_rep = trials.shape[1]
+    noise_var = trials.var(axis=1, ddof=1).mean(0)
+    signal_var = np.maximum(trials.mean(1).var(axis=0, ddof=1) - noise_var / n_rep, 0.0)
+    ceiling = np.sqrt(signal_var / (signal_var + noise_var / n_rep))
+    snr = signal_var / noise_var
+    return ceiling.astype(np.float32), snr.astype(np.float32)
+
+
 def write_stimuli(path: Path, train: np.ndarray, test: np.ndarray) -> Path:
     """Write a stimulus npz as the release does: floats in [0, 1]."""
     def writer(tmp: Path):

@@ -254,20 +254,6 @@ def noisy_trials(clean: np.ndarray, reliability: np.ndarray, rng: np.random.Gene
     return (signal + noise_sd * (global_part + indep)).astype(np.float32)
 
 
-def noise_ceiling_from_repeats(trials: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """From (n_images, n_repeats, V) single trials: the ceiling on correlating with the repeat average, and SNR.
-
-    noise variance = mean over images of the across-repeat variance; signal variance = variance of the image means
-    minus noise/R (floored at 0). ceiling = sqrt(signal / (signal + noise/R)); SNR = signal / noise (single trial).
-    """
-    n_rep = trials.shape[1]
-    noise_var = trials.var(axis=1, ddof=1).mean(0)
-    signal_var = np.maximum(trials.mean(1).var(axis=0, ddof=1) - noise_var / n_rep, 0.0)
-    ceiling = np.sqrt(signal_var / (signal_var + noise_var / n_rep))
-    snr = signal_var / noise_var
-    return ceiling.astype(np.float32), snr.astype(np.float32)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Writing the subject
 
@@ -296,7 +282,7 @@ def simulate_subject(out: Path, cfg: SimulationConfig, progress=None) -> dict:
     test_labels = test_labels[rng.permutation(len(test_labels))]                     # presentation order
     test_trials = noisy_trials(clean[cfg.n_train + test_labels], model.reliability, rng)
     grouped = test_trials[np.argsort(test_labels, kind="stable")].reshape(cfg.n_test, cfg.n_repeats, -1)
-    ceiling, snr = noise_ceiling_from_repeats(grouped)
+    ceiling, snr = release.noise_ceiling_from_repeats(grouped)
     arrays = {"arr_0": train_fmri, "arr_1": test_trials, "arr_2": grouped.mean(1).astype(np.float32),
               "arr_3": train_order.astype(np.int64), "arr_4": test_labels.astype(np.int64),
               "arr_5": ceiling, "arr_6": np.maximum(snr, 1e-3).astype(np.float32)}
