@@ -2,8 +2,9 @@
 
 On the default demo subject, with the demo configs and the same seed, trains the encoder and the self-supervised
 decoder twice, autocast off (fp32) and on (bf16), and prints the encoder's median r / ceiling and the decoder's
-n-way identification (RGB pixcorr and perceptual-effnet, 95 % bootstrap CIs) with each run's wall time. The bf16
-numbers must lie inside the fp32 run's 95 % CI. Long: about 20 minutes on 2 cores. Writes OUT/amp_quality.csv.
+n-way identification (RGB pixcorr and perceptual-effnet, 95 % bootstrap CIs). The bf16 numbers must lie inside the
+fp32 run's 95 % CI. Long: about 15 minutes on 2 cores (speed is measured by `python -m benchmarks`, not here).
+Writes OUT/amp_quality.csv; the committed result is benchmarks/results/amp_quality.csv.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import sys
-import time
 from pathlib import Path
 
 from brainrecon.config import load_config
@@ -31,19 +31,15 @@ def main(out: Path, epochs: list[str]) -> None:
     for amp in ("false", "auto"):
         sets = [f"train.amp={amp}"]
         enc_dir, dec_dir = out / f"encoder_amp_{amp}", out / f"decoder_amp_{amp}"
-        t0 = time.perf_counter()
         enc = train_encoder(load_config("encoder", "rgbd", "demo", sets), data, enc_dir,
                             resume=(enc_dir / "last.pt").exists(), quiet=True)
-        t_enc = time.perf_counter() - t0
-        t0 = time.perf_counter()
         dec = train_decoder(load_config("decoder", "rgbd", "demo", sets + epochs), data, dec_dir,
                             encoder_run=enc_dir, resume=(dec_dir / "last.pt").exists(), quiet=True)
-        t_dec = time.perf_counter() - t0
         records, _ = evaluate_runs([load_reconstructions(reconstruct(dec_dir, "test", data_dir=data))],
                                    EvalOptions(ways=(2, 5, 10), metrics=("pixcorr", "perceptual-effnet"),
                                                repeats=100, mode="percent"), data)
         base = {"amp": amp, "autocast": enc["autocast"], "why": enc["autocast_reason"],
-                "encoder_seconds": round(t_enc), "decoder_seconds": round(t_dec), "decoder_epochs": dec["epochs"]}
+                "decoder_epochs": dec["epochs"]}
         rows.append({**base, "metric": "encoder median r/ceiling", "channel": "", "ways": "",
                      "mean": round(enc["median_r_over_ceiling"], 4), "ci_low": "", "ci_high": ""})
         for r in records:
@@ -57,8 +53,7 @@ def main(out: Path, epochs: list[str]) -> None:
         w.writeheader()
         w.writerows(rows)
     for r in rows:
-        print(f"{r['amp']:>5s} {r['metric']:<26s} {r['ways']!s:>3s} {r['mean']:.3f} "
-              f"[{r['ci_low']!s}-{r['ci_high']!s}]  enc {r['encoder_seconds']}s dec {r['decoder_seconds']}s")
+        print(f"{r['amp']:>5s} {r['metric']:<26s} {r['ways']!s:>3s} {r['mean']:.3f} [{r['ci_low']!s}-{r['ci_high']!s}]")
 
 
 if __name__ == "__main__":

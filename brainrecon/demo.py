@@ -1,5 +1,6 @@
-"""demo: simulate -> train-encoder -> train-decoder (self-supervised) -> reconstruct -> evaluate, on a SIMULATED
-subject, through the same library functions as the subcommands. Finished stages are skipped when re-run."""
+"""demo: simulate -> train-encoder -> train-decoder (self-supervised) -> ridge baseline -> reconstruct -> evaluate,
+on a SIMULATED subject, through the same library functions as the subcommands. Finished stages are skipped when
+re-run. The ridge decoder is trained beside the deep one (seconds), so every table shows the baseline."""
 
 from __future__ import annotations
 
@@ -27,43 +28,55 @@ def run_demo(out: Path, modality: str = "rgbd", quick: bool = False, say: Callab
     sim = QUICK_SUBJECT if quick else DEMO_SUBJECT
     start = time.perf_counter()
     say("brainrecon demo on a SIMULATED subject: procedural RGBD scenes and simulated voxel responses, not real fMRI")
+    steps = 6
 
     manifest = data / "simulated.json"
     if manifest.exists() and json.loads(manifest.read_text())["parameters"] == asdict(sim):
-        say(f"[1/5] simulate: already done in {data}")
+        say(f"[1/{steps}] simulate: already done in {data}")
     else:
         m = simulate_subject(data, sim)
-        say(f"[1/5] simulate: {m['rois']['VC']} VC voxels, {sim.n_unpaired} unpaired images ({m['seconds']:.0f}s)")
+        say(f"[1/{steps}] simulate: {m['rois']['VC']} VC voxels, {sim.n_unpaired} unpaired images ({m['seconds']:.0f}s)")
 
     enc_dir, dec_dir = out / f"encoder_{modality}", out / f"decoder_{modality}"
     if (enc_dir / "metrics.json").exists():
-        say(f"[2/5] train-encoder: already done in {enc_dir}")
+        say(f"[2/{steps}] train-encoder: already done in {enc_dir}")
     else:
         cfg = load_config("encoder", modality, preset)
         m = train_encoder(cfg, data, enc_dir, resume=(enc_dir / "last.pt").exists(), quiet=True)
-        say(f"[2/5] train-encoder: median test r {m['median_r']:.3f}, r/ceiling {m['median_r_over_ceiling']:.2f} "
+        say(f"[2/{steps}] train-encoder: median test r {m['median_r']:.3f}, r/ceiling {m['median_r_over_ceiling']:.2f} "
             f"({m['seconds']:.0f}s)")
 
     if (dec_dir / "metrics.json").exists():
-        say(f"[3/5] train-decoder: already done in {dec_dir}")
+        say(f"[3/{steps}] train-decoder: already done in {dec_dir}")
     else:
         cfg = load_config("decoder", modality, preset)
         m = train_decoder(cfg, data, dec_dir, encoder_run=enc_dir, resume=(dec_dir / "last.pt").exists(),
                           quiet=True)
-        say(f"[3/5] train-decoder (self-supervised, perceptual net {m['perceptual_net']}): {m['epochs']} epochs "
+        say(f"[3/{steps}] train-decoder (self-supervised, perceptual net {m['perceptual_net']}): {m['epochs']} epochs "
             f"({m['seconds']:.0f}s)")
 
-    recon_path = dec_dir / "reconstruct_test" / NPZ
-    if recon_path.exists():
-        say(f"[4/5] reconstruct: already done in {recon_path.parent}")
+    ridge_dir = out / f"ridge_{modality}"
+    if (ridge_dir / "metrics.json").exists():
+        say(f"[4/{steps}] ridge baseline: already done in {ridge_dir}")
     else:
-        recon_path = reconstruct(dec_dir, "test", data_dir=data)
-        say(f"[4/5] reconstruct: {recon_path}")
+        cfg = load_config("decoder", modality, preset, ["model.kind=ridge"])
+        m = train_decoder(cfg, data, ridge_dir, quiet=True)
+        say(f"[4/{steps}] ridge baseline: lambda {m['lambda']:g} chosen by {cfg.ridge_folds}-fold CV ({m['seconds']:.0f}s)")
+
+    recon_paths = []
+    for run in (dec_dir, ridge_dir):
+        path = run / "reconstruct_test" / NPZ
+        if path.exists():
+            say(f"[5/{steps}] reconstruct: already done in {path.parent}")
+        else:
+            path = reconstruct(run, "test", data_dir=data)
+            say(f"[5/{steps}] reconstruct: {path}")
+        recon_paths.append(path)
 
     opts = EvalOptions(ways=(2, 5, 10), metrics=("pixcorr", "ssim", "perceptual-effnet"), repeats=100,
                        mode="percent")
-    records, depth = evaluate_runs([load_reconstructions(recon_path)], opts, data)
+    records, depth = evaluate_runs([load_reconstructions(p) for p in recon_paths], opts, data)
     paths = write_outputs(records, depth, out / "evaluation")
-    say(f"[5/5] evaluate: {paths['csv']} ({time.perf_counter() - start:.0f}s in all)")
-    return {"records": records, "depth": depth, "gallery": recon_path.parent / "gallery.png", "plot": paths["png"],
+    say(f"[6/{steps}] evaluate: {paths['csv']} ({time.perf_counter() - start:.0f}s in all)")
+    return {"records": records, "depth": depth, "gallery": recon_paths[0].parent / "gallery.png", "plot": paths["png"],
             "seconds": time.perf_counter() - start}

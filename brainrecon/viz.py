@@ -82,21 +82,34 @@ def plot_cv_curve(lambdas, scores, chosen: float, path: Path) -> None:
 
 
 def plot_identification(records: list[dict], path: Path) -> None:
-    """Accuracy vs ways: one line per (run, channel, metric), CI bands, chance line."""
+    """Accuracy vs ways, one panel per channel (rgb, depth): colour = metric, line style = run; CI bands, chance."""
     rows = [r for r in records if r["mode"] == "percent"]
     groups: dict = {}
     for r in rows:
         groups.setdefault((r["run"], r["channel"], r["metric"], r["distractors"]), []).append(r)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    order = {"rgb": 0, "depth": 1}
+    channels = sorted({r["channel"] for r in rows}, key=lambda c: (order.get(c, 2), c))
+    runs = sorted({r["run"] for r in rows})
+    metrics = sorted({r["metric"] for r in rows})
+    styles, markers = ("-", "--", ":", "-."), ("o", "s", "^", "D")
+    fig, axes = plt.subplots(1, max(1, len(channels)), figsize=(5.2 * max(1, len(channels)), 4.5), sharey=True,
+                             squeeze=False)
     ways_all = sorted({r["ways"] for r in rows})
-    for (run, channel, metric, _), rs in sorted(groups.items()):
-        rs = sorted(rs, key=lambda r: r["ways"])
-        w = [r["ways"] for r in rs]
-        ax.plot(w, [r["mean"] for r in rs], "o-", label=f"{run} · {channel} · {metric}")
-        ax.fill_between(w, [r["ci_low"] for r in rs], [r["ci_high"] for r in rs], alpha=0.15)
-    if ways_all:
-        ax.plot(ways_all, [1 / n for n in ways_all], "k--", lw=1, label="chance")
-    ax.set(xlabel="n-way", ylabel="identification accuracy", ylim=(0, 1.02), title="n-way identification")
-    ax.set_xticks(ways_all)
-    ax.legend(fontsize=7, loc="lower left")
+    for ax, channel in zip(axes[0], channels or [""]):
+        for (run, ch, metric, _), rs in sorted(groups.items()):
+            if ch != channel:
+                continue
+            rs = sorted(rs, key=lambda r: r["ways"])
+            w = [r["ways"] for r in rs]
+            colour = plt.cm.tab10(metrics.index(metric) % 10)
+            k = runs.index(run) % len(styles)
+            ax.plot(w, [r["mean"] for r in rs], linestyle=styles[k], marker=markers[k], color=colour,
+                    label=f"{run} · {metric}")
+            ax.fill_between(w, [r["ci_low"] for r in rs], [r["ci_high"] for r in rs], color=colour, alpha=0.08)
+        if ways_all:
+            ax.plot(ways_all, [1 / n for n in ways_all], "k--", lw=1, label="chance")
+            ax.set_xticks(ways_all)
+        ax.set(xlabel="n-way", ylim=(0, 1.02), title=f"{channel} channel" if channel else "n-way identification")
+        ax.legend(fontsize=7, loc="lower left")
+    axes[0][0].set_ylabel("identification accuracy (95% CI)")
     _save_fig(fig, path)

@@ -36,7 +36,7 @@ import numpy as np
 from brainrecon.atomic import write_text_atomic
 from brainrecon.config import ROIS
 from brainrecon.data import layout, release
-from brainrecon.data.bdata import BData, read_bdata
+from brainrecon.data.bdata import read_bdata
 from brainrecon.errors import DataError, UserError
 
 MATCH_TOLERANCE = 1e-7
@@ -206,7 +206,8 @@ def convert_god(h5: Path, images: Path, out: Path, opts: ConvertOptions, say=lam
 
     data_type = bd.field("DataType")
     ids = bd.field("stimulus_id", "Label")
-    run, block = bd.field("Run"), bd.field("Block")
+    run = bd.field("Run")
+    bd.field("Block")  # a GOD file has it; its absence means another kind of file
     voxel_cols = bd.columns("VoxelData")
     roi_cols = {name: bd.columns(f"ROI_{name}") & voxel_cols for name in ROIS}
     kept = roi_cols[opts.roi]

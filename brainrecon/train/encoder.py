@@ -17,7 +17,7 @@ from brainrecon import losses
 from brainrecon.atomic import write_text_atomic
 from brainrecon.config import EncoderConfig, from_dict, to_dict
 from brainrecon.data import layout
-from brainrecon.data.datasets import PairedData, as_float, load_paired
+from brainrecon.data.datasets import as_float, load_paired
 from brainrecon.data.transforms import N_CHANNELS, random_shift
 from brainrecon.errors import UserError
 from brainrecon.models.encoder import Encoder, EncoderArch
