@@ -35,7 +35,8 @@ def run_demo(out: Path, modality: str = "rgbd", quick: bool = False, say: Callab
         say(f"[1/{steps}] simulate: already done in {data}")
     else:
         m = simulate_subject(data, sim)
-        say(f"[1/{steps}] simulate: {m['rois']['VC']} VC voxels, {sim.n_unpaired} unpaired images ({m['seconds']:.0f}s)")
+        say(f"[1/{steps}] simulate: {m['rois']['VC']} VC voxels, {sim.n_unpaired} unpaired images "
+            f"({m['seconds']:.0f}s)")
 
     enc_dir, dec_dir = out / f"encoder_{modality}", out / f"decoder_{modality}"
     if (enc_dir / "metrics.json").exists():
@@ -61,7 +62,8 @@ def run_demo(out: Path, modality: str = "rgbd", quick: bool = False, say: Callab
     else:
         cfg = load_config("decoder", modality, preset, ["model.kind=ridge"])
         m = train_decoder(cfg, data, ridge_dir, quiet=True)
-        say(f"[4/{steps}] ridge baseline: lambda {m['lambda']:g} chosen by {cfg.ridge_folds}-fold CV ({m['seconds']:.0f}s)")
+        say(f"[4/{steps}] ridge baseline: lambda {m['lambda']:g} chosen by {cfg.ridge_folds}-fold CV "
+            f"({m['seconds']:.0f}s)")
 
     recon_paths = []
     for run in (dec_dir, ridge_dir):

@@ -6,8 +6,8 @@ from typer.testing import CliRunner
 
 from brainrecon.cli import app
 
-COMMANDS = ("config", "convert-god", "fetch-data", "simulate", "make-depth", "train-encoder", "train-decoder", "reconstruct", "evaluate",
-            "demo")
+COMMANDS = ("config", "convert-god", "fetch-data", "simulate", "make-depth", "train-encoder", "train-decoder",
+            "reconstruct", "evaluate", "demo")
 
 
 def test_help_lists_every_subcommand():

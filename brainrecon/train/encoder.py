@@ -143,7 +143,8 @@ def _train_encoder(cfg: EncoderConfig, runtime: core.Runtime, data_root: Path, r
     extra = {"n_voxels": data.n_voxels, "kind": "encoder", "data_dir": str(data_root.resolve())}
     history = fit(run_dir=run_dir, runtime=runtime, model=model, optimizer=optimizer, scheduler=scheduler,
                   epochs=t.epochs, seed=t.seed, config=config, data_fingerprint=fp, train_epoch=train_epoch,
-                  validate=validate, select="val_loss" if has_val else None, monitor=monitor, resume=resume, line=line, extra=extra)
+                  validate=validate, select="val_loss" if has_val else None, monitor=monitor, resume=resume,
+                  line=line, extra=extra)
     monitor.close()
     best = load_encoder(run_dir, runtime.device)
     test = predict(best, data.test_images)

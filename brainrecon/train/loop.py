@@ -23,8 +23,8 @@ from brainrecon.train.monitor import Monitor
 
 def fit(*, run_dir: Path, runtime: Runtime, model: torch.nn.Module, optimizer, scheduler, epochs: int, seed: int,
         config: dict, data_fingerprint: str, train_epoch: Callable[[int], dict], validate: Callable[[int], dict],
-        select: str | None, monitor: Monitor, resume: bool, warn_seconds: float = 0.0, line: Callable[[dict], str] = str,
-        extra: dict | None = None) -> list[dict]:
+        select: str | None, monitor: Monitor, resume: bool, warn_seconds: float = 0.0,
+        line: Callable[[dict], str] = str, extra: dict | None = None) -> list[dict]:
     run_dir = Path(run_dir)
     start_epoch, best, history, elapsed = 0, float("inf"), [], 0.0
     last = run_dir / checkpoint.LAST
