@@ -23,26 +23,29 @@ def _dead_pid() -> int:
 
 
 def test_two_processes_on_one_out_folder(tiny_subject, tmp_path):
+    """The second run is refused while the first trains; the first then stops on Ctrl-C, releasing the lock."""
+    import signal
     out = tmp_path / "run"
-    sets = [a for s in tiny_overrides(**{"train.epochs": 30, "model.input_size": 32}) for a in ("--set", s)]
+    sets = [a for s in tiny_overrides(**{"train.epochs": 10000, "model.input_size": 32}) for a in ("--set", s)]
     cmd = [sys.executable, "-m", "brainrecon", "train-encoder", "--config", "demo", "--data-dir", str(tiny_subject),
            "--out", str(out), *sets]
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while not (out / runlock.LOCK).exists():
+    while not (out / "metrics.jsonl").exists():           # the first run holds the lock and has trained an epoch
         assert first.poll() is None, first.communicate()
-        assert time.time() < deadline, "the first run never took the lock"
+        assert time.time() < deadline, "the first run never started training"
         time.sleep(0.05)
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert first.poll() is None, "the first run must still be training when the second is refused"
     assert second.returncode == 2, second.stderr
     assert "another run is training in this folder" in second.stderr and f"pid {first.pid}" in second.stderr
     assert len(second.stderr.strip().splitlines()) == 1
-    stdout, stderr = first.communicate(timeout=600)
-    assert first.returncode == 0, stderr
-    lines = (out / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(s)["epoch"] for s in lines] == list(range(30))     # one run's epochs, nothing interleaved
-    assert not (out / runlock.LOCK).exists()                                # released at the end
+    first.send_signal(signal.SIGINT)
+    stdout, stderr = first.communicate(timeout=120)
+    assert first.returncode == 130, stderr
+    epochs = [json.loads(s)["epoch"] for s in (out / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == list(range(len(epochs))) and epochs              # one run's epochs, nothing interleaved
+    assert not (out / runlock.LOCK).exists()                           # released on Ctrl-C too
 
 
 def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):

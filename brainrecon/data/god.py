@@ -114,11 +114,9 @@ def match_ids(sample_ids: np.ndarray, lst: ImageList, path: Path, what: str) -> 
     """Index into `lst` of each sample id (nearest list id, refused beyond MATCH_TOLERANCE)."""
     order = np.argsort(lst.ids)
     sorted_ids = lst.ids[order]
-    pos = np.clip(np.searchsorted(sorted_ids, sample_ids), 1, len(sorted_ids) - 1) if len(sorted_ids) > 1 else \
-        np.zeros(len(sample_ids), dtype=int)
-    left = sorted_ids[np.maximum(pos - 1, 0)]
-    right = sorted_ids[pos]
-    pick = np.where(np.abs(sample_ids - left) <= np.abs(sample_ids - right), np.maximum(pos - 1, 0), pos)
+    right = np.clip(np.searchsorted(sorted_ids, sample_ids), 0, len(sorted_ids) - 1)   # first list id >= sample id
+    left = np.maximum(right - 1, 0)                                                    # the one below it
+    pick = np.where(np.abs(sample_ids - sorted_ids[left]) <= np.abs(sample_ids - sorted_ids[right]), left, right)
     dist = np.abs(sample_ids - sorted_ids[pick])
     bad = np.flatnonzero(dist > MATCH_TOLERANCE)
     if len(bad):
