@@ -153,16 +153,10 @@ def convert_god_cmd(
     data_dir: Optional[Path] = DataDir,
 ):
     """Convert the public GOD fMRI (bdpy HDF5) and the stimulus photos into sbj_<N>.npz and images_<res>.npz."""
-    from brainrecon.data.god import ConvertOptions, convert_god
+    from brainrecon.data.god import ConvertOptions, convert_god, image_list_paths
     root = _data_dir(data_dir)
-    lists = None
-    if image_list:
-        parts = [Path(p) for p in image_list.split(",")]
-        if len(parts) != 2:
-            raise UserError(f"--image-list {image_list!r} must name two files: TRAIN.csv,TEST.csv")
-        lists = (parts[0], parts[1])
     opts = ConvertOptions(subject=subject, roi=roi, resolution=resolution, allow_missing=allow_missing,
-                          image_lists=lists)
+                          image_lists=image_list_paths(image_list))
     record = convert_god(h5 or root / f"Subject{subject}.h5", images, out or root, opts,
                          say=lambda s: err_console.print(f"convert-god: {s}", highlight=False))
     c, dropped = record["counts"], record["dropped"]

@@ -70,8 +70,9 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
 
 
 def unit_channels(f: torch.Tensor) -> torch.Tensor:
-    """Unit-normalise over channels, in fp32: under bf16 autocast the features arrive in bf16, whose 8-bit mantissa
-    turned the channel cosines coarse enough to tilt the decoder's gradient (cosine to fp32 0.984 -> 0.99+)."""
+    """Unit-normalise over channels, in fp32: under bf16 autocast the features arrive in bf16, and the channel sums are
+    taken at full precision. (This alone did not cure the decoder's gradient drift under bf16, cosine to fp32 0.984
+    with or without it; keeping the decoder in fp32 did, see train/decoder.py.)"""
     f = f.float()
     return f / (torch.sqrt((f ** 2).sum(1, keepdim=True) + 1e-10) + 1e-10)
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import csv
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +61,16 @@ class ConvertOptions:
     allow_missing: bool = False
     image_lists: tuple[Path, Path] | None = None
     """(training csv, test csv); None = the lists brainrecon carries."""
-    dropped: dict = field(default_factory=dict)
+
+
+def image_list_paths(text: str | None) -> tuple[Path, Path] | None:
+    """`--image-list TRAIN.csv,TEST.csv` -> the two paths (None when not given)."""
+    if not text:
+        return None
+    parts = [Path(p.strip()) for p in text.split(",")]
+    if len(parts) != 2:
+        raise UserError(f"--image-list {text!r} must name two files: TRAIN.csv,TEST.csv")
+    return parts[0], parts[1]
 
 
 def stimulus_id(file_name: str) -> float:

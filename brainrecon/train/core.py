@@ -62,10 +62,10 @@ def pick_device(name: str = "auto") -> torch.device:
 
 X86 = ("x86_64", "amd64", "i386", "i686")
 # Which networks run in channels_last, by (device type, autocast): measured with `python -m benchmarks --demo-only` on
-# a 2-core avx512_bf16 CPU at the demo's sizes. Encoder step: fp32 1.08x, bf16 2.16x -> bf16 + channels_last 2.47x.
-# Decoder + EfficientNet perceptual: channels_last 1.16x in fp32 but 0.9x under bf16 (where the decoder itself still
-# trains in fp32, see train/decoder.py), so under autocast only the encoder is converted. Not measured on CUDA here:
-# left off there.
+# a 2-core avx512_bf16 CPU at the demo's sizes (final run). Encoder step vs fp32: channels_last 1.29x, bf16 2.59x,
+# bf16 + channels_last 3.01x. Decoder + EfficientNet perceptual step: channels_last 1.12x in fp32, but under bf16
+# channels_last lost (1.29x -> 1.17x), so under autocast only the encoder is converted (the decoder itself trains in
+# fp32 there, see train/decoder.py). Not measured on CUDA here: left off there.
 CHANNELS_LAST = {("cpu", False): frozenset({"encoder", "decoder", "perceptual"}),
                  ("cpu", True): frozenset({"encoder"})}
 
