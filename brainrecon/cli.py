@@ -128,10 +128,14 @@ def simulate(
     subject: int = typer.Option(3, "--subject"), seed: int = typer.Option(0, "--seed"),
     n_voxels: int = typer.Option(4500, "--n-voxels"), n_unpaired: int = typer.Option(10000, "--n-unpaired"),
     resolution: int = typer.Option(112, "--resolution"),
+    luminance_share: float = typer.Option(0.05, "--luminance-share", help="Fraction of each voxel's explainable "
+                                          "variance carried by pRF-pooled luminance (the rest: SOC contrast, colour, "
+                                          "depth). 0.05 was fixed before any result; see data/soc.py."),
 ):
-    """Write a SIMULATED subject in the release formats (procedural RGBD scenes, simulated voxels)."""
+    """Write a SIMULATED subject in the release formats (procedural RGBD scenes, SOC-model voxels)."""
     from brainrecon.data.simulate import SimulationConfig, simulate_subject
-    cfg = SimulationConfig(subject=subject, seed=seed, n_voxels=n_voxels, n_unpaired=n_unpaired, resolution=resolution)
+    cfg = SimulationConfig(subject=subject, seed=seed, n_voxels=n_voxels, n_unpaired=n_unpaired, resolution=resolution,
+                           luminance_share=luminance_share)
     m = simulate_subject(out, cfg, progress=lambda s: err_console.print(f"simulate: {s}"))
     out_console.print(f"SIMULATED subject {subject} written to {out} in {m['seconds']:.1f}s: {m['rois']['VC']} VC "
                       f"voxels, median noise ceiling {m['median_noise_ceiling_vc']:.3f}, median single-trial "

@@ -4,9 +4,10 @@ Stimuli: procedural RGBD scenes (dead-leaves model): a sky and a textured ground
 horizon, occluded by textured, shaded shapes of power-law sizes, each standing at its own depth, painted far to near.
 The depth channel is true depth, stored as MiDaS stores its output: inverse depth, min-max scaled per image to uint8.
 
-Voxels: a fixed, seeded ground-truth encoding model. Feature maps (luminance, colour opponency, multi-scale oriented
-energy, nearness and depth edges) are pooled by retinotopic Gaussian receptive fields that grow from V1 to the higher
-ROIs, mixed with ROI-specific feature preferences, then z-scored. Single trials add Gaussian noise (plus a weak global
+Voxels: a fixed, seeded ground-truth encoding model, the second-order contrast (SOC) model of Kay et al. 2013 with
+published per-area parameters, plus colour-opponent contrast and depth for hV4 and up and a small luminance share
+(data/soc.py holds the model and the source of every parameter). Noise-free responses have variance 1 over the
+stimulus set. Single trials add Gaussian noise (plus a weak global
 component) so that each voxel has a drawn single-trial reliability (median ~0.2 across voxels; a fraction carries no
 signal). Noise ceiling and SNR are then estimated from the 35 test repeats, as for the real data.
 """
@@ -23,29 +24,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from brainrecon.atomic import write_atomic, write_text_atomic
 from brainrecon.config import ROIS
-from brainrecon.data import layout, release
+from brainrecon.data import layout, release, soc
 from brainrecon.errors import ConfigError
 
-# ROI name -> (share of voxels, RF sigma as a fraction of the image side, feature preference profile)
-ROI_SPECS = {
-    "V1": (0.24, 0.035, "early"), "V2": (0.18, 0.05, "early"), "V3": (0.14, 0.07, "early"),
-    "V4": (0.12, 0.10, "mid"), "LOC": (0.10, 0.16, "high"), "FFA": (0.08, 0.20, "high"),
-    "PPA": (0.09, 0.20, "high"),
-}
 OUTSIDE_VC = 0.05  # voxels in the file that belong to no visual ROI (noise only), as V_all > VC in the real files
-FEATURES = ("lum", "rg", "by", *(f"energy_s{s}_o{o}" for s in (0, 1) for o in range(4)), "near", "depth_edge")
-# Relative feature weights per profile, in FEATURES order.
-PROFILES = {
-    "early": [1.0, 0.8, 0.6, *[1.2] * 4, *[0.6] * 4, 0.3, 0.3],
-    "mid": [0.6, 1.2, 1.0, *[0.5] * 4, *[1.0] * 4, 0.6, 0.6],
-    "high": [0.4, 0.5, 0.5, *[0.2] * 4, *[0.8] * 4, 1.5, 1.2],
-}
-FEATURE_RES = 28
 
 
 @dataclass
@@ -61,6 +47,7 @@ class SimulationConfig:
     n_classes: int = 100
     median_reliability: float = 0.2
     null_fraction: float = 0.2
+    luminance_share: float = 0.05   # fixed before any result (issue 13); see data/soc.py
 
     def __post_init__(self):
         if self.resolution < 16 or self.resolution % 8:
@@ -69,6 +56,8 @@ class SimulationConfig:
             raise ConfigError(f"--n-voxels {self.n_voxels} is too small; use at least 50")
         if self.n_unpaired < 1 or self.n_train < 10 or self.n_test < 10:
             raise ConfigError("need at least 1 unpaired, 10 train and 10 test images")
+        if not 0 <= self.luminance_share < 1:
+            raise ConfigError(f"--luminance-share {self.luminance_share} must be in [0, 1)")
         if self.n_repeats < 2:
             raise ConfigError("--n-repeats must be at least 2 (the noise ceiling needs repeats)")
 
@@ -145,82 +134,38 @@ def _render_batch(b: int, res: int, gen: torch.Generator, n_shapes: int = 18) ->
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Ground-truth encoding model
+# Voxels: ROI membership and reliability here; the noise-free responses come from the SOC model in data/soc.py
 
 
-def _gabor_bank(size: int = 9) -> torch.Tensor:
-    """Quadrature Gabor pairs at 2 scales x 4 orientations: (16, 1, size, size)."""
-    r = torch.arange(size) - size // 2
-    y, x = torch.meshgrid(r.float(), r.float(), indexing="ij")
-    kernels = []
-    for wavelength, sigma in ((3.0, 1.5), (7.0, 3.0)):
-        env = torch.exp(-(x ** 2 + y ** 2) / (2 * sigma ** 2))
-        for o in range(4):
-            th = o * math.pi / 4
-            t = x * math.cos(th) + y * math.sin(th)
-            for fn in (torch.cos, torch.sin):
-                k = env * fn(2 * math.pi * t / wavelength)
-                kernels.append(k - k.mean())
-    return torch.stack(kernels).unsqueeze(1)
-
-
-def feature_maps(rgbd: np.ndarray, batch: int = 256) -> torch.Tensor:
-    """uint8 RGBD (N, R, R, 4) -> (N, F, 28, 28) feature maps, F = len(FEATURES)."""
-    bank = _gabor_bank()
-    out = []
-    for i in range(0, len(rgbd), batch):
-        x = torch.from_numpy(rgbd[i:i + batch]).float().permute(0, 3, 1, 2) / 255
-        x = F.interpolate(x, size=(56, 56), mode="area")
-        r, g, bl, d = x.unbind(1)
-        lum = (r + g + bl) / 3
-        resp = F.conv2d(lum.unsqueeze(1), bank, padding=bank.shape[-1] // 2)           # (B, 16, 56, 56)
-        energy = torch.sqrt(resp[:, 0::2] ** 2 + resp[:, 1::2] ** 2 + 1e-8)             # (B, 8, 56, 56)
-        gy, gx = torch.gradient(d, dim=(1, 2))
-        maps = torch.cat([lum.unsqueeze(1), (r - g).unsqueeze(1), (bl - (r + g) / 2).unsqueeze(1), energy,
-                          d.unsqueeze(1), torch.sqrt(gx ** 2 + gy ** 2).unsqueeze(1) * 10], 1)
-        out.append(F.avg_pool2d(maps, 2))
-    return torch.cat(out)
-
-
-@dataclass
-class VoxelModel:
-    roi_of_voxel: np.ndarray      # (V,) index into ROI_SPECS keys, -1 outside VC
-    rf: torch.Tensor              # (V, 28*28) Gaussian pooling weights
-    weights: torch.Tensor         # (V, F) feature weights
-    reliability: np.ndarray       # (V,) true single-trial split-half reliability (0 = no signal)
-
-
-def make_voxel_model(cfg: SimulationConfig, gen: torch.Generator) -> VoxelModel:
-    names = list(ROI_SPECS)
-    shares = np.array([ROI_SPECS[n][0] for n in names])
+def assign_rois(cfg: SimulationConfig, gen: torch.Generator) -> np.ndarray:
+    """(V,) index into soc.ROI_PARAMS per voxel, -1 for the voxels outside VC; shuffled."""
+    shares = np.array([p["share"] for p in soc.ROI_PARAMS.values()])
     counts = np.floor(shares / shares.sum() * cfg.n_voxels * (1 - OUTSIDE_VC)).astype(int)
     roi = np.concatenate([np.full(c, k) for k, c in enumerate(counts)])
     roi = np.concatenate([roi, np.full(cfg.n_voxels - len(roi), -1)])
-    perm = torch.randperm(cfg.n_voxels, generator=gen).numpy()
-    roi = roi[perm]
-    sigma = np.array([ROI_SPECS[names[k]][1] if k >= 0 else 0.1 for k in roi])
-    centre = _u(gen, cfg.n_voxels, 2, lo=0.08, hi=0.92)
-    # Higher areas are biased to the centre of the visual field, as the real retinotopy is foveal-heavy.
-    centre = torch.where(torch.from_numpy(sigma > 0.12).unsqueeze(1), 0.5 + (centre - 0.5) * 0.6, centre)
-    grid = (torch.arange(FEATURE_RES) + 0.5) / FEATURE_RES
-    gy, gx = torch.meshgrid(grid, grid, indexing="ij")
-    s = torch.from_numpy(sigma).float().view(-1, 1)
-    d2 = (gx.reshape(1, -1) - centre[:, :1]) ** 2 + (gy.reshape(1, -1) - centre[:, 1:]) ** 2
-    rf = torch.exp(-d2 / (2 * s ** 2))
-    rf = rf / rf.sum(1, keepdim=True)
-    profile = torch.tensor([PROFILES[ROI_SPECS[names[k]][2]] if k >= 0 else PROFILES["mid"] for k in roi])
-    sparse = (_u(gen, cfg.n_voxels, len(FEATURES)) < 0.5).float()
-    sign = torch.where(_u(gen, cfg.n_voxels, len(FEATURES)) < 0.3, -1.0, 1.0)
-    weights = profile * sparse * sign * _u(gen, cfg.n_voxels, len(FEATURES), lo=0.2, hi=1.0)
-    # Reliability: a null fraction carries no signal; the rest draw from Beta(2, b), b chosen so that the median over
-    # all voxels (nulls and outside-VC voxels included) is about the requested value.
+    return roi[torch.randperm(cfg.n_voxels, generator=gen).numpy()]
+
+
+def draw_reliability(cfg: SimulationConfig, roi: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A null fraction carries no signal; the rest draw from Beta(2, b), b chosen so that the median over all voxels
+    (nulls and outside-VC voxels included) is about the requested value."""
     q = (0.5 - cfg.null_fraction) / (1 - cfg.null_fraction)
-    beta_b = _beta_b_for_quantile(q, cfg.median_reliability)
-    rng = np.random.default_rng(int(torch.randint(0, 2 ** 31, (1,), generator=gen)))
-    rel = rng.beta(2.0, beta_b, cfg.n_voxels)
+    rel = rng.beta(2.0, _beta_b_for_quantile(q, cfg.median_reliability), cfg.n_voxels)
     rel[rng.random(cfg.n_voxels) < cfg.null_fraction] = 0.0
     rel[roi < 0] = 0.0
-    return VoxelModel(roi_of_voxel=roi, rf=rf, weights=weights, reliability=rel)
+    return rel
+
+
+def build_model(cfg: SimulationConfig, stimuli: np.ndarray) -> tuple[soc.VoxelModel, np.ndarray]:
+    """The subject's voxel model, normalised over `stimuli` (uint8 RGBD), and its noise-free responses to them,
+    (N, V) float32 with mean 0 and variance 1 per voxel."""
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + cfg.subject)
+    roi = assign_rois(cfg, gen)
+    rng = np.random.default_rng(int(torch.randint(0, 2 ** 31, (1,), generator=gen)))
+    model = soc.make_voxel_model(roi, gen, draw_reliability(cfg, roi, rng), cfg.luminance_share)
+    parts = soc.components(model, soc.FieldMaps()(stimuli))
+    soc.fit_normalisation(model, parts)
+    return model, soc.responses(model, parts).numpy()
 
 
 def _beta_b_for_quantile(q: float, value: float) -> float:
@@ -233,16 +178,6 @@ def _beta_b_for_quantile(q: float, value: float) -> float:
         cdf = np.cumsum(pdf) / pdf.sum()
         lo, hi = (b, hi) if np.interp(value, grid, cdf) < q else (lo, b)
     return (lo + hi) / 2
-
-
-def clean_responses(model: VoxelModel, features: torch.Tensor, stats: tuple | None = None):
-    """Noise-free voxel responses (N, V), z-scored with `stats` (mean, std) or with their own statistics."""
-    n, f = features.shape[:2]
-    pooled = features.reshape(n * f, -1) @ model.rf.T                                 # (N*F, 784) @ (784, V)
-    resp = (pooled.view(n, f, -1) * model.weights.T.unsqueeze(0)).sum(1)             # (N, V)
-    resp = torch.sign(resp) * resp.abs().pow(0.8)                                      # mild compressive nonlinearity
-    mean, std = stats if stats is not None else (resp.mean(0), resp.std(0).clamp_min(1e-6))
-    return ((resp - mean) / std).numpy(), (mean, std)
 
 
 def noisy_trials(clean: np.ndarray, reliability: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -272,9 +207,7 @@ def simulate_subject(out: Path, cfg: SimulationConfig, progress=None) -> dict:
     release.write_stimuli(layout.rgbd_file(out, cfg.resolution), train, test)
 
     say("simulating voxel responses")
-    vox_gen = torch.Generator().manual_seed(cfg.seed * 1000 + cfg.subject)
-    model = make_voxel_model(cfg, vox_gen)
-    clean, _ = clean_responses(model, feature_maps(paired))
+    model, clean = build_model(cfg, paired)
     rng = np.random.default_rng(cfg.seed * 1000 + cfg.subject)
     train_order = rng.permutation(cfg.n_train)
     train_fmri = noisy_trials(clean[train_order], model.reliability, rng)
@@ -286,7 +219,7 @@ def simulate_subject(out: Path, cfg: SimulationConfig, progress=None) -> dict:
     arrays = {"arr_0": train_fmri, "arr_1": test_trials, "arr_2": grouped.mean(1).astype(np.float32),
               "arr_3": train_order.astype(np.int64), "arr_4": test_labels.astype(np.int64),
               "arr_5": ceiling, "arr_6": np.maximum(snr, 1e-3).astype(np.float32)}
-    names = list(ROI_SPECS)
+    names = list(soc.ROI_PARAMS)
     masks = {n: model.roi_of_voxel == k for k, n in enumerate(names)}
     masks["LVC"] = masks["V1"] | masks["V2"] | masks["V3"]
     masks["HVC"] = masks["LOC"] | masks["FFA"] | masks["PPA"]
@@ -310,7 +243,8 @@ def simulate_subject(out: Path, cfg: SimulationConfig, progress=None) -> dict:
         "note": "SIMULATED subject made by `brainrecon simulate`: procedural RGBD scenes and voxel responses from a "
                 "known encoding model. Not real fMRI.",
         "parameters": asdict(cfg),
-        "features": list(FEATURES),
+        "encoding_model": {"name": "second-order contrast (SOC) model, Kay et al. 2013 (see brainrecon/data/soc.py)",
+                           "luminance_share": cfg.luminance_share, **soc.describe()},
         "rois": {n: int(m.sum()) for n, m in masks.items()},
         "median_noise_ceiling_vc": float(np.median(ceiling[vc])),
         "median_single_trial_split_half_r_vc": float(np.median(split_half)),
