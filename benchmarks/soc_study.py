@@ -1,0 +1,165 @@
+"""python -m benchmarks.soc_study {ablation|luminance|epochs} OUT: the method against ridge on the SOC-model subject.
+
+All three on the default demo subject (brainrecon.demo.DEMO_SUBJECT, seed 0), the demo configs, the same seeds, 95 %
+bootstrap CIs; every stage already done in OUT is reused (the ablation reuses a `brainrecon demo --out OUT` folder).
+
+- ablation:  ridge, supervised-only deep, self-supervised without the DE cycle, self-supervised (the demo's decoder),
+             and the same self-supervised decoder trained on RGB only. pixcorr, ssim, perceptual-effnet at 2/5/10-way,
+             semantic-50way (always 50 classes), the depth channel and the depth errors.
+             -> OUT/ablation.csv, OUT/ablation_depth_errors.csv
+- luminance: simulate --luminance-share in {0, 0.05, 0.1, 0.3}; ridge vs the self-supervised decoder on each.
+             -> OUT/luminance_sweep.csv, OUT/luminance_sweep.png
+- epochs:    the self-supervised decoder after 5, 10, 20 and 40 epochs of one run at a constant learning rate (the
+             demo's milestone dropped so that every point is the same schedule), against the ridge line.
+             -> OUT/learning_curve.csv, OUT/learning_curve.png
+Long: the ablation ~15 min, luminance ~25 min, epochs ~30 min on 2 cores. The committed results are in
+benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from brainrecon.config import load_config
+from brainrecon.data.simulate import simulate_subject
+from brainrecon.demo import DEMO_SUBJECT, run_demo
+from brainrecon.evaluate import EvalOptions, evaluate_runs
+from brainrecon.reconstruct import NPZ, load_reconstructions, reconstruct
+from brainrecon.train.decoder import train_decoder
+from brainrecon.train.encoder import train_encoder
+
+METRICS = ("pixcorr", "ssim", "perceptual-effnet", "semantic-50way")
+SHARES = (0.0, 0.05, 0.1, 0.3)
+EPOCHS = (5, 10, 20, 40)
+
+
+def subject(data: Path, share: float = DEMO_SUBJECT.luminance_share) -> Path:
+    if not (data / "simulated.json").exists():
+        simulate_subject(data, replace(DEMO_SUBJECT, luminance_share=share))
+    return data
+
+
+def encoder(data: Path, out: Path, modality: str = "rgbd") -> Path:
+    if not (out / "metrics.json").exists():
+        train_encoder(load_config("encoder", modality, "demo"), data, out, resume=(out / "last.pt").exists(),
+                      quiet=True)
+    return out
+
+
+def decoder(data: Path, out: Path, sets: list[str], encoder_run: Path | None, modality: str = "rgbd") -> Path:
+    """Train (or reuse) a decoder run and its test reconstructions; returns the reconstruction file."""
+    if not (out / "metrics.json").exists():
+        train_decoder(load_config("decoder", modality, "demo", sets), data, out, encoder_run=encoder_run,
+                      resume=(out / "last.pt").exists(), quiet=True)
+    path = out / "reconstruct_test" / NPZ
+    return path if path.exists() else reconstruct(out, "test", data_dir=data)
+
+
+def evaluate(paths: dict[str, Path], data: Path, metrics=METRICS, ways=(2, 5, 10)) -> tuple[list, list]:
+    """Identification and depth-error rows, each labelled with its variant name."""
+    opts = EvalOptions(ways=ways, metrics=metrics, repeats=100, mode="percent")
+    rows, depth_rows = [], []
+    for name, path in paths.items():
+        records, depth = evaluate_runs([load_reconstructions(path)], opts, data)
+        rows += [{"variant": name, "channel": r["channel"], "metric": r["metric"], "ways": r["ways"],
+                  "mean": round(r["mean"], 4), "ci_low": round(r["ci_low"], 4), "ci_high": round(r["ci_high"], 4)}
+                 for r in records]
+        depth_rows += [{"variant": name, **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()
+                                            if k not in ("run", "subject", "modality")}} for d in depth]
+    return rows, depth_rows
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    print(f"wrote {path}")
+
+
+def ablation(out: Path) -> None:
+    run_demo(out, "rgbd")                       # data, encoder, self-supervised decoder, ridge (reused when done)
+    data, enc = out / "data", out / "encoder_rgbd"
+    paths = {
+        "ridge": out / "ridge_rgbd" / "reconstruct_test" / NPZ,
+        "supervised only": decoder(data, out / "decoder_supervised", ["train.self_supervision=false"], enc),
+        "self-supervised, no DE": decoder(data, out / "decoder_no_de", ["loss.weights=[1.0,1.0,0.0]"], enc),
+        "self-supervised": out / "decoder_rgbd" / "reconstruct_test" / NPZ,
+        "self-supervised, rgb only": decoder(data, out / "decoder_rgb", [], encoder(data, out / "encoder_rgb", "rgb"),
+                                             "rgb"),
+    }
+    rows, depth_rows = evaluate(paths, data)
+    write_csv(out / "ablation.csv", rows)
+    write_csv(out / "ablation_depth_errors.csv", depth_rows)
+    for r in rows:
+        print(f"{r['variant']:<27s} {r['channel']:<5s} {r['metric']:<28s} {r['ways']:>2} "
+              f"{r['mean']:.3f} [{r['ci_low']:.2f}-{r['ci_high']:.2f}]")
+
+
+def luminance(out: Path) -> None:
+    rows = []
+    for share in SHARES:
+        root = out / f"share_{share:g}"
+        data = subject(root / "data", share)
+        enc = encoder(data, root / "encoder_rgbd")
+        paths = {"ridge": decoder(data, root / "ridge_rgbd", ["model.kind=ridge"], None),
+                 "self-supervised": decoder(data, root / "decoder_rgbd", [], enc)}
+        found, _ = evaluate(paths, data, METRICS[:3] + ("semantic-50way",), ways=(2, 10))
+        rows += [{"luminance_share": share, **r} for r in found]
+        write_csv(out / "luminance_sweep.csv", rows)
+    _plot(rows, "luminance_share", "--luminance-share (fraction of explainable variance)", out / "luminance_sweep.png")
+
+
+def epochs(out: Path) -> None:
+    data = subject(out / "data")
+    enc = encoder(data, out / "encoder_rgbd")
+    rows = []
+    ridge, _ = evaluate({"ridge": decoder(data, out / "ridge_rgbd", ["model.kind=ridge"], None)}, data,
+                        METRICS, ways=(2, 10))
+    run = out / "decoder_constant_lr"
+    for n in EPOCHS:                            # one run, resumed to each count: the points share one schedule
+        snapshot = out / f"decoder_constant_lr_{n}" / "reconstruct_test" / NPZ
+        if not snapshot.exists():
+            (run / "metrics.json").unlink(missing_ok=True)
+            train_decoder(load_config("decoder", "rgbd", "demo", [f"train.epochs={n}", "train.milestones=[]"]), data,
+                          run, encoder_run=enc, resume=(run / "last.pt").exists(), quiet=True)
+            snapshot.parent.mkdir(parents=True, exist_ok=True)
+            reconstruct(run, "test", data_dir=data).replace(snapshot)
+        found, _ = evaluate({"self-supervised": snapshot}, data, METRICS, ways=(2, 10))
+        rows += [{"epochs": n, **r} for r in found]
+    rows += [{"epochs": n, **r} for n in EPOCHS for r in ridge]
+    write_csv(out / "learning_curve.csv", rows)
+    _plot(rows, "epochs", "decoder epochs (constant learning rate; ridge: closed form)", out / "learning_curve.png")
+
+
+def _plot(rows: list[dict], x_key: str, x_label: str, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    panels = [("rgb", "pixcorr", 10), ("rgb", "ssim", 10), ("rgb", "perceptual-effnet", 10),
+              ("rgb", "semantic-50way/effnet-lite0", 50), ("depth", "pixcorr", 10)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4), sharex=True)
+    for ax, (channel, metric, ways) in zip(axes, panels):
+        for variant, colour in (("ridge", "tab:grey"), ("self-supervised", "tab:blue")):
+            pts = sorted((r[x_key], r["mean"], r["ci_low"], r["ci_high"]) for r in rows if r["variant"] == variant
+                         and r["channel"] == channel and r["metric"] == metric and r["ways"] == ways)
+            if pts:
+                x, m, lo, hi = zip(*pts)
+                ax.plot(x, m, "o-", color=colour, label=variant)
+                ax.fill_between(x, lo, hi, color=colour, alpha=0.2)
+        ax.axhline(1 / ways, color="k", lw=0.8, ls=":", label="chance")
+        ax.set_title(f"{channel} {metric.split('/')[0]}, {ways}-way", fontsize=9)
+        ax.set_xlabel(x_label, fontsize=8)
+        ax.set_ylim(0, 1)
+    axes[0].set_ylabel("% correct (95 % CI)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("SIMULATED subject (SOC model), demo budget", fontsize=10)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    {"ablation": ablation, "luminance": luminance, "epochs": epochs}[sys.argv[1]](Path(sys.argv[2]))
