@@ -36,9 +36,15 @@ def test_bad_ways_is_a_user_error(tmp_path):
 
 def test_simulate_cli(tmp_path):
     result = CliRunner().invoke(app, ["simulate", "--out", str(tmp_path), "--n-voxels", "80", "--n-unpaired", "4",
-                                      "--resolution", "16"])
+                                      "--resolution", "16", "--luminance-share", "0.1"])
     assert result.exit_code == 0, result.output
-    assert "SIMULATED" in result.output and json.loads((tmp_path / "simulated.json").read_text())["simulated"]
+    manifest = json.loads((tmp_path / "simulated.json").read_text())
+    assert "SIMULATED" in result.output and manifest["simulated"]
+    model = manifest["encoding_model"]   # every parameter and its source travels with the subject
+    assert model["luminance_share"] == 0.1 and model["rois"]["V1"]["n"] == 0.18 and model["rois"]["V3"]["k"] == 0.27
+    assert any("Kay" in source for source in model["sources"].values())
+    bad = CliRunner().invoke(app, ["simulate", "--out", str(tmp_path / "x"), "--luminance-share", "1.5"])
+    assert bad.exit_code == 2 and "--luminance-share" in bad.output and "Traceback" not in bad.output
 
 
 def test_preset_for_other_data_names_the_fix(tiny_subject, tmp_path):
