@@ -7,9 +7,8 @@ The depth channel is true depth, stored as MiDaS stores its output: inverse dept
 Voxels: a fixed, seeded ground-truth encoding model, the second-order contrast (SOC) model of Kay et al. 2013 with
 published per-area parameters, plus colour-opponent contrast and depth for hV4 and up and a small luminance share
 (data/soc.py holds the model and the source of every parameter). Noise-free responses have variance 1 over the
-stimulus set. Single trials add Gaussian noise (plus a weak global
-component) so that each voxel has a drawn single-trial reliability (median ~0.2 across voxels; a fraction carries no
-signal). Noise ceiling and SNR are then estimated from the 35 test repeats, as for the real data.
+stimulus set. Single trials add Gaussian noise (plus a weak global component) so that each voxel has a drawn
+single-trial reliability (median ~0.2 across voxels; a fraction carries no signal). Noise ceiling and SNR are then estimated from the 35 test repeats, as for the real data.
 """
 
 from __future__ import annotations

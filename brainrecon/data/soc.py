@@ -220,16 +220,14 @@ def make_pools(centre_deg: np.ndarray, sigma_deg: np.ndarray) -> torch.Tensor:
 def make_voxel_model(roi: np.ndarray, gen: torch.Generator, reliability: np.ndarray,
                      luminance_share: float) -> VoxelModel:
     """pRF centres drawn uniformly over each ROI's span, sizes and the SOC parameters from ROI_PARAMS."""
-    v = len(roi)
-    span = np.array([CENTRE_SPAN_DEG[roi_param(k, "span")] for k in roi])
-    centre = (torch.rand(v, 2, generator=gen, dtype=torch.float64).numpy() - 0.5) * span[:, None]
-    ecc = np.hypot(centre[:, 0], centre[:, 1])
-    size = np.array([roi_param(k, "size0") for k in roi]) + np.array([roi_param(k, "k") for k in roi]) * ecc
-    n = np.array([roi_param(k, "n") for k in roi])
+    per_voxel = lambda key: np.array([roi_param(k, key) for k in roi])               # noqa: E731
+    span = np.array([CENTRE_SPAN_DEG[s] for s in per_voxel("span")])
+    centre = (torch.rand(len(roi), 2, generator=gen, dtype=torch.float64).numpy() - 0.5) * span[:, None]
+    size = per_voxel("size0") + per_voxel("k") * np.hypot(centre[:, 0], centre[:, 1])     # grows with eccentricity
+    n = per_voxel("n")
     return VoxelModel(roi_of_voxel=roi, centre_deg=centre, size_deg=size, pool=make_pools(centre, size * np.sqrt(n)),
-                      c=torch.tensor([roi_param(k, "c") for k in roi], dtype=torch.float32),
-                      n=torch.from_numpy(n).float(),
-                      weights=torch.tensor([roi_param(k, "weights") for k in roi], dtype=torch.float32),
+                      c=torch.from_numpy(per_voxel("c")).float(), n=torch.from_numpy(n).float(),
+                      weights=torch.from_numpy(per_voxel("weights")).float(),
                       reliability=reliability, luminance_share=luminance_share)
 
 
