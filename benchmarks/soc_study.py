@@ -110,7 +110,8 @@ def luminance(out: Path) -> None:
         found, _ = evaluate(paths, data, METRICS[:3] + ("semantic-50way",), ways=(2, 10))
         rows += [{"luminance_share": share, **r} for r in found]
         write_csv(out / "luminance_sweep.csv", rows)
-    _plot(rows, "luminance_share", "--luminance-share (fraction of explainable variance)", out / "luminance_sweep.png")
+    _plot(rows, "luminance_share", "--luminance-share", "demo budget, one subject per share",
+          out / "luminance_sweep.png")
 
 
 def epochs(out: Path) -> None:
@@ -132,10 +133,11 @@ def epochs(out: Path) -> None:
         rows += [{"epochs": n, **r} for r in found]
     rows += [{"epochs": n, **r} for n in EPOCHS for r in ridge]
     write_csv(out / "learning_curve.csv", rows)
-    _plot(rows, "epochs", "decoder epochs (constant learning rate; ridge: closed form)", out / "learning_curve.png")
+    _plot(rows, "epochs", "decoder epochs", "one run at a constant learning rate; ridge: closed form",
+          out / "learning_curve.png")
 
 
-def _plot(rows: list[dict], x_key: str, x_label: str, path: Path) -> None:
+def _plot(rows: list[dict], x_key: str, x_label: str, title: str, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -156,7 +158,7 @@ def _plot(rows: list[dict], x_key: str, x_label: str, path: Path) -> None:
         ax.set_ylim(0, 1)
     axes[0].set_ylabel("% correct (95 % CI)")
     axes[0].legend(fontsize=8)
-    fig.suptitle("SIMULATED subject (SOC model), demo budget", fontsize=10)
+    fig.suptitle(f"SIMULATED subject (SOC model): {title}", fontsize=10)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     print(f"wrote {path}")
 
