@@ -107,7 +107,7 @@ def luminance(out: Path) -> None:
         enc = encoder(data, root / "encoder_rgbd")
         paths = {"ridge": decoder(data, root / "ridge_rgbd", ["model.kind=ridge"], None),
                  "self-supervised": decoder(data, root / "decoder_rgbd", [], enc)}
-        found, _ = evaluate(paths, data, METRICS[:3] + ("semantic-50way",), ways=(2, 10))
+        found, _ = evaluate(paths, data, METRICS, ways=(2, 10))
         rows += [{"luminance_share": share, **r} for r in found]
         write_csv(out / "luminance_sweep.csv", rows)
     _plot(rows, "luminance_share", "--luminance-share", "demo budget, one subject per share",
@@ -124,7 +124,6 @@ def epochs(out: Path) -> None:
     for n in EPOCHS:                            # one run, resumed to each count: the points share one schedule
         snapshot = out / f"decoder_constant_lr_{n}" / "reconstruct_test" / NPZ
         if not snapshot.exists():
-            (run / "metrics.json").unlink(missing_ok=True)
             train_decoder(load_config("decoder", "rgbd", "demo", [f"train.epochs={n}", "train.milestones=[]"]), data,
                           run, encoder_run=enc, resume=(run / "last.pt").exists(), quiet=True)
             snapshot.parent.mkdir(parents=True, exist_ok=True)
