@@ -219,9 +219,15 @@ class DecoderTrainConfig(TrainConfig):
     """False = supervised only (weights ED and DE forced to 0)."""
     warn_seconds: float = 0.0
     """Warn when training takes longer than this (0 = never); a guard only: all `epochs` are always trained."""
+    cache_mb: float = 1024.0
+    """Memory (MB, on the training device) for exact caches of frozen-network outputs on fixed images: the encoder's
+    voxels for unpaired images first, then the perceptual features of paired targets, then of unpaired images; what
+    does not fit is computed per step. 0 turns caching off; the values are the same either way."""
 
     def __post_init__(self):
         super().__post_init__()
+        if self.cache_mb < 0:
+            raise ConfigError(f"train.cache_mb={self.cache_mb} must be 0 (no cache) or more")
         if not 0 < self.test_avg_fraction <= 1:
             raise ConfigError(f"train.test_avg_fraction={self.test_avg_fraction} must lie in (0, 1]")
 

@@ -98,7 +98,14 @@ class ImageLoss(torch.nn.Module):
         self.register_buffer("norms", channel_norms.view(1, -1, 1, 1).clamp_min(1e-6))
         self.pw, self.rgb_l1, self.depth_l1, self.tv = list(perceptual_weights), rgb_l1, depth_l1, tv
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    @torch.no_grad()
+    def target_features(self, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The unit-normalised perceptual features of fixed targets: what `forward` compares the prediction's with
+        (a decoder run caches them, train/frozen_cache.py)."""
+        return {name: unit_channels(f) for name, f in self.net(target).items()} if self.net is not None else {}
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor,
+                target_features: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         terms = {}
         p, t = pred / self.norms, target / self.norms
         if self.modality in ("rgb", "rgbd"):
@@ -106,15 +113,14 @@ class ImageLoss(torch.nn.Module):
         if self.modality in ("depth", "rgbd"):
             terms["depth_l1"] = self.depth_l1 * F.l1_loss(p[:, -1:], t[:, -1:])
         if self.net is not None:
-            with torch.no_grad():
-                ft = self.net(target)
+            ft = target_features if target_features is not None else self.target_features(target)
             fp = self.net(pred)
             if len(fp) != len(self.pw):
                 from brainrecon.errors import ConfigError
                 raise ConfigError(f"loss.perceptual_weights has {len(self.pw)} values but {self.net.name} has "
                                   f"{len(fp)} feature layers; give one weight per layer")
             for k, name in enumerate(fp):
-                d = 1 - (unit_channels(fp[name]) * unit_channels(ft[name])).sum(1)
+                d = 1 - (unit_channels(fp[name]) * ft[name]).sum(1)
                 terms[f"percep_{name}"] = self.pw[k] * d.mean()
         terms["tv"] = self.tv * total_variation(pred)
         return terms

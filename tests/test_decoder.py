@@ -24,6 +24,26 @@ def test_decoder_shapes(modality, chans):
     assert dec.input_map().shape == (30, 32, 14, 14)
 
 
+@pytest.mark.parametrize("size,memory_format", [(7, torch.contiguous_format), (14, torch.channels_last),
+                                                 ((8, 5), torch.contiguous_format)])
+def test_upsample_pad_equals_torch_bicubic_then_reflection(size, memory_format):
+    """The decoder's matrix form of x2 bicubic + reflection padding is torch's own map: values and input gradients
+    equal nn.Upsample + nn.ReflectionPad2d within float round-off, for odd, even and non-square maps."""
+    from brainrecon.models.decoder import UpsamplePad
+    h, w = size if isinstance(size, tuple) else (size, size)
+    x = torch.randn(3, 32, h, w).to(memory_format=memory_format).requires_grad_()
+    reference = torch.nn.Sequential(torch.nn.Upsample(scale_factor=2, mode="bicubic", align_corners=False),
+                                    torch.nn.ReflectionPad2d(2))
+    weight = torch.randn(3, 32, 2 * h + 4, 2 * w + 4)
+    want = reference(x)
+    (g_want,) = torch.autograd.grad((want * weight).sum(), x)
+    got = UpsamplePad(2)(x)
+    (g_got,) = torch.autograd.grad((got * weight).sum(), x)
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, rtol=0, atol=2e-6)
+    torch.testing.assert_close(g_got, g_want, rtol=1e-5, atol=1e-4)
+
+
 def test_image_loss_terms_zero_for_identical_and_positive_otherwise():
     net = build_perceptual_net("vgg16-random", "rgbd", None, width=0.25)
     loss = losses.ImageLoss("rgbd", torch.full((4,), 0.5), net)
@@ -131,3 +151,51 @@ def test_modality_mismatch_with_encoder(tiny_subject, tiny_encoder, tmp_path):
         train_decoder(cfg, tiny_subject, tmp_path / "x", encoder_run=tiny_encoder, quiet=True)
     with pytest.raises(UserError, match="--encoder"):
         train_decoder(cfg, tiny_subject, tmp_path / "y", encoder_run=None, quiet=True)
+
+
+@pytest.mark.parametrize("budget_mb", [64.0, 0.5])
+def test_frozen_caches_leave_the_step_unchanged(tiny_subject, tiny_encoder, budget_mb):
+    """A step with the caches (all items, or part of them: the rest is computed per step) gives the same losses and
+    decoder gradients as one without, within float round-off; the caches hold what metrics.json says."""
+    from brainrecon.train import core
+    from brainrecon.train.decoder import DecoderStep
+    runtime = core.setup("cpu", False, 0)
+    results = []
+    for mb in (budget_mb, 0.0):
+        step = DecoderStep(decoder_cfg(1, **{"train.cache_mb": mb}), runtime, tiny_subject, tiny_encoder)
+        record = step.fill_caches()
+        loss, logged = step.loss(torch.arange(16), torch.Generator().manual_seed(3))
+        loss.backward()
+        grads = {k: p.grad.clone() for k, p in step.raw.named_parameters()}
+        results.append(({k: float(v.detach()) for k, v in logged.items()}, grads, record))
+    (cached, g_cached, record), (plain, g_plain, none) = results
+    assert none["encoder_voxels_unpaired"]["items"] == 0 and none["perceptual_paired"]["items"] == 0
+    held = record["encoder_voxels_unpaired"]["items"]
+    if budget_mb == 64.0:
+        assert held == record["encoder_voxels_unpaired"]["of"] == 64
+        assert record["perceptual_unpaired"]["items"] == 64 and record["perceptual_paired"]["items"] > 300
+    else:  # half a megabyte: all voxels (64 x 150 floats), part of the paired features, no unpaired ones
+        assert held == 64 and 0 < record["perceptual_paired"]["items"] < record["perceptual_paired"]["of"]
+        assert record["perceptual_unpaired"]["items"] == 0
+        assert record["encoder_voxels_unpaired"]["mb"] + record["perceptual_paired"]["mb"] <= 0.5
+    assert cached.keys() == plain.keys() and {"loss_D", "loss_ED", "loss_DE"} <= set(cached)
+    for k in cached:
+        assert cached[k] == pytest.approx(plain[k], rel=1e-5, abs=1e-7), k
+    # round-off on the scale of the whole gradient (the conv biases before GroupNorm have a true gradient of 0: theirs
+    # is round-off alone)
+    scale = max(float(g.abs().max()) for g in g_plain.values())
+    for k in g_cached:
+        torch.testing.assert_close(g_cached[k], g_plain[k], rtol=1e-4, atol=1e-5 * scale, msg=k)
+
+
+def test_resumed_run_with_caches_equals_the_uninterrupted_one(tiny_subject, tiny_encoder, tmp_path):
+    from brainrecon.train import checkpoint
+    m = train_decoder(decoder_cfg(2), tiny_subject, tmp_path / "straight", encoder_run=tiny_encoder, quiet=True)
+    assert m["frozen_cache"]["perceptual_paired"]["items"] > 0
+    train_decoder(decoder_cfg(1), tiny_subject, tmp_path / "resumed", encoder_run=tiny_encoder, quiet=True)
+    train_decoder(decoder_cfg(2), tiny_subject, tmp_path / "resumed", encoder_run=tiny_encoder, resume=True,
+                  quiet=True)
+    a = checkpoint.load(tmp_path / "straight/last.pt")["model"]
+    b = checkpoint.load(tmp_path / "resumed/last.pt")["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)

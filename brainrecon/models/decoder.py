@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from brainrecon.data.transforms import N_CHANNELS
 
@@ -24,9 +25,43 @@ class DecoderArch:
         return self.start_size * 8
 
 
+def upsample_pad_matrix(size: int, pad: int, dtype=torch.float64) -> torch.Tensor:
+    """(2*size + 2*pad, size): along one axis, torch's x2 bicubic upsampling (align_corners=False, edges clamped)
+    followed by reflection padding, as one matrix. Its rows are read off F.interpolate of the unit vectors, so the
+    weights are torch's own (the cubic weights at t = 1/4, 3/4 are dyadic: exact in float32)."""
+    basis = torch.eye(size, dtype=torch.float64).view(size, 1, size, 1)              # one unit vector per input row
+    up = F.interpolate(basis, size=(2 * size, 1), mode="bicubic", align_corners=False)[:, 0, :, 0].T  # (2s, s)
+    rows = torch.arange(-pad, 2 * size + pad).abs()
+    rows = torch.where(rows > 2 * size - 1, 2 * (2 * size - 1) - rows, rows)       # reflection, edge not repeated
+    return up[rows].to(dtype).contiguous()
+
+
+class UpsamplePad(nn.Module):
+    """x2 bicubic upsampling then reflection padding, as two matrix products per map (A @ x @ A^T): the same linear
+    map as nn.Upsample(scale_factor=2, mode="bicubic") + nn.ReflectionPad2d(pad), equal to it within float
+    round-off (tests/test_decoder.py), and 4-9x faster forward + backward on a CPU, where torch's bicubic backward
+    is a scalar loop (benchmarks: the decoder profile)."""
+
+    def __init__(self, pad: int):
+        super().__init__()
+        self.pad = pad
+        self._matrices: dict = {}
+
+    def matrix(self, size: int, like: torch.Tensor) -> torch.Tensor:
+        key = (size, like.dtype, like.device)
+        if key not in self._matrices:
+            self._matrices[key] = upsample_pad_matrix(size, self.pad, like.dtype).to(like.device)
+        return self._matrices[key]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        return self.matrix(h, x) @ x @ self.matrix(w, x).T                          # (B, C, h, w) -> (.., 2h+4, 2w+4)
+
+
 def _block(ch: int) -> nn.Sequential:
-    return nn.Sequential(nn.Upsample(scale_factor=2, mode="bicubic", align_corners=False), nn.ReflectionPad2d(2),
-                         nn.Conv2d(ch, ch, 5), nn.GroupNorm(32, ch), nn.SiLU())
+    # index 1 (the reflection padding, now inside UpsamplePad) stays an Identity so that the parameter names of
+    # checkpoints written before (blocks.K.2 conv, blocks.K.3 norm) still load
+    return nn.Sequential(UpsamplePad(2), nn.Identity(), nn.Conv2d(ch, ch, 5), nn.GroupNorm(32, ch), nn.SiLU())
 
 
 class Decoder(nn.Module):

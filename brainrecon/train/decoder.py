@@ -22,6 +22,7 @@ from brainrecon.models.decoder import Decoder, DecoderArch
 from brainrecon.models.perceptual import build_perceptual_net
 from brainrecon.train import checkpoint, core, runlock
 from brainrecon.train.encoder import load_encoder
+from brainrecon.train.frozen_cache import FrozenCache, fill_in_order
 from brainrecon.train.loop import fit, selection
 from brainrecon.train.monitor import Monitor
 
@@ -54,51 +55,102 @@ def train_decoder(cfg: DecoderConfig, data_root: Path, run_dir: Path, encoder_ru
         return _train_decoder(cfg, runtime, Path(data_root), Path(run_dir), encoder_run, resume, quiet)
 
 
+class DecoderStep:
+    """One training step of the decoder (METHOD §4): the paired loss D, the ED cycle (unpaired images -> frozen
+    encoder -> decoder), the DE cycle (unpaired fMRI -> decoder -> frozen encoder) and the regularisers. Built once
+    per run by `build_step`; the benchmarks time and profile this same object."""
+
+    def __init__(self, cfg: DecoderConfig, runtime: core.Runtime, data_root: Path, encoder_run: Path | None):
+        t, lc = cfg.train, cfg.loss
+        self.cfg, self.runtime = cfg, runtime
+        self.data = data = load_paired(data_root, cfg.data, cfg.modality, seed=t.seed, device=runtime.device)
+        self.w_d, self.w_ed, self.w_de = lc.weights if t.self_supervision else (lc.weights[0], 0.0, 0.0)
+        self.encoder = None
+        if self.w_ed > 0 or self.w_de > 0:
+            if encoder_run is None:
+                raise UserError("self-supervision needs a trained encoder: pass --encoder RUN (a train-encoder --out "
+                                "folder), or --no-self-supervision")
+            self.encoder = core.place(load_encoder(encoder_run), runtime, "encoder")
+            check_encoder(self.encoder, cfg, data.n_voxels, Path(encoder_run))
+            self.encoder.requires_grad_(False)
+        self.pool = load_unpaired_images(data_root, cfg.data, cfg.modality, runtime.device) if self.w_ed > 0 else None
+        self.perceptual = build_perceptual_net(lc.perceptual_net, cfg.modality, data_root, seed=t.seed,
+                                               width=lc.perceptual_width)
+        image_loss = losses.ImageLoss(cfg.modality, channel_norms(data.train_images), self.perceptual,
+                                      lc.perceptual_weights, lc.rgb_l1, lc.depth_l1, lc.tv)
+        self.image_loss = core.place(image_loss, runtime, "perceptual")
+        snr = data.snr.clamp_min(1e-3)
+        self.snr_weight = snr / snr.mean()
+        self.snr_inv = (1 / snr) / (1 / snr).mean()
+        torch.manual_seed(t.seed)
+        self.raw = Decoder(DecoderArch(n_voxels=data.n_voxels, modality=cfg.modality, channels=cfg.model.channels,
+                                       start_size=cfg.data.resolution // 8))
+        self.model = core.wrap(self.raw, runtime, "decoder")
+        # exact caches of the frozen networks' outputs on fixed images, filled by `fill_caches`
+        self.pool_voxels = self.paired_features = self.pool_features = None
+        if self.pool is not None:
+            self.pool_voxels = FrozenCache("encoder_voxels_unpaired", self.pool,
+                                           lambda u8: {"voxels": self.frozen(self.encoder)(as_float(u8)).float()})
+        if self.perceptual is not None:
+            features = lambda u8: self.frozen(self.image_loss.target_features)(as_float(u8))  # noqa: E731
+            self.paired_features = FrozenCache("perceptual_paired", data.train_images, features)
+            if self.pool is not None:
+                self.pool_features = FrozenCache("perceptual_unpaired", self.pool, features)
+
+    def frozen(self, net):
+        """The frozen networks (encoder, perceptual) run under bf16 autocast when it is on; the decoder itself trains
+        in fp32: in bf16 its gradient drifted from fp32's (cosine 0.984 on a tiny model, tests/test_amp.py)."""
+        def call(*args, **kwargs):
+            with core.autocast(self.runtime):
+                return net(*args, **kwargs)
+        return call
+
+    def fill_caches(self, progress=None) -> dict:
+        caches = [c for c in (self.pool_voxels, self.paired_features, self.pool_features) if c is not None]
+        return fill_in_order(caches, self.cfg.train.cache_mb, progress)
+
+    def regularisers(self) -> dict:
+        lc = self.cfg.loss
+        return {"reg_gl": losses.decoder_group_lasso(self.raw.input_map(), self.snr_inv, lc.gl_l1, lc.gl_gl),
+                "reg_l1_convs": lc.l1_convs * losses.l1(m.weight for m in self.raw.modules()
+                                                        if isinstance(m, torch.nn.Conv2d))}
+
+    def loss(self, idx: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
+        """(total loss, every logged term) for the paired rows `idx`; `gen` draws the unpaired batches."""
+        t, data, image_loss = self.cfg.train, self.data, self.frozen(self.image_loss)
+        terms = {}
+        d_terms = image_loss(self.model(data.train_fmri[idx]), as_float(data.train_images[idx]),
+                             self.paired_features.get(idx) if self.paired_features else None)
+        terms["loss_D"] = sum(d_terms.values())
+        if self.w_ed > 0:
+            u = torch.randint(0, len(self.pool), (t.unpaired_image_batch,), generator=gen).to(self.runtime.device)
+            images = as_float(self.pool[u])
+            voxels = self.pool_voxels.get(u)["voxels"]
+            ed_terms = image_loss(self.model(voxels), images, self.pool_features.get(u) if self.pool_features else None)
+            terms["loss_ED"] = sum(ed_terms.values())
+        if self.w_de > 0:
+            fmri = unpaired_fmri_batch(data.test_trials, t.unpaired_fmri_batch, t.test_avg_fraction, gen)
+            cycled = self.frozen(self.encoder)(self.model(fmri)).float()
+            terms["loss_DE"] = losses.fmri_loss(cycled, fmri, self.snr_weight, self.cfg.loss.fmri_cosine)
+        reg = self.regularisers()
+        loss = self.w_d * terms["loss_D"] + self.w_ed * terms.get("loss_ED", 0) \
+            + self.w_de * terms.get("loss_DE", 0) + sum(reg.values())
+        return loss, {"loss": loss, **terms, **reg, **{f"D_{k}": v for k, v in d_terms.items()}}
+
+
 def _train_decoder(cfg: DecoderConfig, runtime: core.Runtime, data_root: Path, run_dir: Path,
                    encoder_run: Path | None, resume: bool, quiet: bool) -> dict:
     start = time.perf_counter()
-    t, lc = cfg.train, cfg.loss
-    data = load_paired(data_root, cfg.data, cfg.modality, seed=t.seed, device=runtime.device)
-    w_d, w_ed, w_de = lc.weights if t.self_supervision else (lc.weights[0], 0.0, 0.0)
-    encoder = None
-    if w_ed > 0 or w_de > 0:
-        if encoder_run is None:
-            raise UserError("self-supervision needs a trained encoder: pass --encoder RUN (a train-encoder --out "
-                            "folder), or --no-self-supervision")
-        encoder = core.place(load_encoder(encoder_run), runtime, "encoder")
-        check_encoder(encoder, cfg, data.n_voxels, Path(encoder_run))
-        encoder.requires_grad_(False)
-    pool = load_unpaired_images(data_root, cfg.data, cfg.modality, runtime.device) if w_ed > 0 else None
-    perceptual = build_perceptual_net(lc.perceptual_net, cfg.modality, data_root, seed=t.seed,
-                                      width=lc.perceptual_width)
-    image_loss = losses.ImageLoss(cfg.modality, channel_norms(data.train_images), perceptual,
-                                  lc.perceptual_weights, lc.rgb_l1, lc.depth_l1, lc.tv)
-    image_loss = core.place(image_loss, runtime, "perceptual")
-    snr = data.snr.clamp_min(1e-3)
-    snr_weight = snr / snr.mean()
-    snr_inv = (1 / snr) / (1 / snr).mean()
-
-    torch.manual_seed(t.seed)
-    raw = Decoder(DecoderArch(n_voxels=data.n_voxels, modality=cfg.modality, channels=cfg.model.channels,
-                              start_size=cfg.data.resolution // 8))
-    model = core.wrap(raw, runtime, "decoder")
+    t = cfg.train
+    step = DecoderStep(cfg, runtime, data_root, encoder_run)
+    data, raw, model, image_loss = step.data, step.raw, step.model, step.image_loss
     optimizer = torch.optim.Adam(raw.parameters(), lr=t.lr, amsgrad=True)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, t.milestones, t.gamma)
     monitor = Monitor(run_dir, enabled=runtime.is_main, quiet=quiet)
     steps = max(1, len(data.train_images) // (t.batch_size * runtime.world_size))
-
-    def regularisers() -> dict:
-        return {"reg_gl": losses.decoder_group_lasso(raw.input_map(), snr_inv, lc.gl_l1, lc.gl_gl),
-                "reg_l1_convs": lc.l1_convs * losses.l1(m.weight for m in raw.modules()
-                                                        if isinstance(m, torch.nn.Conv2d))}
-
-    def frozen(net):
-        """The frozen networks (encoder, perceptual) run under bf16 autocast when it is on; the decoder itself trains
-        in fp32: in bf16 its gradient drifted from fp32's (cosine 0.984 on a tiny model, tests/test_amp.py)."""
-        def call(*args):
-            with core.autocast(runtime):
-                return net(*args)
-        return call
+    cache_start = time.perf_counter()
+    cache = step.fill_caches(monitor.counting)
+    cache["seconds"] = round(time.perf_counter() - cache_start, 2)
 
     def train_epoch(epoch: int) -> dict:
         order = core.epoch_order(len(data.train_images), t.seed, epoch, runtime)
@@ -107,27 +159,10 @@ def _train_decoder(cfg: DecoderConfig, runtime: core.Runtime, data_root: Path, r
         with monitor.progress(steps, f"decoder epoch {epoch + 1}/{t.epochs}") as bar:
             for s in range(steps):
                 idx = order[s * t.batch_size:(s + 1) * t.batch_size].to(runtime.device)
-                terms = {}
-                d_terms = frozen(image_loss)(model(data.train_fmri[idx]), as_float(data.train_images[idx]))
-                terms["loss_D"] = sum(d_terms.values())
-                if w_ed > 0:
-                    u = torch.randint(0, len(pool), (t.unpaired_image_batch,), generator=gen)
-                    images = as_float(pool[u.to(runtime.device)])
-                    with torch.no_grad():
-                        voxels = frozen(encoder)(images).float()
-                    ed_terms = frozen(image_loss)(model(voxels), images)
-                    terms["loss_ED"] = sum(ed_terms.values())
-                if w_de > 0:
-                    fmri = unpaired_fmri_batch(data.test_trials, t.unpaired_fmri_batch, t.test_avg_fraction, gen)
-                    cycled = frozen(encoder)(model(fmri)).float()
-                    terms["loss_DE"] = losses.fmri_loss(cycled, fmri, snr_weight, lc.fmri_cosine)
-                reg = regularisers()
-                loss = w_d * terms["loss_D"] + w_ed * terms.get("loss_ED", 0) + w_de * terms.get("loss_DE", 0) \
-                    + sum(reg.values())
+                loss, logged = step.loss(idx, gen)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                logged = {"loss": loss, **terms, **reg, **{f"D_{k}": v for k, v in d_terms.items()}}
                 for k, v in logged.items():
                     sums[k] = sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)
                 bar.update(bar.task_ids[0], advance=1, metric=f"loss {sums['loss'] / (s + 1):.4f}")
@@ -170,9 +205,10 @@ def _train_decoder(cfg: DecoderConfig, runtime: core.Runtime, data_root: Path, r
     last = history[-1] if history else {}
     metrics = {"epochs": len(history), "seconds": round(time.perf_counter() - start, 2),
                "modality": cfg.modality, "subject": cfg.data.subject, "roi": cfg.data.roi, "n_voxels": data.n_voxels,
-               "loss_weights": [w_d, w_ed, w_de], "self_supervision": bool(w_ed > 0 or w_de > 0),
-               "perceptual_net": perceptual.name if perceptual is not None else "none",
-               "n_unpaired_images": int(len(pool)) if pool is not None else 0,
+               "loss_weights": [step.w_d, step.w_ed, step.w_de],
+               "self_supervision": bool(step.w_ed > 0 or step.w_de > 0),
+               "perceptual_net": step.perceptual.name if step.perceptual is not None else "none",
+               "n_unpaired_images": int(len(step.pool)) if step.pool is not None else 0, "frozen_cache": cache,
                "test_pixcorr_last_epoch": last.get("test_pixcorr", float("nan")),
                "best_epoch": int(checkpoint.load(run_dir / checkpoint.BEST)["epoch"]) + 1,
                "selected_by": selection(select, cfg.data.val_fraction), **runtime.record()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
@@ -32,6 +33,12 @@ class Monitor:
                      console=console, disable=not self.enabled or self.quiet, transient=True)
         p.add_task(description, total=total, metric="")
         return p
+
+    @contextlib.contextmanager
+    def counting(self, total: int, description: str):
+        """A progress bar for work counted in items: yields `tick(k)`, which advances it by k."""
+        with self.progress(total, description) as bar:
+            yield lambda k: bar.update(bar.task_ids[0], advance=k)
 
     def epoch(self, record: dict, line: str) -> None:
         if not self.enabled:
