@@ -1,30 +1,74 @@
 """Every file write goes through here: a temp file in the same folder, then `os.replace`.
 
-A crash or Ctrl-C therefore never leaves a file that looks complete; a resumed run reads only complete files.
+A crash or Ctrl-C therefore never leaves a file that looks complete; a resumed run reads only complete files. A write
+that fails (a full disk, a read-only or unwritable folder) removes its temp file, leaves the previous file as it was,
+and becomes one WriteError naming the file and the free space. Temp files left by a killed process
+(`.<name>.<random>.tmp`) are never read, and `remove_stale_temps` deletes them when a run takes its folder's lock.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
+
+from brainrecon.errors import WriteError
+
+TEMP_GLOB = ".*.tmp"
+
+
+def _free_space(folder: Path) -> str:
+    try:
+        return f"{shutil.disk_usage(folder).free / 2 ** 20:.0f} MiB free there"
+    except OSError:
+        return "free space unknown"
+
+
+def write_error(path: Path, e: OSError) -> WriteError:
+    fix = {errno.ENOSPC: "free some space or write to another folder",
+           errno.EDQUOT: "free some of your quota or write to another folder",
+           errno.EROFS: "the file system is read-only: write to another folder",
+           errno.EACCES: "you may not write there: fix the folder's permissions or write to another folder"}
+    reason = e.strerror or type(e).__name__
+    return WriteError(f"{path}: could not write it ({reason}; {_free_space(path.parent)}); the previous file, if any, "
+                      f"is unchanged; {fix.get(e.errno, 'write to another folder')}")
 
 
 def write_atomic(path: str | Path, writer: Callable[[Path], None]) -> Path:
     """Call `writer(tmp_path)` and move the result to `path` only if it returned without error."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
         writer(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        raise write_error(path, e) from None
+    except RuntimeError as e:  # torch.save reports a failed write as a RuntimeError around the OS error
+        if "write" not in str(e).lower() and "file" not in str(e).lower():
+            raise
+        raise write_error(path, OSError(errno.EIO, str(e).splitlines()[0])) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
     return path
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
     return write_atomic(path, lambda p: p.write_text(text))
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Delete temp files that a killed writer left in `folder` (call it only while holding the folder's lock)."""
+    removed = []
+    for p in Path(folder).glob(TEMP_GLOB):
+        if p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed

@@ -1,6 +1,7 @@
 """The command line: one thin command per subcommand over library functions.
 
-UserError (bad input a user can fix) -> one line on stderr, exit 2. Ctrl-C in training -> checkpoint kept, exit 130.
+UserError (bad input a user can fix, a full disk) -> one line on stderr, exit 2. Ctrl-C in training -> checkpoint kept,
+exit 130; SIGTERM / SIGUSR1 (preemption) -> the same, exit 143.
 Bugs keep their traceback.
 """
 
@@ -38,6 +39,8 @@ ModalityOpt = typer.Option("rgbd", "--modality", help="rgb | depth | rgbd")
 SubjectOpt = typer.Option(3, "--subject", help="GOD subject (selects sbj_<N>.npz).")
 EpochsOpt = typer.Option(None, "--epochs", help="Overrides the config's epoch count.")
 ResumeOpt = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint.")
+ThreadsOpt = typer.Option(None, "--threads", help="CPU threads for torch (default: OMP_NUM_THREADS, else the CPUs "
+                          "this process may use, split among torchrun's ranks on this host).")
 
 
 def user_errors(fn):
@@ -51,7 +54,7 @@ def user_errors(fn):
             raise typer.Exit(code=2) from None
         except (Interrupted, KeyboardInterrupt) as e:
             err_console.print(f"[yellow]interrupted:[/] {e or 'stopped by the user'}", highlight=False, soft_wrap=True)
-            raise typer.Exit(code=130) from None
+            raise typer.Exit(code=getattr(e, "exit_code", 130)) from None
     return wrapper
 
 
@@ -66,12 +69,14 @@ def _data_dir(flag: Optional[Path]) -> Path:
     return data_dir(flag)
 
 
-def _overrides(sets, device, epochs) -> list[str]:
+def _overrides(sets, device, epochs, threads=None) -> list[str]:
     out = list(sets or [])
     if device:
         out.append(f"train.device={device}")
     if epochs:
         out.append(f"train.epochs={epochs}")
+    if threads:
+        out.append(f"train.threads={threads}")
     return out
 
 
@@ -217,14 +222,14 @@ def train_encoder_cmd(
     epochs: Optional[int] = EpochsOpt,
     backbone_weights: Optional[str] = typer.Option(None, "--backbone-weights", help="release | imagenet | none"),
     out: Path = typer.Option(Path("runs/encoder"), "--out"), resume: bool = ResumeOpt,
-    sets: Optional[List[str]] = Sets, device: Optional[str] = DeviceOpt,
+    sets: Optional[List[str]] = Sets, device: Optional[str] = DeviceOpt, threads: Optional[int] = ThreadsOpt,
 ):
     """Train the image -> voxels encoder."""
     from brainrecon.config import load_config
     from brainrecon.train.encoder import train_encoder
     extra = {"data": {"subject": subject, **({"roi": roi} if roi else {})},
              **({"model": {"backbone_weights": backbone_weights}} if backbone_weights else {})}
-    cfg = load_config("encoder", modality, config, _overrides(sets, device, epochs), extra)
+    cfg = load_config("encoder", modality, config, _overrides(sets, device, epochs, threads), extra)
     m = train_encoder(cfg, _data_dir(data_dir), out, resume=resume)
     _say(f"encoder: median test r {m['median_r']:.3f}, r/ceiling {m['median_r_over_ceiling']:.2f} "
          f"({m['epochs']} epochs, {m['seconds']:.0f}s) -> {out}")
@@ -240,14 +245,14 @@ def train_decoder_cmd(
     no_self_supervision: bool = typer.Option(False, "--no-self-supervision"),
     epochs: Optional[int] = EpochsOpt,
     out: Path = typer.Option(Path("runs/decoder"), "--out"), resume: bool = ResumeOpt,
-    sets: Optional[List[str]] = Sets, device: Optional[str] = DeviceOpt,
+    sets: Optional[List[str]] = Sets, device: Optional[str] = DeviceOpt, threads: Optional[int] = ThreadsOpt,
 ):
     """Train the voxels -> image decoder (supervised + self-supervised), or the ridge baseline."""
     from brainrecon.config import load_config
     from brainrecon.train.decoder import train_decoder
     extra = {"data": {"subject": subject}, "model": {"kind": model},
              **({"train": {"self_supervision": False}} if no_self_supervision else {})}
-    cfg = load_config("decoder", modality, config, _overrides(sets, device, epochs), extra)
+    cfg = load_config("decoder", modality, config, _overrides(sets, device, epochs, threads), extra)
     m = train_decoder(cfg, _data_dir(data_dir), out, encoder_run=encoder, resume=resume)
     _say(f"decoder ({model}) trained in {m['seconds']:.0f}s -> {out}")
 
@@ -321,10 +326,11 @@ def demo(
     out: Path = typer.Option(Path("demo-out"), "--out"),
     modality: str = ModalityOpt,
     quick: bool = typer.Option(False, "--quick", help="About 2 minutes: a first look and the test of the pipeline."),
+    threads: Optional[int] = ThreadsOpt,
 ):
     """The whole method on a built-in SIMULATED subject, on a CPU, in minutes."""
     from brainrecon.demo import run_demo
-    result = run_demo(out, modality, quick, say=lambda s: err_console.print(s, highlight=False))
+    result = run_demo(out, modality, quick, say=lambda s: err_console.print(s, highlight=False), threads=threads or 0)
     print_tables(result["records"], [])
     out_console.print(f"gallery: {result['gallery']}\nidentification plot: {result['plot']}\n"
                       "(simulated subject: procedural scenes and simulated voxels, not real fMRI)")

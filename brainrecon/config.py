@@ -76,6 +76,8 @@ class TrainConfig:
     """auto | cpu | cuda | mps."""
     amp: bool | str = "auto"
     """bf16 autocast: auto (on CUDA and on CPUs with native bf16, fp32 elsewhere) | true (forced) | false."""
+    threads: int = 0
+    """CPU threads for torch (0 = OMP_NUM_THREADS if set, else the CPUs this process may use, split among ranks)."""
     log_every: int = 1
     """Epochs between validation/log lines."""
 
@@ -84,6 +86,8 @@ class TrainConfig:
             raise ConfigError(f"train.epochs={self.epochs} must be at least 1")
         if self.batch_size < 1:
             raise ConfigError(f"train.batch_size={self.batch_size} must be at least 1")
+        if self.threads < 0:
+            raise ConfigError(f"train.threads={self.threads} must be 0 (automatic) or a thread count")
         if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
             raise ConfigError(f"train.device={self.device!r}; choose auto, cpu, cuda or mps")
         if not (isinstance(self.amp, bool) or self.amp == "auto"):

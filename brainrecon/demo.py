@@ -21,10 +21,12 @@ DEMO_SUBJECT = SimulationConfig(subject=3, seed=0, n_voxels=1500, n_unpaired=300
 QUICK_SUBJECT = SimulationConfig(subject=3, seed=0, n_voxels=700, n_unpaired=1000, resolution=64)
 
 
-def run_demo(out: Path, modality: str = "rgbd", quick: bool = False, say: Callable[[str], None] = print) -> dict:
+def run_demo(out: Path, modality: str = "rgbd", quick: bool = False, say: Callable[[str], None] = print,
+             threads: int = 0) -> dict:
     out = Path(out)
     data = out / "data"
     preset = "demo,quick" if quick else "demo"
+    sets = [f"train.threads={threads}"] if threads else []
     sim = QUICK_SUBJECT if quick else DEMO_SUBJECT
     start = time.perf_counter()
     say("brainrecon demo on a SIMULATED subject: procedural RGBD scenes and simulated voxel responses, not real fMRI")
@@ -42,7 +44,7 @@ def run_demo(out: Path, modality: str = "rgbd", quick: bool = False, say: Callab
     if (enc_dir / "metrics.json").exists():
         say(f"[2/{steps}] train-encoder: already done in {enc_dir}")
     else:
-        cfg = load_config("encoder", modality, preset)
+        cfg = load_config("encoder", modality, preset, sets)
         m = train_encoder(cfg, data, enc_dir, resume=(enc_dir / "last.pt").exists(), quiet=True)
         say(f"[2/{steps}] train-encoder: median test r {m['median_r']:.3f}, r/ceiling {m['median_r_over_ceiling']:.2f} "
             f"({m['seconds']:.0f}s)")
@@ -50,7 +52,7 @@ def run_demo(out: Path, modality: str = "rgbd", quick: bool = False, say: Callab
     if (dec_dir / "metrics.json").exists():
         say(f"[3/{steps}] train-decoder: already done in {dec_dir}")
     else:
-        cfg = load_config("decoder", modality, preset)
+        cfg = load_config("decoder", modality, preset, sets)
         m = train_decoder(cfg, data, dec_dir, encoder_run=enc_dir, resume=(dec_dir / "last.pt").exists(),
                           quiet=True)
         say(f"[3/{steps}] train-decoder (self-supervised, perceptual net {m['perceptual_net']}): {m['epochs']} epochs "
@@ -60,7 +62,7 @@ def run_demo(out: Path, modality: str = "rgbd", quick: bool = False, say: Callab
     if (ridge_dir / "metrics.json").exists():
         say(f"[4/{steps}] ridge baseline: already done in {ridge_dir}")
     else:
-        cfg = load_config("decoder", modality, preset, ["model.kind=ridge"])
+        cfg = load_config("decoder", modality, preset, ["model.kind=ridge", *sets])
         m = train_decoder(cfg, data, ridge_dir, quiet=True)
         say(f"[4/{steps}] ridge baseline: lambda {m['lambda']:g} chosen by {cfg.ridge_folds}-fold CV "
             f"({m['seconds']:.0f}s)")

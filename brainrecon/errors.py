@@ -13,5 +13,10 @@ class DataError(UserError):
     """A data file is missing or does not match its release format."""
 
 
+class WriteError(UserError):
+    """A file could not be written (a full disk, a read-only or unwritable folder); the previous file is unchanged."""
+
+
 class Interrupted(Exception):
     """Ctrl-C during training, after the resumable checkpoint was written; the CLI exits 130."""
+    exit_code = 130

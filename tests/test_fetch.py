@@ -5,6 +5,7 @@ import io
 import json
 import tarfile
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -30,7 +31,7 @@ def tarball(members: dict) -> bytes:
 
 class Server:
     def __init__(self, files):
-        self.files, self.truncate, self.requests = dict(files), set(), []
+        self.files, self.truncate, self.requests, self.delay = dict(files), set(), [], 0.0
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -40,6 +41,7 @@ class Server:
             def do_GET(self):
                 name = self.path.rsplit("/", 1)[-1]
                 server.requests.append((name, self.headers.get("Range")))
+                time.sleep(server.delay)
                 if name not in server.files:
                     self.send_error(404)
                     return
@@ -181,3 +183,32 @@ def test_god_h5_group_is_per_subject_and_only_when_named():
     assert all(e.url.startswith("https://ndownloader.figshare.com/files/") for e in god)
     assert not any(e.group == "god-h5" for e in fetch.select(entries, ["all"], "1,2,3,4,5"))
     assert any("figshare" in source for source in fetch.TERMS)
+
+
+def test_two_fetches_on_one_data_folder(server, tmp_path):
+    """The second fetch-data stops at once naming the first (pid, command); the first ends well; every file and
+    brainrecon-lock.json are intact."""
+    import os
+    import subprocess
+    import sys
+    server.delay = 0.5
+    cmd = [sys.executable, "-m", "brainrecon", "fetch-data", "--yes", "--data-dir", str(tmp_path), "--base-url",
+           server.url, "--only", "stimuli", "--only", "fmri", "--subjects", "1,2,3,4,5"]
+    env = {**os.environ, "BRAINRECON_FETCH_RETRIES": "0"}
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 60
+    while not (tmp_path / "data.lock").exists():
+        assert first.poll() is None and time.time() < deadline, first.communicate()
+        time.sleep(0.02)
+    second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert second.returncode == 2, second.stderr
+    message = " ".join(second.stderr.split())
+    assert "another process is writing into this data folder" in message and f"pid {first.pid}" in message and \
+        "brainrecon fetch-data" in message, message
+    lock = json.loads((tmp_path / fetch.LOCK).read_text())
+    for name, data in FILES.items():
+        assert hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
+        assert lock["files"][name]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert not (tmp_path / "data.lock").exists()

@@ -25,6 +25,7 @@ import requests
 
 from brainrecon.atomic import write_text_atomic
 from brainrecon.errors import UserError
+from brainrecon.train import runlock
 
 pooch.get_logger().setLevel("WARNING")  # our own progress bars and summary say what happens
 GROUPS = ("stimuli", "rgbd", "fmri", "imagenet", "depth", "vgg", "midas", "god-h5")
@@ -319,21 +320,24 @@ def run_cli(root: Path, only: list[str], subjects: str, base_url: str | None, re
             raise UserError("some files do not match their recorded sha256 (see the table); delete them and run "
                             "fetch-data again")
         return
-    todo = [e for e in entries if not (root / e.key).exists()]
     if dry_run:
+        todo = [e for e in entries if not (root / e.key).exists()]
         for e in entries:
             where = base_url.rstrip("/") + "/" + e.name if base_url else e.url
             console.print(f"{'download' if e in todo else 'verify  '} {e.key}  <- {where}")
         return
-    if todo:
-        accept_terms(lock, yes, console)
-    retries = int(os.environ.get("BRAINRECON_FETCH_RETRIES", 3))
-    done = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  console=console, transient=True) as progress:
-        for e in entries:
-            done.append((e, fetch_one(e, root, base_url, lock, progress, retries)))
-            unpack(e, root)
+    # one writer per data folder: a second fetch-data (or convert-god) stops at once, naming this one
+    with runlock.hold_data(root):
+        lock = Lock(root)  # read under the lock: what another fetch recorded before us is kept
+        if any(not (root / e.key).exists() for e in entries):
+            accept_terms(lock, yes, console)
+        retries = int(os.environ.get("BRAINRECON_FETCH_RETRIES", 3))
+        done = []
+        with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                      console=console, transient=True) as progress:
+            for e in entries:
+                done.append((e, fetch_one(e, root, base_url, lock, progress, retries)))
+                unpack(e, root)
     for e, what in done:
         console.print(f"{what:10s} {e.key}")
     console.print(f"data folder {root} now holds {sum(1 for _ in root.iterdir())} entries. Next: "

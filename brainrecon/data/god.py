@@ -198,7 +198,14 @@ def lock_outputs(out: Path, paths: list[Path], h5: Path) -> None:
 
 
 def convert_god(h5: Path, images: Path, out: Path, opts: ConvertOptions, say=lambda s: None) -> dict:
-    """Convert one subject; returns the provenance record also written to `out/convert.json`."""
+    """Convert one subject; returns the provenance record also written to `out/convert.json`. Holds the output
+    folder's data lock throughout: a second convert-god or fetch-data there stops at once, naming this one."""
+    from brainrecon.train import runlock
+    with runlock.hold_data(out):
+        return _convert_god(Path(h5), Path(images), Path(out), opts, say)
+
+
+def _convert_god(h5: Path, images: Path, out: Path, opts: ConvertOptions, say) -> dict:
     start = time.perf_counter()
     if opts.roi not in ROIS:
         raise UserError(f"--roi {opts.roi!r} is not a ROI; choose one of {', '.join(ROIS)}")

@@ -86,6 +86,23 @@ def _get(npz, path: Path, key: str, hint: str) -> np.ndarray:
         raise DataError(f"{path}: key {key!r} cannot be read ({e}); {FETCH_HINT[hint]}") from None
 
 
+def _first(bad: np.ndarray) -> str:
+    """The index of the first True of `bad`, as [i, j, ...]."""
+    return "[" + ", ".join(str(int(i)) for i in np.unravel_index(int(np.flatnonzero(bad)[0]), bad.shape)) + "]"
+
+
+def check_finite(a: np.ndarray, path: Path, key: str, what: str, fix: str) -> None:
+    """Refuse an array with NaN or infinite values: one line naming the file, the key, how many, where the first is."""
+    if not np.issubdtype(a.dtype, np.floating):
+        return
+    bad = ~np.isfinite(a)
+    n = int(bad.sum())
+    if n:
+        n_nan = int(np.isnan(a).sum())
+        raise DataError(f"{path}: key {key!r} ({what}) has {n} non-finite value{'s' * (n > 1)} ({n_nan} NaN, "
+                        f"{n - n_nan} inf), the first at {_first(bad)}; {fix}")
+
+
 def _as_uint8_images(a: np.ndarray, path: Path, key: str, channels: tuple[int, ...]) -> np.ndarray:
     if a.ndim != 4 or a.shape[1] != a.shape[2] or a.shape[3] not in channels:
         raise DataError(f"{path}: key {key!r} expected shape (N, R, R, C) with C in {channels}, found {a.shape}")
@@ -93,9 +110,13 @@ def _as_uint8_images(a: np.ndarray, path: Path, key: str, channels: tuple[int, .
         return a
     if not np.issubdtype(a.dtype, np.floating):
         raise DataError(f"{path}: key {key!r} expected floats in [0, 1] or uint8, found dtype {a.dtype}")
-    lo, hi = float(a.min()), float(a.max())
-    if lo < -1e-3 or hi > 1 + 1e-3:
-        raise DataError(f"{path}: key {key!r} expected values in [0, 1], found [{lo:.3g}, {hi:.3g}]")
+    fix = "images and depth must be finite and in [0, 1]: re-create the file (brainrecon make-depth, convert-god or " \
+          "simulate) or fetch it again"
+    check_finite(a, path, key, "images (N, R, R, C), C = R, G, B[, depth]", fix)
+    outside = (a < -1e-3) | (a > 1 + 1e-3)
+    if outside.any():
+        raise DataError(f"{path}: key {key!r} has {int(outside.sum())} values outside [0, 1] (found "
+                        f"[{float(a.min()):.3g}, {float(a.max()):.3g}]), the first at {_first(outside)}; {fix}")
     return np.round(np.clip(a, 0, 1) * 255).astype(np.uint8)
 
 
@@ -150,6 +171,12 @@ def load_subject(root: Path, subject: int, roi: str = "VC") -> Subject:
                                 "voxel counts must agree; re-download or re-simulate the file")
             if not np.issubdtype(a.dtype, np.floating):
                 raise DataError(f"{path}: key {key!r} ({what}) expected floats, found dtype {a.dtype}")
+            if key in ("arr_0", "arr_1", "arr_2"):
+                check_finite(a, path, key, what, "repair that value (or drop the trial), or re-create the file with "
+                             "brainrecon convert-god / simulate")
+            else:  # a constant voxel has no defined ceiling or SNR (0/0): NaN there means 'no signal', read as 0
+                check_finite(np.nan_to_num(a, nan=0.0), path, key, what, "a ceiling or SNR may be NaN (read as 0, "
+                             "no signal) but never infinite; re-create the file")
         elif not np.issubdtype(a.dtype, np.integer) and not (np.issubdtype(a.dtype, np.floating)
                                                                and np.all(np.mod(a, 1) == 0)):
             raise DataError(f"{path}: key {key!r} ({what}) expected integer labels, found dtype {a.dtype}")
@@ -178,8 +205,8 @@ def load_subject(root: Path, subject: int, roi: str = "VC") -> Subject:
         train_labels=train_labels,
         test_trials=trials,
         test_avg=arrays["arr_2"][:, mask].astype(np.float32),
-        noise_ceiling=arrays["arr_5"][mask].astype(np.float32),
-        snr=arrays["arr_6"][mask].astype(np.float32),
+        noise_ceiling=np.nan_to_num(arrays["arr_5"][mask], nan=0.0).astype(np.float32),
+        snr=np.nan_to_num(arrays["arr_6"][mask], nan=0.0).astype(np.float32),
         roi=roi,
         path=path,
     )
@@ -205,13 +232,20 @@ def noise_ceiling_from_repeats(trials: np.ndarray) -> tuple[np.ndarray, np.ndarr
     n_rep = trials.shape[1]
     noise_var = trials.var(axis=1, ddof=1).mean(0)
     signal_var = np.maximum(trials.mean(1).var(axis=0, ddof=1) - noise_var / n_rep, 0.0)
-    ceiling = np.sqrt(signal_var / (signal_var + noise_var / n_rep))
-    snr = signal_var / noise_var
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ceiling = np.sqrt(signal_var / (signal_var + noise_var / n_rep))
+        snr = signal_var / noise_var
+    # a voxel constant across repeats and images has 0/0 here: no measurable signal, so ceiling and SNR 0 (on purpose);
+    # one with signal but no noise across repeats (a noise-free voxel) has ceiling 1 and an SNR capped at 1e6
+    ceiling = np.where(signal_var + noise_var > 0, np.nan_to_num(ceiling, nan=1.0), 0.0)
+    snr = np.where(noise_var > 0, snr, np.where(signal_var > 0, 1e6, 0.0))
     return ceiling.astype(np.float32), snr.astype(np.float32)
 
 
 def write_stimuli(path: Path, train: np.ndarray, test: np.ndarray) -> Path:
-    """Write a stimulus npz as the release does: floats in [0, 1]."""
+    """Write a stimulus npz as the release does: floats in [0, 1] (from uint8: always finite and in range)."""
+    if train.dtype != np.uint8 or test.dtype != np.uint8:
+        raise ValueError("write_stimuli takes uint8 images")
     def writer(tmp: Path):
         with open(tmp, "wb") as f:
             np.savez(f, train_images=(train / np.float32(255)).astype(np.float32),
@@ -223,6 +257,10 @@ def write_subject(path: Path, arrays: dict[str, np.ndarray], masks: dict[str, np
     missing = set(FMRI_KEYS) - set(arrays)
     if missing or set(masks) != set(ROIS):
         raise ValueError(f"write_subject needs {sorted(FMRI_KEYS)} and masks {ROIS}")
+
+    for key, what in FMRI_KEYS.items():  # never write a file that the reader would refuse
+        check_finite(np.asarray(arrays[key]), path, key, what, "the arrays to write are not finite (a bug in the "
+                     "converter or its input); nothing was written")
 
     def writer(tmp: Path):
         with open(tmp, "wb") as f:

@@ -47,8 +47,12 @@ def load_best(run_dir: Path, kind: str) -> dict:
     return state
 
 
+# train settings that change how fast a run computes, not what: a resume may change them (epochs: see resume_state)
+NEUTRAL = ("epochs", "threads", "cache_mb", "warn_seconds")
+
+
 def _without_epochs(config: dict) -> dict:
-    return {**config, "train": {k: v for k, v in config.get("train", {}).items() if k != "epochs"}}
+    return {**config, "train": {k: v for k, v in config.get("train", {}).items() if k not in NEUTRAL}}
 
 
 def resume_state(run_dir: Path, config: dict, data_fingerprint: str) -> dict | None:
@@ -64,7 +68,7 @@ def resume_state(run_dir: Path, config: dict, data_fingerprint: str) -> dict | N
     old = state.get("config") or {}
     if _without_epochs(old) != _without_epochs(config):
         raise UserError(f"{path}: --resume with a different config than the run was started with (only a larger "
-                        "--epochs may change); start a new --out folder or drop --resume")
+                        "--epochs, --threads or train.cache_mb may change); start a new --out folder or drop --resume")
     done = state["epoch"] + 1
     if config["train"]["epochs"] < done:
         raise UserError(f"{path}: --resume --epochs {config['train']['epochs']}, but this run has already trained "

@@ -31,11 +31,14 @@ class Runtime:
     amp_reason: str = "autocast off"
     channels_last: frozenset = frozenset()
     """Roles of the networks kept in channels_last memory format (see CHANNELS_LAST)."""
+    threads: int = 1
+    threads_reason: str = ""
 
     def record(self) -> dict:
         """What metrics.json says about how the run computed."""
         return {"device": str(self.device), "autocast": self.amp, "autocast_reason": self.amp_reason,
-                "channels_last": sorted(self.channels_last), "world_size": self.world_size}
+                "channels_last": sorted(self.channels_last), "world_size": self.world_size,
+                "cpu_threads": self.threads, "cpu_threads_reason": self.threads_reason}
 
     @property
     def is_main(self) -> bool:
@@ -108,6 +111,48 @@ def cpu_bf16() -> tuple[bool, str]:
     return True, f"bf16 autocast: native bf16 on this CPU (oneDNN, {platform.machine()})"
 
 
+def _cgroup_cpus() -> float | None:
+    """The CPU quota of this process's cgroup in CPUs (v2 cpu.max, else v1 cfs quota / period); None if unlimited."""
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        period = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        return None if quota <= 0 else quota / period
+    except (OSError, ValueError):
+        return None
+
+
+def cpu_threads(requested: int = 0) -> tuple[int, str]:
+    """(torch's intra-op thread count, why). `requested` (--threads / train.threads) wins, then OMP_NUM_THREADS; else
+    the CPUs this process may use: its affinity mask, capped by the cgroup quota (as containers and schedulers set
+    them), divided among the ranks torchrun started on this host. torch's own default is every core of the machine,
+    which on a shared or containerised machine makes its OpenMP threads spin-wait for cores they do not get."""
+    if requested > 0:
+        return requested, f"{requested} (train.threads / --threads)"
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env), f"{env} (OMP_NUM_THREADS)"
+    try:
+        usable = len(os.sched_getaffinity(0))
+        parts = [f"{usable} CPUs in the affinity mask"]
+    except (AttributeError, OSError):
+        usable = os.cpu_count() or 1
+        parts = [f"{usable} CPUs"]
+    quota = _cgroup_cpus()
+    if quota is not None and quota < usable:
+        usable = max(1, int(quota))
+        parts.append(f"cgroup quota {quota:g} CPUs")
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    if local > 1:
+        parts.append(f"/ {local} ranks on this host")
+    n = max(1, usable // local)
+    return n, f"{n} ({', '.join(parts)})"
+
+
 _warned: set[str] = set()
 
 
@@ -132,9 +177,11 @@ def resolve_amp(setting, device: torch.device) -> tuple[bool, str]:
     return True, "bf16 autocast: forced by train.amp true" + ("" if native else " (emulated on this CPU)")
 
 
-def setup(device: str = "auto", amp="auto", seed: int = 0, deterministic: bool = False) -> Runtime:
-    """Start the process group when launched by torchrun, choose the device, seed everything."""
+def setup(device: str = "auto", amp="auto", seed: int = 0, deterministic: bool = False, threads: int = 0) -> Runtime:
+    """Start the process group when launched by torchrun, choose the device and the CPU threads, seed everything."""
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    n_threads, threads_reason = cpu_threads(threads)
+    torch.set_num_threads(n_threads)
     dev = pick_device(device)
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
@@ -155,7 +202,8 @@ def setup(device: str = "auto", amp="auto", seed: int = 0, deterministic: bool =
         torch.backends.cudnn.allow_tf32 = True
     use_amp, why = resolve_amp(amp, dev)
     return Runtime(device=dev, rank=rank, world_size=world, amp=use_amp, amp_reason=why,
-                   channels_last=CHANNELS_LAST.get((dev.type, use_amp), frozenset()))
+                   channels_last=CHANNELS_LAST.get((dev.type, use_amp), frozenset()), threads=n_threads,
+                   threads_reason=threads_reason)
 
 
 def teardown() -> None:

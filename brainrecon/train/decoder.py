@@ -23,6 +23,7 @@ from brainrecon.models.perceptual import build_perceptual_net
 from brainrecon.train import checkpoint, core, runlock
 from brainrecon.train.encoder import load_encoder
 from brainrecon.train.frozen_cache import FrozenCache, fill_in_order
+from brainrecon.train.guards import StepGuard
 from brainrecon.train.loop import fit, selection
 from brainrecon.train.monitor import Monitor
 
@@ -47,7 +48,8 @@ def pixel_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def train_decoder(cfg: DecoderConfig, data_root: Path, run_dir: Path, encoder_run: Path | None = None,
                   resume: bool = False, quiet: bool = False) -> dict:
-    runtime = core.setup(cfg.train.device, cfg.train.amp, cfg.train.seed, cfg.train.deterministic)
+    runtime = core.setup(cfg.train.device, cfg.train.amp, cfg.train.seed, cfg.train.deterministic,
+                         cfg.train.threads)
     with runlock.hold(run_dir, runtime.is_main):
         if cfg.model.kind == "ridge":
             from brainrecon.train.ridge import train_ridge
@@ -124,9 +126,9 @@ class DecoderStep:
         terms["loss_D"] = sum(d_terms.values())
         if self.w_ed > 0:
             u = torch.randint(0, len(self.pool), (t.unpaired_image_batch,), generator=gen).to(self.runtime.device)
-            images = as_float(self.pool[u])
             voxels = self.pool_voxels.get(u)["voxels"]
-            ed_terms = image_loss(self.model(voxels), images, self.pool_features.get(u) if self.pool_features else None)
+            ed_terms = image_loss(self.model(voxels), as_float(self.pool[u]),
+                                  self.pool_features.get(u) if self.pool_features else None)
             terms["loss_ED"] = sum(ed_terms.values())
         if self.w_de > 0:
             fmri = unpaired_fmri_batch(data.test_trials, t.unpaired_fmri_batch, t.test_avg_fraction, gen)
@@ -155,18 +157,17 @@ def _train_decoder(cfg: DecoderConfig, runtime: core.Runtime, data_root: Path, r
     def train_epoch(epoch: int) -> dict:
         order = core.epoch_order(len(data.train_images), t.seed, epoch, runtime)
         gen = core.epoch_generator(t.seed, epoch, runtime)
-        sums: dict = {}
+        guard = StepGuard(runtime, epoch, steps)
         with monitor.progress(steps, f"decoder epoch {epoch + 1}/{t.epochs}") as bar:
             for s in range(steps):
                 idx = order[s * t.batch_size:(s + 1) * t.batch_size].to(runtime.device)
                 loss, logged = step.loss(idx, gen)
+                guard.add(s, logged)  # stops here, before the weights change, on a NaN or SIGTERM
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                for k, v in logged.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)
-                bar.update(bar.task_ids[0], advance=1, metric=f"loss {sums['loss'] / (s + 1):.4f}")
-        return {f"train_{k}": core.all_reduce_mean(v / steps, runtime) for k, v in sums.items()}
+                bar.update(bar.task_ids[0], advance=1, metric=guard.running())
+        return {f"train_{k}": core.all_reduce_mean(v, runtime) for k, v in guard.means().items()}
 
     def validate(epoch: int) -> dict:
         out = {}

@@ -23,6 +23,7 @@ from brainrecon.errors import UserError
 from brainrecon.models.encoder import Encoder, EncoderArch
 from brainrecon.models.vgg import build_vgg, load_imagenet_vgg, load_release_vgg
 from brainrecon.train import checkpoint, core, runlock
+from brainrecon.train.guards import StepGuard
 from brainrecon.train.loop import fit, selection
 from brainrecon.train.monitor import Monitor
 
@@ -82,7 +83,8 @@ def predict(model: Encoder, images_uint8: torch.Tensor, batch: int = 100) -> tor
 def train_encoder(cfg: EncoderConfig, data_root: Path, run_dir: Path, resume: bool = False,
                   quiet: bool = False) -> dict:
     """Train, select on validation loss, write best.pt, metrics.json and the voxel-r figure; returns the metrics."""
-    runtime = core.setup(cfg.train.device, cfg.train.amp, cfg.train.seed, cfg.train.deterministic)
+    runtime = core.setup(cfg.train.device, cfg.train.amp, cfg.train.seed, cfg.train.deterministic,
+                         cfg.train.threads)
     with runlock.hold(run_dir, runtime.is_main):
         return _train_encoder(cfg, runtime, Path(data_root), Path(run_dir), resume, quiet)
 
@@ -102,8 +104,8 @@ def _train_encoder(cfg: EncoderConfig, runtime: core.Runtime, data_root: Path, r
     def train_epoch(epoch: int) -> dict:
         order = core.epoch_order(len(data.train_images), t.seed, epoch, runtime)
         gen = core.epoch_generator(t.seed, epoch, runtime)
-        sums, n = {}, 0
         steps = max(1, len(order) // t.batch_size)
+        guard = StepGuard(runtime, epoch, steps)
         with monitor.progress(steps, f"encoder epoch {epoch + 1}/{t.epochs}") as bar:
             for s in range(steps):
                 idx = order[s * t.batch_size:(s + 1) * t.batch_size].to(runtime.device)
@@ -111,14 +113,12 @@ def _train_encoder(cfg: EncoderConfig, runtime: core.Runtime, data_root: Path, r
                 with core.autocast(runtime):
                     pred = model(images).float()
                 loss, parts = encoder_loss(raw, pred, data.train_fmri[idx], cfg)
+                guard.add(s, {"loss": loss, **parts})  # stops here, before the weights change, on a NaN or SIGTERM
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                for k, v in {"loss": loss.detach(), **parts}.items():
-                    sums[k] = sums.get(k, 0.0) + float(v)
-                n += 1
-                bar.update(bar.task_ids[0], advance=1, metric=f"loss {sums['loss'] / n:.4f}")
-        return {f"train_{k}": core.all_reduce_mean(v / n, runtime) for k, v in sums.items()}
+                bar.update(bar.task_ids[0], advance=1, metric=guard.running())
+        return {f"train_{k}": core.all_reduce_mean(v, runtime) for k, v in guard.means().items()}
 
     has_val = len(data.val_images) > 0
 

@@ -7,6 +7,10 @@ validation quantity that picks best.pt; None (no validation split) keeps the las
 
 from __future__ import annotations
 
+import math
+import os
+import shlex
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -15,9 +19,10 @@ import torch
 
 from brainrecon.atomic import write_text_atomic
 from brainrecon.config import to_yaml
-from brainrecon.errors import Interrupted, UserError
+from brainrecon.errors import Interrupted, UserError, WriteError
 from brainrecon.train import checkpoint
 from brainrecon.train.core import Runtime, seed_everything, unwrap
+from brainrecon.train.guards import NonFiniteLoss, Preempted, stop_on_signals
 from brainrecon.train.monitor import Monitor
 
 
@@ -52,34 +57,66 @@ def fit(*, run_dir: Path, runtime: Runtime, model: torch.nn.Module, optimizer, s
 
     epoch, warned = start_epoch, False
     try:
-        for epoch in range(start_epoch, epochs):
-            seed_everything(seed * 1000 + epoch * 7 + runtime.rank)
-            model.train()
-            record = {"epoch": epoch, **train_epoch(epoch)}
-            model.eval()
-            with torch.no_grad():
-                record.update(validate(epoch))
-            scheduler.step()
-            record["lr"] = optimizer.param_groups[0]["lr"]
-            record["seconds"] = round(time.perf_counter() - t0, 2)
-            if select is None or record[select] < best:
-                best = record[select] if select else float(epoch)
-                if runtime.is_main:
-                    checkpoint.save(run_dir / checkpoint.BEST, model=unwrap(model).state_dict(), epoch=epoch,
-                                    config=config, data_fingerprint=data_fingerprint, **(extra or {}))
-            save_last(epoch)
-            history.append(record)
-            monitor.epoch(record, line(record))
-            if warn_seconds and record["seconds"] > warn_seconds and not warned and epoch + 1 < epochs:
-                warned = True  # a guard, not a stop: the result must not depend on the machine's speed
-                monitor.note(f"training has taken {record['seconds']:.0f}s, over its budget of {warn_seconds:.0f}s, "
-                             f"after epoch {epoch + 1}/{epochs}; it still trains all {epochs} epochs")
+        with stop_on_signals():
+            for epoch in range(start_epoch, epochs):
+                seed_everything(seed * 1000 + epoch * 7 + runtime.rank)
+                model.train()
+                record = {"epoch": epoch, **train_epoch(epoch)}
+                model.eval()
+                with torch.no_grad():
+                    record.update(validate(epoch))
+                check_record(record, epoch)
+                scheduler.step()
+                record["lr"] = optimizer.param_groups[0]["lr"]
+                record["seconds"] = round(time.perf_counter() - t0, 2)
+                if select is None or record[select] < best:
+                    best = record[select] if select else float(epoch)
+                    if runtime.is_main:
+                        checkpoint.save(run_dir / checkpoint.BEST, model=unwrap(model).state_dict(), epoch=epoch,
+                                        config=config, data_fingerprint=data_fingerprint, **(extra or {}))
+                save_last(epoch)
+                history.append(record)
+                monitor.epoch(record, line(record))
+                if warn_seconds and record["seconds"] > warn_seconds and not warned and epoch + 1 < epochs:
+                    warned = True  # a guard, not a stop: the result must not depend on the machine's speed
+                    monitor.note(f"training has taken {record['seconds']:.0f}s, over its budget of "
+                                 f"{warn_seconds:.0f}s, after epoch {epoch + 1}/{epochs}; it still trains all "
+                                 f"{epochs} epochs")
     except KeyboardInterrupt:
-        raise Interrupted(f"interrupted in epoch {epoch + 1}; the checkpoint of the last finished epoch is in "
-                          f"{last}; continue with --resume") from None
+        raise Interrupted(f"interrupted in epoch {epoch + 1}; {last_good(last)}; continue with "
+                          f"{resume_command()}") from None
+    except (Preempted, WriteError) as e:
+        raise type(e)(f"{e}; {last_good(last)}; continue with {resume_command()}") from None
+    except NonFiniteLoss as e:
+        raise NonFiniteLoss(f"{e}; {last_good(last)}; find the cause (the data, train.lr, train.amp) and continue "
+                            f"with {resume_command()}") from None
     if runtime.distributed:  # every rank reads best.pt after this; rank 0 must have written it
         torch.distributed.barrier()
     return history
+
+
+def check_record(record: dict, epoch: int) -> None:
+    """A non-finite training or validation quantity is an error, never a silent 'not better'."""
+    bad = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        raise NonFiniteLoss(f"epoch {epoch + 1}: " + ", ".join(f"{k} is {record[k]}" for k in bad))
+
+
+def last_good(last: Path) -> str:
+    """Where the last good checkpoint is, in words."""
+    if not last.exists():
+        return "no epoch had finished, so there is no checkpoint to resume from"
+    return f"the last good checkpoint is {last} (epoch {checkpoint.load(last)['epoch'] + 1})"
+
+
+def resume_command() -> str:
+    """The command that continues this run: the same command line with --resume."""
+    argv = list(sys.argv)
+    if not argv or "brainrecon" not in (Path(argv[0]).name, Path(argv[0]).parent.name):  # the script or -m brainrecon
+        return "--resume"
+    args = argv[1:] + ([] if "--resume" in argv or argv[1:2] == ["demo"] else ["--resume"])
+    torchrun = " (under torchrun: the same torchrun line)" if int(os.environ.get("WORLD_SIZE", 1)) > 1 else ""
+    return f"`{shlex.join(['brainrecon', *args])}`{torchrun}"
 
 
 def selection(select: str | None, val_fraction: float) -> str:

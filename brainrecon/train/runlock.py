@@ -1,4 +1,5 @@
-"""One run per folder: a training run holds `<out>/run.lock` for its whole life.
+"""One writer per folder: a training run holds `<out>/run.lock` for its whole life, and `fetch-data` / `convert-god`
+hold `<data folder>/data.lock` while they write there (`hold_data`): a second process stops at once, naming the holder.
 
 The lock file names the holder (host, pid, start time) and is created atomically: its content is written to a temp
 file first and then hard-linked into place, which fails if the lock exists, so no reader ever sees a half-written
@@ -17,9 +18,11 @@ import time
 import warnings
 from pathlib import Path
 
+from brainrecon.atomic import remove_stale_temps
 from brainrecon.errors import UserError
 
 LOCK = "run.lock"
+DATA_LOCK = "data.lock"
 
 
 def _alive(pid: int) -> bool:
@@ -45,11 +48,12 @@ def _holder(path: Path) -> dict | None:
 
 def _describe(holder: dict) -> str:
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder["started"])) if "started" in holder else "?"
-    return f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')} (since {when})"
+    command = f", {holder['command']}" if holder.get("command") else ""
+    return f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')} (since {when}{command})"
 
 
 def _try_create(path: Path, content: str) -> bool:
-    tmp = path.with_name(f".{LOCK}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
     tmp.write_text(content)
     try:
         os.link(tmp, path)
@@ -60,34 +64,50 @@ def _try_create(path: Path, content: str) -> bool:
         tmp.unlink(missing_ok=True)
 
 
-def acquire(run_dir: Path) -> Path:
-    """Take the lock of `run_dir` or raise UserError naming the live holder."""
+def acquire(run_dir: Path, name: str = LOCK, what: str = "run") -> Path:
+    """Take the lock `name` of a folder or raise UserError naming the live holder. `what` says who holds such a lock
+    ("run" for a training run folder, "data" for a data folder being written)."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / LOCK
-    me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{run_dir}: cannot create this folder ({e.strerror}); choose another one") from None
+    path = run_dir / name
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time(), "command": _command()}
     content = json.dumps(me)
+    other = "choose a new --out" if what == "run" else "use another data folder"
+    holder_kind = "run" if what == "run" else "process"
     for _ in range(3):
-        if _try_create(path, content):
-            return path
+        try:
+            if _try_create(path, content):
+                return path
+        except OSError as e:
+            raise UserError(f"{run_dir}: cannot write in this folder ({e.strerror}); fix its permissions or "
+                            f"{other}") from None
         holder = _holder(path)
         if holder is None:  # released between our attempt and the read: try again
             continue
         if not holder:
-            raise UserError(f"{path}: this run folder is locked by a run whose lock file cannot be read; if no run "
-                            "uses the folder, delete the lock file and start again")
+            raise UserError(f"{path}: this {what} folder is locked by a process whose lock file cannot be read; if "
+                            "none uses the folder, delete the lock file and start again")
         if holder.get("host") != me["host"]:
-            raise UserError(f"{run_dir}: another run holds this folder ({_describe(holder)}); wait for it, choose "
-                            f"a new --out, or, if that run is dead, delete {path}")
+            raise UserError(f"{run_dir}: another {holder_kind} holds this folder ({_describe(holder)}); wait for it, "
+                            f"{other}, or, if it is dead, delete {path}")
         if _alive(int(holder.get("pid", -1))) and holder.get("pid") != me["pid"]:
-            raise UserError(f"{run_dir}: another run is training in this folder ({_describe(holder)}); wait for it "
-                            "or choose a new --out")
+            doing = "is training in this folder" if what == "run" else "is writing into this data folder"
+            raise UserError(f"{run_dir}: another {holder_kind} {doing} ({_describe(holder)}); wait for it or "
+                            f"{other}")
         if _holder(path) == holder:  # still the same dead holder: take it over
             warnings.warn(f"{path}: taking over the lock left by {_describe(holder)}, which no longer runs",
                           stacklevel=2)
             path.unlink(missing_ok=True)
-    raise UserError(f"{run_dir}: could not take the run lock {path} (other runs keep starting here); choose a new "
-                    "--out")
+    raise UserError(f"{run_dir}: could not take the lock {path} (other processes keep starting here); {other}")
+
+
+def _command() -> str:
+    import sys
+    argv0 = Path(sys.argv[0]) if sys.argv else Path()
+    return " ".join(["brainrecon", *sys.argv[1:2]]) if "brainrecon" in (argv0.name, argv0.parent.name) else ""
 
 
 def release(path: Path) -> None:
@@ -98,13 +118,23 @@ def release(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def hold(run_dir: Path, is_main: bool = True):
-    """Hold the run lock of `run_dir` for the body of the `with` (only on rank 0)."""
+def hold(run_dir: Path, is_main: bool = True, name: str = LOCK, what: str = "run"):
+    """Hold the lock of `run_dir` for the body of the `with` (only on rank 0). Temp files that a killed writer left
+    there are removed once the lock is ours (no other writer can be using them)."""
     if not is_main:
         yield None
         return
-    path = acquire(run_dir)
+    created = not Path(run_dir).exists()
+    path = acquire(run_dir, name, what)
     try:
+        remove_stale_temps(run_dir)
         yield path
     finally:
         release(path)
+        if created and not any(Path(run_dir).iterdir()):  # a run that stopped before writing leaves no empty folder
+            Path(run_dir).rmdir()
+
+
+def hold_data(data_dir: Path):
+    """The lock of a data folder that fetch-data or convert-god writes into."""
+    return hold(data_dir, True, DATA_LOCK, "data")
