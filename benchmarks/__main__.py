@@ -1,5 +1,7 @@
 """python -m benchmarks [--quick]: speed figures, each next to a baseline measured in the same run, as a ratio.
 
+- where one demo decoder step spends its time, part by part, before and after the exact caches and the matrix-form
+  upsampling (benchmarks/decoder_profile.py);
 - the demo's encoder and decoder steps (demo configs): fp32 (baseline) vs channels_last vs bf16 autocast vs both, and
   "as trained" (what `train.amp: auto` and brainrecon.train.core.CHANNELS_LAST choose on this machine). Each line also
   gives the step's share of the machine's measured matmul throughput (FLOPs of one step counted by torch's
@@ -258,6 +260,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}; "
           f"train.amp auto here: {core.resolve_amp('auto', device)[1]}")
     demo_steps(device, reps)
+    from benchmarks.decoder_profile import profile
+    profile(device, 3 if args.quick else 5)
     if args.demo_only:
         return
     evaluate_speed(reps)

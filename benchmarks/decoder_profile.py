@@ -18,10 +18,10 @@ cached; "after" is brainrecon's step now. The whole step is timed too, to show t
 from __future__ import annotations
 
 import argparse
+import time
 
 import torch
 
-from benchmarks.__main__ import timed
 from brainrecon import losses
 from brainrecon.config import load_config
 from brainrecon.models.decoder import Decoder, DecoderArch
@@ -30,6 +30,17 @@ from brainrecon.train import core
 from brainrecon.train.encoder import build_encoder
 
 N_VOXELS = 1425
+
+
+def timed(fn, reps: int) -> float:
+    """Median ms of `reps` calls after one warm-up: this project's 2-core machines vary by 30 % from call to call."""
+    fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return sorted(times)[len(times) // 2]
 
 
 def torch_upsampling(decoder: Decoder) -> Decoder:
@@ -137,7 +148,7 @@ def profile(device, reps: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     profile(torch.device(args.device), args.reps)

@@ -99,7 +99,8 @@ def test_depth_count_mismatch(tiny_subject, tmp_path):
 def test_stimulus_values_out_of_range(tmp_path):
     np.savez(layout.stimuli_file(tmp_path, 16), train_images=np.full((2, 16, 16, 3), 3.0),
              test_images=np.zeros((1, 16, 16, 3)))
-    with pytest.raises(DataError, match=r"expected values in \[0, 1\]"):
+    with pytest.raises(DataError, match=r"'train_images' has 1536 values outside \[0, 1\] \(found \[3, 3\]\), "
+                                        r"the first at \[0, 0, 0, 0\]"):
         release.load_stimuli(tmp_path, "rgb", 16)
 
 

@@ -214,7 +214,11 @@ def make_pools(centre_deg: np.ndarray, sigma_deg: np.ndarray) -> torch.Tensor:
     gy = torch.exp(-(coords.view(1, -1) - centre[:, 1:]) ** 2 / s2)
     zx = torch.exp(-(wide.view(1, -1) - centre[:, :1]) ** 2 / s2).sum(1, keepdim=True)
     zy = torch.exp(-(wide.view(1, -1) - centre[:, 1:]) ** 2 / s2).sum(1, keepdim=True)
-    return ((gy / zy).unsqueeze(2) * (gx / zx).unsqueeze(1)).reshape(len(centre), -1).float()   # (V, FIELD*FIELD)
+    pool = ((gy / zy).unsqueeze(2) * (gx / zx).unsqueeze(1)).reshape(len(centre), -1).float()   # (V, FIELD*FIELD)
+    # Gaussian tails below float32's smallest normal number are stored as 0: as subnormals they made every product
+    # with the pools ~30x slower on x86 CPUs (measured: 9.3 s vs 0.28 s for one (1250, 9216) x (9216, 700) product)
+    # while adding less than one ulp to any response (the simulated subject is bit-identical, checked)
+    return torch.where(pool < torch.finfo(torch.float32).tiny, torch.zeros_like(pool), pool)
 
 
 def make_voxel_model(roi: np.ndarray, gen: torch.Generator, reliability: np.ndarray,
