@@ -285,6 +285,7 @@ def evaluate(
     out: Path = typer.Option(Path("runs/evaluation"), "--out"), data_dir: Optional[Path] = DataDir,
 ):
     """n-way identification (% correct and rank) with bootstrap CIs, tables and a plot."""
+    from brainrecon.compare import compare_runs
     from brainrecon.evaluate import EvalOptions, evaluate_runs, write_outputs
     from brainrecon.reconstruct import load_reconstructions
     try:
@@ -294,9 +295,31 @@ def evaluate(
     opts = EvalOptions(ways=ways_t, metrics=tuple(metric or ()), repeats=repeats, mode=mode, seed=seed,
                        distractors=distractors, pool_size=pool_size, exhaustive=exhaustive)
     records, depth = evaluate_runs([load_reconstructions(p) for p in recons], opts, _data_dir(data_dir))
-    paths = write_outputs(records, depth, out)
+    comparisons = compare_runs(records, seed) if len({r["run"] for r in records}) > 1 else []
+    paths = write_outputs(records, depth, out, comparisons)
     print_tables(records, depth)
-    out_console.print(f"tables: {paths['csv']}  plot: {paths['png']}")
+    print_comparisons(comparisons)
+    out_console.print(f"tables: {paths['csv']}  plot: {paths['png']}" +
+                      (f"  paired comparisons: {paths['comparisons_csv']}" if comparisons else ""))
+
+
+def print_comparisons(rows: list) -> None:
+    """The paired comparisons at the largest n (all of them are in comparisons.csv)."""
+    if not rows:
+        return
+    from brainrecon.compare import N_BOOT, N_PERM
+    top = max(r["ways"] for r in rows)
+    t = Table(title=f"paired comparisons, {top}-way: per-image difference a - b on the same images and distractors; "
+                    f"paired bootstrap 95% CI ({N_BOOT} resamples), two-sided sign-flip p ({N_PERM} flips), seed "
+                    f"{rows[0]['seed']}", title_justify="left")
+    for c in ("a - b", "chan", "metric", "mode", "diff", "95% CI", "p", "a better", "b better"):
+        t.add_column(c, no_wrap=True, justify="left" if c in ("a - b", "chan", "metric", "mode") else "right")
+    for r in rows:
+        if r["ways"] == top:
+            t.add_row(f"{r['run_a']} - {r['run_b']}", r["channel"], r["metric"], r["mode"], f"{r['diff']:+.3f}",
+                      f"{r['ci_low']:+.2f} to {r['ci_high']:+.2f}", f"{r['p_value']:.3g}", str(r["a_better"]),
+                      str(r["b_better"]))
+    out_console.print(t)
 
 
 def print_tables(records: list, depth: list) -> None:
@@ -332,6 +355,7 @@ def demo(
     from brainrecon.demo import run_demo
     result = run_demo(out, modality, quick, say=lambda s: err_console.print(s, highlight=False), threads=threads or 0)
     print_tables(result["records"], [])
+    print_comparisons(result["comparisons"])
     out_console.print(f"gallery: {result['gallery']}\nidentification plot: {result['plot']}\n"
                       "(simulated subject: procedural scenes and simulated voxels, not real fMRI)")
 

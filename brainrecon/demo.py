@@ -10,6 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
+from brainrecon.compare import compare_runs
 from brainrecon.config import load_config
 from brainrecon.data.simulate import SimulationConfig, simulate_subject
 from brainrecon.evaluate import EvalOptions, evaluate_runs, write_outputs
@@ -80,7 +81,8 @@ def run_demo(out: Path, modality: str = "rgbd", quick: bool = False, say: Callab
     opts = EvalOptions(ways=(2, 5, 10), metrics=("pixcorr", "ssim", "perceptual-effnet"), repeats=100,
                        mode="percent")
     records, depth = evaluate_runs([load_reconstructions(p) for p in recon_paths], opts, data)
-    paths = write_outputs(records, depth, out / "evaluation")
+    comparisons = compare_runs(records)                                       # the deep decoder - ridge, image by image
+    paths = write_outputs(records, depth, out / "evaluation", comparisons)
     say(f"[6/{steps}] evaluate: {paths['csv']} ({time.perf_counter() - start:.0f}s in all)")
-    return {"records": records, "depth": depth, "gallery": recon_paths[0].parent / "gallery.png", "plot": paths["png"],
-            "seconds": time.perf_counter() - start}
+    return {"records": records, "depth": depth, "comparisons": comparisons,
+            "gallery": recon_paths[0].parent / "gallery.png", "plot": paths["png"], "seconds": time.perf_counter() - start}

@@ -8,6 +8,7 @@ and every repeat is drawn from that matrix, vectorised. Public surface: `identif
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -274,7 +275,7 @@ def _records(base: dict, ways: int, correct: np.ndarray, rank: np.ndarray, opts:
         if opts.mode in (mode, "both"):
             lo, hi = bootstrap_ci(scores, rng)
             rows.append({**base, "ways": ways, "mode": mode, "mean": float(scores.mean()), "ci_low": lo,
-                         "ci_high": hi, "chance": chance, "repeats": opts.repeats})
+                         "ci_high": hi, "chance": chance, "repeats": opts.repeats, "per_image": scores})
     return rows
 
 
@@ -294,6 +295,7 @@ def evaluate_runs(recons: list[dict], opts: EvalOptions, data_root: Path | None 
                 raise UserError(f"--ways {w} must be at least 2")
         for channel in channels_of(modality):
             recon, truth = _channel(rec["reconstructions"], channel), _channel(rec["ground_truth"], channel)
+            test_set = hashlib.sha256(np.ascontiguousarray(truth).tobytes()).hexdigest()[:16]  # pairs runs (compare.py)
             key = (channel, truth.shape[1])
             if key not in pools:
                 pools[key] = _distractor_pool(opts, data_root, truth.shape[1], channel)
@@ -307,7 +309,8 @@ def evaluate_runs(recons: list[dict], opts: EvalOptions, data_root: Path | None 
                     continue
                 base = {"run": run, "subject": subject, "modality": modality, "channel": channel, "metric": metric,
                         "distractors": opts.distractors if opts.distractors in ("test", "imagenet")
-                        else Path(opts.distractors).name, "n_images": n_images, "seed": opts.seed}
+                        else Path(opts.distractors).name, "n_images": n_images, "seed": opts.seed,
+                        "test_set": test_set}
                 if metric == "semantic-50way":  # classes, not images, are the candidates: always 50-way
                     rng = np.random.default_rng([opts.seed, 50])
                     correct, rank = semantic_identification(recon, truth, 50, opts.repeats, rng)
@@ -323,7 +326,8 @@ def evaluate_runs(recons: list[dict], opts: EvalOptions, data_root: Path | None 
                     scores = exhaustive_two_way(dist)
                     lo, hi = bootstrap_ci(scores, np.random.default_rng(opts.seed))
                     records.append({**base, "ways": 2, "mode": "percent", "mean": float(scores.mean()), "ci_low": lo,
-                                    "ci_high": hi, "chance": 0.5, "repeats": 0, "distractors": "test-exhaustive"})
+                                    "ci_high": hi, "chance": 0.5, "repeats": 0, "distractors": "test-exhaustive",
+                                    "per_image": scores})
             if channel == "depth":
                 rng = np.random.default_rng(opts.seed)
                 for name, values in depth_errors(recon, truth).items():
@@ -334,7 +338,7 @@ def evaluate_runs(recons: list[dict], opts: EvalOptions, data_root: Path | None 
     return records, depth_records
 
 
-def write_outputs(records: list, depth_records: list, out: Path) -> dict[str, Path]:
+def write_outputs(records: list, depth_records: list, out: Path, comparisons: list | None = None) -> dict[str, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "identification.csv", "json": out / "identification.json",
@@ -349,6 +353,11 @@ def write_outputs(records: list, depth_records: list, out: Path) -> dict[str, Pa
         return buf.getvalue()
     write_text_atomic(paths["csv"], to_csv(records, COLUMNS))
     write_text_atomic(paths["json"], json.dumps([{k: r[k] for k in COLUMNS} for r in records], indent=1))
+    if comparisons:
+        from brainrecon.compare import COLUMNS as PAIRED
+        paths["comparisons_csv"], paths["comparisons_json"] = out / "comparisons.csv", out / "comparisons.json"
+        write_text_atomic(paths["comparisons_csv"], to_csv(comparisons, PAIRED))
+        write_text_atomic(paths["comparisons_json"], json.dumps(comparisons, indent=1))
     if depth_records:
         paths["depth_csv"] = out / "depth_metrics.csv"
         write_text_atomic(paths["depth_csv"], to_csv(depth_records, list(depth_records[0])))

@@ -203,7 +203,7 @@ def _wait_for(path, proc, timeout=180):
         time.sleep(0.02)
 
 
-@pytest.mark.parametrize("stage", ["train-encoder", "train-decoder"])
+@pytest.mark.parametrize("stage", ["train-encoder", pytest.param("train-decoder", marks=pytest.mark.slow)])
 def test_sigterm_stops_cleanly_and_resume_is_bit_exact(tiny_subject, tmp_path, stage):
     """A scheduler's preemption: SIGTERM mid-epoch -> exit 143, lock released, resume command printed; --resume gives
     the weights of an uninterrupted run, bit for bit."""
@@ -242,6 +242,7 @@ def test_sigterm_stops_cleanly_and_resume_is_bit_exact(tiny_subject, tmp_path, s
 
 
 @pytest.mark.ddp
+@pytest.mark.slow
 def test_sigterm_under_torchrun_stops_every_rank(tiny_subject, tmp_path):
     from tests.test_ddp import _free_port
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
