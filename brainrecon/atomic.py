@@ -22,7 +22,7 @@ TEMP_GLOB = ".*.tmp"
 
 def _free_space(folder: Path) -> str:
     try:
-        return f"{shutil.disk_usage(folder).free / 2 ** 20:.0f} MiB free there"
+        return f"{shutil.disk_usage(folder).free / 2 ** 20:.1f} MiB free there"
     except OSError:
         return "free space unknown"
 
@@ -50,10 +50,6 @@ def write_atomic(path: str | Path, writer: Callable[[Path], None]) -> Path:
         os.replace(tmp, path)
     except OSError as e:
         raise write_error(path, e) from None
-    except RuntimeError as e:  # torch.save reports a failed write as a RuntimeError around the OS error
-        if "write" not in str(e).lower() and "file" not in str(e).lower():
-            raise
-        raise write_error(path, OSError(errno.EIO, str(e).splitlines()[0])) from None
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)

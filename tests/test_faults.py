@@ -36,6 +36,14 @@ def _cli_sets(base=ENCODER_SETS, **extra) -> list[str]:
     return [a for s in tiny_overrides(**{**base, **extra}) for a in ("--set", s)]
 
 
+def assert_same_weights(last_a, last_b) -> None:
+    """The two checkpoints hold bit-identical weights."""
+    a, b = checkpoint.load(last_a)["model"], checkpoint.load(last_b)["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
 def _poisoned_copy(tiny_subject, tmp_path, file: str, key: str, index: tuple, value: float):
     data = tmp_path / "data"
     shutil.copytree(tiny_subject, data)
@@ -128,10 +136,7 @@ def test_a_non_finite_loss_stops_at_that_step_and_resume_is_bit_exact(tiny_subje
     monkeypatch.undo()
     train_encoder(cfg, tiny_subject, tmp_path / "resumed", resume=True, quiet=True)
     train_encoder(cfg, tiny_subject, tmp_path / "straight", quiet=True)
-    a = checkpoint.load(tmp_path / "straight/last.pt")["model"]
-    b = checkpoint.load(tmp_path / "resumed/last.pt")["model"]
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    assert_same_weights(tmp_path / "straight/last.pt", tmp_path / "resumed/last.pt")
 
 
 def test_a_non_finite_validation_loss_is_an_error(tiny_subject, tmp_path, monkeypatch):
@@ -168,10 +173,7 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_old_one_and_resume_is_bit_exa
     monkeypatch.undo()
     train_encoder(encoder_cfg(3), tiny_subject, run, resume=True, quiet=True)
     train_encoder(encoder_cfg(3), tiny_subject, tmp_path / "straight", quiet=True)
-    a = checkpoint.load(tmp_path / "straight/last.pt")["model"]
-    b = checkpoint.load(run / "last.pt")["model"]
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    assert_same_weights(tmp_path / "straight/last.pt", run / "last.pt")
 
 
 def test_the_cli_exits_2_on_a_full_disk(tiny_subject, tmp_path, monkeypatch):
@@ -235,10 +237,7 @@ def test_sigterm_stops_cleanly_and_resume_is_bit_exact(tiny_subject, tmp_path, s
     assert done < 3, "the run finished before the signal: nothing was tested"
     subprocess.run([*cmd, "--out", str(run), "--resume"], check=True, env=env, capture_output=True)
     subprocess.run([*cmd, "--out", str(straight)], check=True, env=env, capture_output=True)
-    a = checkpoint.load(straight / "last.pt")["model"]
-    b = checkpoint.load(run / "last.pt")["model"]
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    assert_same_weights(straight / "last.pt", run / "last.pt")
 
 
 @pytest.mark.ddp
@@ -267,10 +266,7 @@ def test_sigterm_under_torchrun_stops_every_rank(tiny_subject, tmp_path):
     straight = subprocess.run([*cmd, "--out", str(tmp_path / "straight")], env=env, capture_output=True, text=True,
                               timeout=300)
     assert straight.returncode == 0, straight.stderr[-3000:]
-    a = checkpoint.load(tmp_path / "straight/last.pt")["model"]
-    b = checkpoint.load(run / "last.pt")["model"]
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    assert_same_weights(tmp_path / "straight/last.pt", run / "last.pt")
 
 
 def test_thread_count_follows_request_env_and_ranks(monkeypatch):

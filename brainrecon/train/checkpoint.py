@@ -7,6 +7,7 @@ data files; it is loaded with `torch.load(..., weights_only=True)` and nothing e
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 
 import torch
@@ -29,7 +30,13 @@ def fingerprint(paths: list[Path]) -> str:
 
 
 def save(path: Path, **state) -> Path:
-    return write_atomic(path, lambda tmp: torch.save(state, tmp))
+    def writer(tmp: Path):
+        # serialised in memory, then written by Python: a full disk is then an OSError (ENOSPC) that write_atomic turns
+        # into one line, where torch.save onto the file raises "[enforce fail at inline_container.cc] unexpected pos"
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        tmp.write_bytes(buffer.getbuffer())
+    return write_atomic(path, writer)
 
 
 def load(path: Path) -> dict:

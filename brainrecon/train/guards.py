@@ -65,13 +65,13 @@ class StepGuard:
     def add(self, step: int, terms: dict) -> None:
         """Record step `step`'s terms ({name: scalar tensor or float}); check at the cadence."""
         device = self.runtime.device
+        dtype = torch.float32 if device.type == "mps" else torch.float64                # MPS has no float64
         if self.sums is None:
             self.names = list(terms)
-            self.sums = torch.zeros(len(terms), dtype=torch.float64, device=device)
+            self.sums = torch.zeros(len(terms), dtype=dtype, device=device)
             self.first_bad = torch.full((len(terms),), -1, dtype=torch.int64, device=device)
-        values = torch.stack([v.detach().to(device, torch.float64) if torch.is_tensor(v)
-                              else torch.tensor(float(v), dtype=torch.float64, device=device)
-                              for v in terms.values()])
+        values = torch.stack([v.detach().to(device, dtype) if torch.is_tensor(v)
+                              else torch.tensor(float(v), dtype=dtype, device=device) for v in terms.values()])
         bad = ~torch.isfinite(values)
         self.first_bad = torch.where(bad & (self.first_bad < 0), torch.full_like(self.first_bad, step), self.first_bad)
         self.sums += values
