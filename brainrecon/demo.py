@@ -85,4 +85,5 @@ def run_demo(out: Path, modality: str = "rgbd", quick: bool = False, say: Callab
     paths = write_outputs(records, depth, out / "evaluation", comparisons)
     say(f"[6/{steps}] evaluate: {paths['csv']} ({time.perf_counter() - start:.0f}s in all)")
     return {"records": records, "depth": depth, "comparisons": comparisons,
-            "gallery": recon_paths[0].parent / "gallery.png", "plot": paths["png"], "seconds": time.perf_counter() - start}
+            "gallery": recon_paths[0].parent / "gallery.png", "plot": paths["png"],
+            "seconds": time.perf_counter() - start}

@@ -68,11 +68,12 @@ class FrozenCache:
         for k, v in fresh.items():
             out[k] = torch.empty((len(idx), *v.shape[1:]), dtype=v.dtype, device=v.device)
             out[k][~hit] = v
-            out[k][hit] = self.values[k][idx[hit]].to(v.dtype)
+            out[k][hit] = self.values[k][idx[hit]]
         return out
 
     def record(self) -> dict:
-        return {"items": self.n_cached, "of": len(self.items), "mb": round(self.n_cached * self.item_bytes / 2 ** 20, 1),
+        mb = self.n_cached * self.item_bytes / 2 ** 20
+        return {"items": self.n_cached, "of": len(self.items), "mb": round(mb, 1),
                 "mb_per_item": round(self.item_bytes / 2 ** 20, 4)}
 
 

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import shutil
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-from brainrecon.errors import UserError
 
 console = Console(stderr=True, width=shutil.get_terminal_size((140, 24)).columns)
 
@@ -71,8 +68,3 @@ class Monitor:
         if self.writer:
             self.writer.close()
 
-
-def check_finite(loss: float, step: int, epoch: int) -> None:
-    if not math.isfinite(loss):
-        raise UserError(f"loss became {loss} at epoch {epoch}, step {step}; lower train.lr or check the data "
-                        "(resume from the last checkpoint with --resume)")
