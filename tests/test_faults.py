@@ -205,7 +205,8 @@ def _wait_for(path, proc, timeout=180):
         time.sleep(0.02)
 
 
-@pytest.mark.parametrize("stage", ["train-encoder", pytest.param("train-decoder", marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["train-encoder", "train-decoder"])
 def test_sigterm_stops_cleanly_and_resume_is_bit_exact(tiny_subject, tmp_path, stage):
     """A scheduler's preemption: SIGTERM mid-epoch -> exit 143, lock released, resume command printed; --resume gives
     the weights of an uninterrupted run, bit for bit."""

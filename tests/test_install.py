@@ -80,6 +80,7 @@ def test_installed_configs_equal_the_source_tree(installs, kind, tmp_path):
                 assert dumped["configs"][f"{s}/{m}/{p}"] == to_dict(load_config(s, m, p)), (s, m, p)
 
 
+@pytest.mark.slow  # 6 min on a 2-core CPU without bf16: CI runs it in its second pass (.ci/run)
 def test_demo_quick_from_the_installed_wheel(installs, tmp_path):
     """The whole pipeline in about two minutes from a wheel install; re-running resumes finished stages."""
     cwd = tmp_path / "elsewhere"

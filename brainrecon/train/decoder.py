@@ -60,7 +60,8 @@ def train_decoder(cfg: DecoderConfig, data_root: Path, run_dir: Path, encoder_ru
 class DecoderStep:
     """One training step of the decoder (METHOD §4): the paired loss D, the ED cycle (unpaired images -> frozen
     encoder -> decoder), the DE cycle (unpaired fMRI -> decoder -> frozen encoder) and the regularisers. Built once
-    per run by `build_step`; the benchmarks time and profile this same object."""
+    per run by the trainer; tests/test_decoder.py drives it directly (the caches leave its losses and gradients as
+    they were)."""
 
     def __init__(self, cfg: DecoderConfig, runtime: core.Runtime, data_root: Path, encoder_run: Path | None):
         t, lc = cfg.train, cfg.loss
