@@ -30,14 +30,13 @@ def paired_difference(a: np.ndarray, b: np.ndarray, seed: int = 0, n_boot: int =
     if a.shape != b.shape or a.ndim != 1:
         raise UserError(f"a paired comparison needs the same images in both runs; found {a.shape} and {b.shape} "
                         "per-image scores")
+    from brainrecon.evaluate import bootstrap_ci
     d = a - b
-    rng = np.random.default_rng([seed, 1])
-    boot = d[rng.integers(0, len(d), (n_boot, len(d)))].mean(1)
+    ci_low, ci_high = bootstrap_ci(d, np.random.default_rng([seed, 1]), n_boot)     # resampling images, paired
     signs = np.random.default_rng([seed, 2]).choice((-1.0, 1.0), (n_perm, len(d)))
     observed = abs(d.mean())
     extreme = int((np.abs((signs * d).mean(1)) >= observed - 1e-12).sum())
-    return {"diff": float(d.mean()), "ci_low": float(np.percentile(boot, 2.5)),
-            "ci_high": float(np.percentile(boot, 97.5)), "p_value": (1 + extreme) / (1 + n_perm),
+    return {"diff": float(d.mean()), "ci_low": ci_low, "ci_high": ci_high, "p_value": (1 + extreme) / (1 + n_perm),
             "a_better": int((d > 0).sum()), "b_better": int((d < 0).sum()), "n_boot": n_boot, "n_perm": n_perm}
 
 
