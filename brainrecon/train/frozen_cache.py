@@ -5,7 +5,7 @@ images are augmented, so E(x) of an unpaired image and the perceptual features o
 every step. A `FrozenCache` computes them once per run (in fixed chunks, so a resumed run fills it with the same
 values) for as many items as a memory budget allows, keeps them on the training device, and computes the rest per
 step as before. Values equal the per-step ones within float round-off (only the batch a value is computed in differs;
-tests/test_frozen_cache.py checks a step's losses and gradients with and without the caches).
+tests/test_decoder.py checks a step's losses and gradients with and without the caches).
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ class FrozenCache:
     def get(self, idx: torch.Tensor) -> Values:
         """compute(items[idx]), from the cache where it holds the item."""
         idx = idx.to(self.items.device)
+        if self.n_cached == len(self.items):  # everything cached: no per-step comparison (a host sync on CUDA)
+            return {k: v[idx] for k, v in self.values.items()}
         hit = idx < self.n_cached
         if bool(hit.all()):
             return {k: v[idx] for k, v in self.values.items()}
