@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from brainrecon.config import load_config
-from brainrecon.data.simulate import simulate_subject
+from brainrecon.simulation.simulate import simulate_subject
 from brainrecon.demo import DEMO_SUBJECT
 from brainrecon.evaluate import EvalOptions, evaluate_runs
 from brainrecon.reconstruct import load_reconstructions, reconstruct

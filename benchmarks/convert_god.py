@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from brainrecon.config import ROIS
-from brainrecon.data.god import ConvertOptions, convert_god
+from brainrecon.sources.god import ConvertOptions, convert_god
 from tests.bdata_writer import write_bdata, write_lists
 
 

@@ -24,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from brainrecon.config import load_config
-from brainrecon.data.simulate import simulate_subject
+from brainrecon.simulation.simulate import simulate_subject
 from brainrecon.demo import DEMO_SUBJECT, run_demo
 from brainrecon.evaluate import EvalOptions, evaluate_runs
 from brainrecon.reconstruct import NPZ, load_reconstructions, reconstruct

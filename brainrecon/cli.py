@@ -135,10 +135,10 @@ def simulate(
     resolution: int = typer.Option(112, "--resolution"),
     luminance_share: float = typer.Option(0.05, "--luminance-share", help="Fraction of each voxel's explainable "
                                           "variance carried by pRF-pooled luminance (the rest: SOC contrast, colour, "
-                                          "depth). 0.05 was fixed before any result; see data/soc.py."),
+                                          "depth). 0.05 was fixed before any result; see simulation/soc.py."),
 ):
     """Write a SIMULATED subject in the release formats (procedural RGBD scenes, SOC-model voxels)."""
-    from brainrecon.data.simulate import SimulationConfig, simulate_subject
+    from brainrecon.simulation.simulate import SimulationConfig, simulate_subject
     cfg = SimulationConfig(subject=subject, seed=seed, n_voxels=n_voxels, n_unpaired=n_unpaired, resolution=resolution,
                            luminance_share=luminance_share)
     m = simulate_subject(out, cfg, progress=lambda s: err_console.print(f"simulate: {s}"))
@@ -162,7 +162,7 @@ def convert_god_cmd(
     data_dir: Optional[Path] = DataDir,
 ):
     """Convert the public GOD fMRI (bdpy HDF5) and the stimulus photos into sbj_<N>.npz and images_<res>.npz."""
-    from brainrecon.data.god import ConvertOptions, convert_god, image_list_paths
+    from brainrecon.sources.god import ConvertOptions, convert_god, image_list_paths
     root = _data_dir(data_dir)
     opts = ConvertOptions(subject=subject, roi=roi, resolution=resolution, allow_missing=allow_missing,
                           image_lists=image_list_paths(image_list))

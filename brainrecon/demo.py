@@ -12,7 +12,7 @@ from typing import Callable
 
 from brainrecon.compare import compare_runs
 from brainrecon.config import load_config
-from brainrecon.data.simulate import SimulationConfig, simulate_subject
+from brainrecon.simulation.simulate import SimulationConfig, simulate_subject
 from brainrecon.evaluate import EvalOptions, evaluate_runs, write_outputs
 from brainrecon.reconstruct import NPZ, load_reconstructions, reconstruct
 from brainrecon.train.decoder import train_decoder

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from brainrecon.data.simulate import SimulationConfig, simulate_subject
+from brainrecon.simulation.simulate import SimulationConfig, simulate_subject
 
 TINY = SimulationConfig(subject=3, seed=0, n_voxels=150, n_unpaired=64, resolution=32, n_train=400, n_test=12,
                         n_repeats=6, n_classes=4)

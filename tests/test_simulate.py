@@ -4,7 +4,7 @@ import numpy as np
 
 from brainrecon.data import release
 from brainrecon.data.release import noise_ceiling_from_repeats
-from brainrecon.data.simulate import SimulationConfig, render_scenes, simulate_subject
+from brainrecon.simulation.simulate import SimulationConfig, render_scenes, simulate_subject
 
 
 def test_manifest_says_simulated(tiny_subject):

@@ -1,4 +1,4 @@
-"""Properties of the simulated physiology (data/soc.py), each measured from the model's responses to probes."""
+"""Properties of the simulated physiology (simulation/soc.py), each measured from the model's responses to probes."""
 
 import math
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from brainrecon.data import soc
-from brainrecon.data.simulate import SimulationConfig, assign_rois, build_model, render_scenes
+from brainrecon.simulation import soc
+from brainrecon.simulation.simulate import SimulationConfig, assign_rois, build_model, render_scenes
 
 ROI_NAMES = list(soc.ROI_PARAMS)
 EARLY = [ROI_NAMES.index(n) for n in ("V1", "V2", "V3")]

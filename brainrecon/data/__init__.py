@@ -1,1 +1,1 @@
-"""The only place dataset files are parsed or written."""
+"""Release formats, the data folder layout, image trees, datasets and fetch-data: where files are read and written."""

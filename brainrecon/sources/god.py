@@ -36,7 +36,7 @@ import numpy as np
 from brainrecon.atomic import write_text_atomic
 from brainrecon.config import ROIS
 from brainrecon.data import layout, release
-from brainrecon.data.bdata import read_bdata
+from brainrecon.sources.bdata import read_bdata
 from brainrecon.errors import DataError, UserError
 
 MATCH_TOLERANCE = 1e-7
@@ -109,12 +109,12 @@ def read_image_list(path: Path) -> ImageList:
 def carried_lists() -> tuple[ImageList, ImageList]:
     """The GOD training (1,200) and test (50) image lists that ship with brainrecon (see god/README.md)."""
     from importlib import resources
-    folder = resources.files("brainrecon.data").joinpath("god")
+    folder = resources.files("brainrecon.sources").joinpath("god")
     out = []
     for name in ("imageID_training.csv", "imageID_test.csv"):
         with resources.as_file(folder.joinpath(name)) as p:
             lst = read_image_list(p)
-        lst.source = f"brainrecon/data/god/{name} (GOD repository, KamitaniLab/GenericObjectDecoding data/{name})"
+        lst.source = f"brainrecon/sources/god/{name} (GOD repository, KamitaniLab/GenericObjectDecoding data/{name})"
         out.append(lst)
     return out[0], out[1]
 

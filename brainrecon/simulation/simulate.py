@@ -6,7 +6,7 @@ The depth channel is true depth, stored as MiDaS stores its output: inverse dept
 
 Voxels: a fixed, seeded ground-truth encoding model, the second-order contrast (SOC) model of Kay et al. 2013 with
 published per-area parameters, plus colour-opponent contrast and depth for hV4 and up and a small luminance share
-(data/soc.py holds the model and the source of every parameter). Noise-free responses have variance 1 over the
+(simulation/soc.py holds the model and the source of every parameter). Noise-free responses have variance 1 over the
 stimulus set. Single trials add Gaussian noise (plus a weak global component) so that each voxel has a drawn
 single-trial reliability (median ~0.2 across voxels; a fraction carries no signal). Noise ceiling and SNR are then estimated from the 35 test repeats, as for the real data.
 """
@@ -27,7 +27,8 @@ from PIL import Image
 
 from brainrecon.atomic import write_atomic, write_text_atomic
 from brainrecon.config import ROIS
-from brainrecon.data import layout, release, soc
+from brainrecon.data import layout, release
+from brainrecon.simulation import soc
 from brainrecon.errors import ConfigError
 
 OUTSIDE_VC = 0.05  # voxels in the file that belong to no visual ROI (noise only), as V_all > VC in the real files
@@ -46,7 +47,7 @@ class SimulationConfig:
     n_classes: int = 100
     median_reliability: float = 0.2
     null_fraction: float = 0.2
-    luminance_share: float = 0.05   # fixed before any result (issue 13); see data/soc.py
+    luminance_share: float = 0.05   # fixed before any result (issue 13); see simulation/soc.py
 
     def __post_init__(self):
         if self.resolution < 16 or self.resolution % 8:
@@ -133,7 +134,7 @@ def _render_batch(b: int, res: int, gen: torch.Generator, n_shapes: int = 18) ->
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Voxels: ROI membership and reliability here; the noise-free responses come from the SOC model in data/soc.py
+# Voxels: ROI membership and reliability here; the noise-free responses come from the SOC model in simulation/soc.py
 
 
 def assign_rois(cfg: SimulationConfig, gen: torch.Generator) -> np.ndarray:
@@ -242,7 +243,7 @@ def simulate_subject(out: Path, cfg: SimulationConfig, progress=None) -> dict:
         "note": "SIMULATED subject made by `brainrecon simulate`: procedural RGBD scenes and voxel responses from a "
                 "known encoding model. Not real fMRI.",
         "parameters": asdict(cfg),
-        "encoding_model": {"name": "second-order contrast (SOC) model, Kay et al. 2013 (see brainrecon/data/soc.py)",
+        "encoding_model": {"name": "second-order contrast (SOC) model, Kay et al. 2013 (see brainrecon/simulation/soc.py)",
                            "luminance_share": cfg.luminance_share, **soc.describe()},
         "rois": {n: int(m.sum()) for n, m in masks.items()},
         "median_noise_ceiling_vc": float(np.median(ceiling[vc])),
