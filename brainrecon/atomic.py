@@ -56,6 +56,31 @@ def write_atomic(path: str | Path, writer: Callable[[Path], None]) -> Path:
     return path
 
 
+def write_all_atomic(writers: list[tuple[str | Path, Callable[[Path], None]]]) -> list[Path]:
+    """Several files that belong together: every `writer(tmp)` runs first, and only when all have returned are the
+    temps moved into place (one `os.replace` each, in order). A failure in any writer leaves every target as it was."""
+    paths = [Path(p) for p, _ in writers]
+    temps: list[Path] = []
+    current = paths[0] if paths else Path(".")
+    try:
+        for path, (_, writer) in zip(paths, writers):
+            current = path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            temps.append(Path(name))
+            writer(temps[-1])
+        for path, tmp in zip(paths, temps):
+            current = path
+            os.replace(tmp, path)
+    except OSError as e:
+        raise write_error(current, e) from None
+    finally:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+    return paths
+
+
 def write_text_atomic(path: str | Path, text: str) -> Path:
     return write_atomic(path, lambda p: p.write_text(text))
 
