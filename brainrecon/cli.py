@@ -110,7 +110,8 @@ def fetch_data_cmd(
     data_dir: Optional[Path] = DataDir,
     only: Optional[List[str]] = typer.Option(None, "--only", help="Group or file name (repeatable): fmri, stimuli, "
                                              "rgbd, imagenet, depth, vgg, midas, all (the release), god-h5 (the "
-                                             "public GOD fMRI for convert-god; only when named)."),
+                                             "public GOD fMRI for convert-god; only when named), nsd (the NSD "
+                                             "files convert-nsd reads, from NSD's bucket; only when named)."),
     subjects: str = typer.Option("1,2,3,4,5", "--subjects", help="Subjects for the fmri and god-h5 groups, e.g. 1,3."),
     base_url: Optional[str] = typer.Option(None, "--base-url", envvar="BRAINRECON_BASE_URL",
                                            help="Mirror or local server holding the release files."),
@@ -119,11 +120,13 @@ def fetch_data_cmd(
     verify: bool = typer.Option(False, "--verify", help="Re-hash every present file against the lock/registry."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be downloaded; download nothing."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Accept the data terms without asking."),
+    sessions: Optional[str] = typer.Option(None, "--sessions", help="With --only nsd: part of a subject, e.g. 1-5 "
+                                           "(default: all its sessions)."),
 ):
     """Download the public release (fMRI, stimuli, depth, VGG and MiDaS weights): verified, cached, resumable."""
     from brainrecon.data import fetch
     fetch.run_cli(_data_dir(data_dir), only or ["all"], subjects, base_url, registry, list_, verify, dry_run, yes,
-                  out_console)
+                  out_console, sessions)
 
 
 @app.command()
@@ -174,6 +177,49 @@ def convert_god_cmd(
                       f"images x {c['repeats_per_test_image']} repeats, {c['voxels']} {roi} voxels; "
                       f"{record['outputs']['stimuli']} at {resolution} px; {missing} photos missing (pairs dropped)"
                       f" -> {out or root} (provenance: convert.json)")
+
+
+@app.command("convert-nsd")
+@user_errors
+def convert_nsd_cmd(
+    subject: int = typer.Option(..., "--subject", help="NSD subject 1..8."),
+    nsd_dir: Optional[Path] = typer.Option(None, "--nsd-dir", help="NSD files in the bucket's layout (default: the "
+                                           "data dir's nsd/, where fetch-data --only nsd puts them)."),
+    sessions: Optional[str] = typer.Option(None, "--sessions", help="e.g. 1-37 or 1,3,5-8 (default: every session "
+                                           "whose betas file is present)."),
+    roi: str = typer.Option("nsdgeneral", "--roi", help="Voxels kept: the roi/<roi>.nii.gz mask (> 0 inside)."),
+    resolution: int = typer.Option(112, "--resolution"),
+    train: str = typer.Option("trials", "--train", help="trials (single trials, as MindEye) | average (each "
+                              "image's trials averaged, as Brain-Diffuser)."),
+    test_repeats: int = typer.Option(3, "--test-repeats", help="Shared images seen fewer times are dropped "
+                                     "(listed in convert.json)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: the data dir's nsd_subj<NN>/; "
+                                       "train and evaluate with --data-dir there)."),
+    repeat_check: bool = typer.Option(True, "--repeat-check/--no-repeat-check", help="Refuse a session whose "
+                                      "trials do not resemble their images' other presentations."),
+    data_dir: Optional[Path] = DataDir,
+):
+    """Convert one NSD subject (betas, masks, design, stimulus brick) into sbj_<N>.npz and images_<res>.npz."""
+    from brainrecon.sources.nsd import files
+    from brainrecon.sources.nsd.convert import NsdOptions, convert_nsd
+    root = _data_dir(data_dir)
+    out = out or root / f"nsd_subj{subject:02d}"
+    opts = NsdOptions(subject=subject, nsd_dir=nsd_dir or root / "nsd", out=out, roi=roi, resolution=resolution,
+                      sessions=files.parse_sessions(sessions, subject) if sessions else None, train=train,
+                      test_repeats=test_repeats, repeat_check=repeat_check)
+    from rich.progress import Progress
+    with Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task("convert-nsd", total=None)
+
+        def progress(done: int, total: int, what: str):
+            bar.update(task, completed=done, total=total, description=f"convert-nsd: {what}")
+        record = convert_nsd(opts, say=lambda s: err_console.print(f"convert-nsd: {s}", highlight=False),
+                             progress=progress)
+    c = record["counts"]
+    out_console.print(f"{record['outputs']['fmri']}: {c['train_rows']} training rows ({record['train']}, "
+                      f"{c['train_images']} images), {c['test_images']} test images x {record['test_repeats']} "
+                      f"repeats, {c['voxels']} {roi} voxels; {record['outputs']['stimuli']} at {resolution} px -> "
+                      f"{out} (provenance: convert.json; train with --data-dir {out} --subject {subject})")
 
 
 @app.command("make-depth")

@@ -28,10 +28,10 @@ from brainrecon.errors import UserError
 from brainrecon.train import runlock
 
 pooch.get_logger().setLevel("WARNING")  # our own progress bars and summary say what happens
-GROUPS = ("stimuli", "rgbd", "fmri", "imagenet", "depth", "vgg", "midas", "god-h5")
+GROUPS = ("stimuli", "rgbd", "fmri", "imagenet", "depth", "vgg", "midas", "god-h5", "nsd")
 PER_SUBJECT = {"fmri": lambda name: int(name[4:-4]), "god-h5": lambda name: int(name[7:-3])}  # sbj_N.npz, SubjectN.h5
 LOCK = "brainrecon-lock.json"
-SUBDIR = {"vgg": "imagenet_rgbd"}
+SUBDIR = {"vgg": "imagenet_rgbd", "nsd": "nsd"}
 ARCHIVE_TARGET = {"imagenet": "imagenet", "depth": "imagenet_depth"}
 TERMS = {
     "GOD fMRI (Horikawa & Kamitani 2017, OpenNeuro ds001246)":
@@ -45,6 +45,15 @@ TERMS = {
         "distributed by the authors under an academic, non-commercial licence; cite Gaziv & Irani 2021 and "
         "Gaziv, Beliy, Granot et al. 2022.",
     "MiDaS v2.1 checkpoints (intel-isl/MiDaS)": "MIT licence; cite Ranftl et al., TPAMI 2022.",
+}
+NSD_TERMS = {
+    "Natural Scenes Dataset (Allen et al. 2022, naturalscenesdataset.org)":
+        "access requires agreeing to the NSD Terms and Conditions "
+        "(https://cvnlab.slite.page/p/IB6BSeW_7o/Terms-and-Conditions) and submitting the NSD Data Access form "
+        "(https://forms.gle/xue2bCdM9LaFNMeb7) first; the data may not be redistributed; cite Allen et al., "
+        "Nat. Neurosci. 25:116, 2022. brainrecon cannot check that you did: accepting here says you have.",
+    "COCO images in the NSD stimulus brick": "the COCO terms of use (cocodataset.org/#termsofuse); the images "
+        "keep their Flickr licences.",
 }
 
 
@@ -112,6 +121,30 @@ def select(entries: list[Entry], only: list[str], subjects: str) -> list[Entry]:
                 continue
             out.append(e)
     return out
+
+
+def nsd_entries(subjects: str, sessions: str | None) -> list[Entry]:
+    """The NSD files convert-nsd reads, for each subject (--sessions: part of a subject), from NSD's public bucket.
+    Their hashes are not published either: trusted on first use and locked like the release files."""
+    from brainrecon.sources.nsd import files
+    try:
+        wanted = sorted({int(s) for s in subjects.split(",") if s.strip()})
+    except ValueError:
+        raise UserError(f"--subjects {subjects!r} must be numbers separated by commas, e.g. 1,2") from None
+    paths: dict[str, None] = {}
+    for subject in wanted:
+        for path in files.subject_files(subject, files.parse_sessions(sessions, subject)):
+            paths.setdefault(path)
+    return [Entry(path, "nsd", None, f"{files.BUCKET_URL}/{path}") for path in paths]
+
+
+def approx_bytes(e: Entry) -> int | None:
+    """The size to show before a download: known for NSD's files (from the volume sizes), else unknown."""
+    if e.group != "nsd":
+        return None
+    from brainrecon.sources.nsd import files
+    subject = next((int(part[4:]) for part in e.name.split("/") if part.startswith("subj")), 1)
+    return files.approx_size(e.name, subject)
 
 
 def sha256(path: Path) -> str:
@@ -243,6 +276,7 @@ def fetch_one(e: Entry, root: Path, base_url: str | None, lock: Lock, progress=N
         else:
             lock.record(e, path, sha256(path), "placed by hand")
         return "present"
+    path.parent.mkdir(parents=True, exist_ok=True)
     fetcher = pooch.create(path=root, base_url="", registry={e.key: f"sha256:{expected}" if expected else None},
                            urls={e.key: url}, retry_if_failed=retries, env=None)
     bar = RichBar(progress, e.name) if progress is not None else None
@@ -280,40 +314,61 @@ def status_rows(entries: list[Entry], root: Path, lock: Lock, rehash: bool) -> l
             state = "ok" if sha256(path) == expected else "mismatch"
         else:
             state = f"locked ({source})"
-        rows.append({"file": e.key, "group": e.group, "size": size, "present": path.exists(), "state": state})
+        rows.append({"file": e.key, "group": e.group, "size": size, "present": path.exists(), "state": state,
+                     "approx": approx_bytes(e)})
     return rows
 
 
-def accept_terms(lock: Lock, yes: bool, console) -> None:
-    if lock.data.get("terms_accepted"):
+def accept_terms(lock: Lock, yes: bool, console, key: str = "terms_accepted", terms: dict | None = None) -> None:
+    if lock.data.get(key):
         return
     console.print("[bold]Terms of the data sources[/] (shown once, before the first download):")
-    for source, terms in TERMS.items():
-        console.print(f"  - {source}: {terms}")
+    for source, text in (terms or TERMS).items():
+        console.print(f"  - {source}: {text}")
     if not yes:
         if not sys.stdin.isatty():
             raise UserError("the data terms above must be accepted: re-run with --yes to accept them")
         if input("Accept these terms? [y/N] ").strip().lower() not in ("y", "yes"):
             raise UserError("terms not accepted; nothing was downloaded")
-    lock.data["terms_accepted"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    lock.data[key] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     lock.save()
 
 
+def show_sizes(todo: list[Entry], console) -> None:
+    """Before a download starts: how much NSD data it is (the release files' sizes are not known in advance)."""
+    nsd = [e for e in todo if e.group == "nsd"]
+    if not nsd:
+        return
+    sizes = {e.name: approx_bytes(e) or 0 for e in nsd}
+    betas = [n for n in sizes if "betas_session" in n]
+    parts = [f"{len(betas)} betas sessions at ~{sizes[betas[0]] / 1e9:.1f} GB each"] if betas else []
+    parts += [f"the stimulus brick ~{sizes[n] / 1e9:.0f} GB" for n in sizes if n.endswith("nsd_stimuli.hdf5")]
+    console.print(f"NSD: {len(nsd)} files to download, about {sum(sizes.values()) / 1e9:.1f} GB "
+                  f"({', '.join(parts) or 'small files'}); check the free space first")
+
+
 def run_cli(root: Path, only: list[str], subjects: str, base_url: str | None, registry: Path | None, list_: bool,
-            verify: bool, dry_run: bool, yes: bool, console) -> None:
+            verify: bool, dry_run: bool, yes: bool, console, sessions: str | None = None) -> None:
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
     from rich.table import Table
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     lock = Lock(root)
-    entries = select(merged_registry(registry), only, subjects)
+    entries = select(merged_registry(registry), [o for o in only if o != "nsd"], subjects) \
+        if only != ["nsd"] else []
+    if "nsd" in only:
+        entries += nsd_entries(subjects, sessions)
+    elif sessions:
+        raise UserError("--sessions applies to --only nsd")
     if list_ or verify:
         table = Table(title=f"release files in {root}", title_justify="left")
         for c in ("file", "group", "size", "present", "state"):
             table.add_column(c, no_wrap=True)
         rows = status_rows(entries, root, lock, rehash=verify)
         for r in rows:
-            table.add_row(r["file"], r["group"], f"{r['size'] / 1e6:.1f} MB" if r["size"] else "?",
+            size = r["size"] or r.get("approx")
+            table.add_row(r["file"], r["group"], (f"{size / 1e6:.1f} MB" if r["size"] else f"~{size / 1e6:.0f} MB")
+                          if size else "?",
                           "yes" if r["present"] else "no", r["state"])
         console.print(table)
         if verify and any(r["state"] == "mismatch" for r in rows):
@@ -325,12 +380,17 @@ def run_cli(root: Path, only: list[str], subjects: str, base_url: str | None, re
         for e in entries:
             where = base_url.rstrip("/") + "/" + e.name if base_url else e.url
             console.print(f"{'download' if e in todo else 'verify  '} {e.key}  <- {where}")
+        show_sizes(todo, console)
         return
     # one writer per data folder: a second fetch-data (or convert-god) stops at once, naming this one
     with runlock.hold_data(root):
         lock = Lock(root)  # read under the lock: what another fetch recorded before us is kept
-        if any(not (root / e.key).exists() for e in entries):
+        todo = [e for e in entries if not (root / e.key).exists()]
+        show_sizes(todo, console)
+        if any(e.group != "nsd" for e in todo):
             accept_terms(lock, yes, console)
+        if any(e.group == "nsd" for e in todo):
+            accept_terms(lock, yes, console, "nsd_terms_accepted", NSD_TERMS)
         retries = int(os.environ.get("BRAINRECON_FETCH_RETRIES", 3))
         done = []
         with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
