@@ -329,6 +329,12 @@ def evaluate(
     distractors: str = typer.Option("test", "--distractors", help="test | imagenet | DIR"),
     pool_size: int = typer.Option(1000, "--pool-size"), exhaustive: bool = typer.Option(False, "--exhaustive"),
     out: Path = typer.Option(Path("runs/evaluation"), "--out"), data_dir: Optional[Path] = DataDir,
+    suite: Optional[str] = typer.Option(None, "--suite", help="nsd: also the eight metrics of the NSD papers "
+                                        "(PixCorr, SSIM, AlexNet(2), AlexNet(5), InceptionV3, CLIP, EffNet-B, "
+                                        "SwAV) in their published layout; needs pip install 'brainrecon[nsd]'."),
+    download: bool = typer.Option(True, "--download/--no-download", help="With --suite nsd: fetch the metric "
+                                  "networks' weights on first use (else only cached weights; the rest unavailable)."),
+    device: str = typer.Option("auto", "--device", help="Where the --suite networks run."),
 ):
     """n-way identification (% correct and rank) with bootstrap CIs, tables and a plot."""
     from brainrecon.compare import compare_runs
@@ -340,13 +346,43 @@ def evaluate(
         raise UserError(f"--ways {ways!r} must be integers separated by commas, e.g. 2,5,10") from None
     opts = EvalOptions(ways=ways_t, metrics=tuple(metric or ()), repeats=repeats, mode=mode, seed=seed,
                        distractors=distractors, pool_size=pool_size, exhaustive=exhaustive)
-    records, depth = evaluate_runs([load_reconstructions(p) for p in recons], opts, _data_dir(data_dir))
+    if suite not in (None, "nsd"):
+        raise UserError(f"--suite {suite!r}: the one suite is nsd")
+    loaded = [load_reconstructions(p) for p in recons]
+    records, depth = evaluate_runs(loaded, opts, _data_dir(data_dir))
     comparisons = compare_runs(records, seed) if len({r["run"] for r in records}) > 1 else []
-    paths = write_outputs(records, depth, out, comparisons)
+    suite_rows = []
+    if suite == "nsd":
+        from brainrecon.nsd_suite import evaluate_suite
+        from brainrecon.train.core import pick_device
+        suite_rows = evaluate_suite(loaded, pick_device(device), offline=not download,
+                                    say=lambda s: err_console.print(f"--suite nsd: {s}", highlight=False))
+    paths = write_outputs(records, depth, out, comparisons, suite_rows)
     print_tables(records, depth)
     print_comparisons(comparisons)
+    print_suite(suite_rows)
     out_console.print(f"tables: {paths['csv']}  plot: {paths['png']}" +
-                      (f"  paired comparisons: {paths['comparisons_csv']}" if comparisons else ""))
+                      (f"  paired comparisons: {paths['comparisons_csv']}" if comparisons else "") +
+                      (f"  NSD suite: {paths['nsd_suite_csv']}" if suite_rows else ""))
+
+
+def print_suite(rows: list) -> None:
+    """The NSD papers' table: a line per run; two-way identification in %, EffNet-B and SwAV distances (lower is
+    better); unavailable metrics say why below the table."""
+    if not rows:
+        return
+    from brainrecon.nsd_suite import COLUMNS, LOWER_IS_BETTER, table
+    t = Table(title="NSD metric suite (exhaustive two-way identification in %; EffNet-B and SwAV: correlation "
+                    "distance)", title_justify="left")
+    t.add_column("run", no_wrap=True)
+    for c in COLUMNS:
+        t.add_column(f"{c} {'↓' if c in LOWER_IS_BETTER else '↑'}", justify="right", no_wrap=True)
+    for line in table(rows):
+        t.add_row(line["run"], *(line.get(c, "") for c in COLUMNS))
+    out_console.print(t)
+    reasons = {r["metric"]: r["unavailable"] for r in rows if r["unavailable"]}
+    for metric, reason in reasons.items():
+        out_console.print(f"  {metric}: unavailable: {reason}", highlight=False)
 
 
 def print_comparisons(rows: list) -> None:

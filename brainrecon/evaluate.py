@@ -338,7 +338,8 @@ def evaluate_runs(recons: list[dict], opts: EvalOptions, data_root: Path | None 
     return records, depth_records
 
 
-def write_outputs(records: list, depth_records: list, out: Path, comparisons: list | None = None) -> dict[str, Path]:
+def write_outputs(records: list, depth_records: list, out: Path, comparisons: list | None = None,
+                  suite_rows: list | None = None) -> dict[str, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / "identification.csv", "json": out / "identification.json",
@@ -358,6 +359,13 @@ def write_outputs(records: list, depth_records: list, out: Path, comparisons: li
         paths["comparisons_csv"], paths["comparisons_json"] = out / "comparisons.csv", out / "comparisons.json"
         write_text_atomic(paths["comparisons_csv"], to_csv(comparisons, PAIRED))
         write_text_atomic(paths["comparisons_json"], json.dumps(comparisons, indent=1))
+    if suite_rows:
+        cols = ("run", "subject", "metric", "mean", "better", "n_images", "source", "unavailable")
+        paths["nsd_suite_csv"], paths["nsd_suite_json"] = out / "nsd_suite.csv", out / "nsd_suite.json"
+        write_text_atomic(paths["nsd_suite_csv"], to_csv(suite_rows, cols))
+        write_text_atomic(paths["nsd_suite_json"], json.dumps(
+            [{**{k: r[k] for k in cols}, "per_image": [float(v) for v in r.get("per_image", [])]}
+             for r in suite_rows], indent=1))
     if depth_records:
         paths["depth_csv"] = out / "depth_metrics.csv"
         write_text_atomic(paths["depth_csv"], to_csv(depth_records, list(depth_records[0])))
