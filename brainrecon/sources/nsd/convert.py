@@ -36,7 +36,6 @@ from brainrecon.config import ROIS
 from brainrecon.data import layout
 from brainrecon.data.npz_stream import NpzStream
 from brainrecon.errors import DataError, UserError
-from brainrecon.sources.god import zscore_within_runs
 from brainrecon.sources.nsd import files
 from brainrecon.sources.nsd.read import BetaSession, Brick, Design, read_ctab, read_expdesign, read_volume, require
 
@@ -198,6 +197,18 @@ def repeat_consistency(proj: np.ndarray, split: Split, sessions: list[int]) -> d
     return out
 
 
+def zscore_session(raw: np.ndarray) -> np.ndarray:
+    """int16 betas (trials, V) -> / 300, each voxel z-scored over the session's trials (population std, a constant
+    voxel 0), in float32 and in place (statistics in float64): one copy of the session, not five."""
+    x = raw.astype(np.float32)
+    x /= 300
+    mean = x.mean(0, dtype=np.float64)
+    sd = x.std(0, dtype=np.float64)
+    x -= mean.astype(np.float32)
+    x /= np.where(sd > 0, sd, 1.0).astype(np.float32)
+    return x
+
+
 def _resize(image: np.ndarray, resolution: int) -> np.ndarray:
     from PIL import Image
     if image.shape[0] == resolution and image.shape[1] == resolution:
@@ -210,9 +221,92 @@ def _resize(image: np.ndarray, resolution: int) -> np.ndarray:
     return np.asarray(im.resize((resolution, resolution), Image.Resampling.BICUBIC), dtype=np.uint8)
 
 
-def sha256_and_size(path: Path) -> dict:
+class InputHashes:
+    """Path, size and sha256 of every input, hashed in a background thread while the conversion runs (hashlib
+    releases the GIL, so on 2 cores it overlaps; a real subject is ~40 GB). A file unchanged since fetch-data
+    verified it (same size, not modified after its lock entry) takes its sha256 from the lock. `cancel()` stops the
+    thread at the next block, so a failed conversion exits at once."""
+
+    def __init__(self, nsd: Path, paths: list[Path]):
+        import threading
+        from brainrecon.data.fetch import LOCK, Lock
+        self.lock = Lock(nsd.parent).data["files"] if (nsd.parent / LOCK).is_file() else {}
+        self.nsd, self.paths, self.records, self.error = nsd, paths, [], None
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="sha256", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            for p in self.paths:
+                if self.stop.is_set():
+                    return
+                self.records.append(self._record(p))
+        except OSError as e:
+            self.error = e
+
+    def _record(self, path: Path) -> dict:
+        import hashlib
+        from datetime import datetime
+        stat = path.stat()
+        key = f"{self.nsd.name}/{path.relative_to(self.nsd)}" if path.is_relative_to(self.nsd) else None
+        locked = self.lock.get(key) if key else None
+        if locked and locked.get("size") == stat.st_size and "fetched" in locked and \
+                stat.st_mtime <= datetime.fromisoformat(locked["fetched"]).timestamp() + 1:
+            return {"path": str(path), "bytes": stat.st_size, "sha256": locked["sha256"], "sha256_from": "fetch lock"}
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            while block := f.read(1 << 22):
+                if self.stop.is_set():
+                    break
+                h.update(block)
+        return {"path": str(path), "bytes": stat.st_size, "sha256": h.hexdigest(), "sha256_from": "computed"}
+
+    def result(self) -> list[dict]:
+        self.thread.join()
+        if self.error:
+            raise DataError(f"could not read an input to hash it ({self.error})")
+        return self.records
+
+    def cancel(self) -> None:
+        self.stop.set()
+
+
+def _resize(image: np.ndarray, resolution: int) -> np.ndarray:
+    from PIL import Image
+    if image.shape[0] == resolution and image.shape[1] == resolution:
+        return image
+    im = Image.fromarray(image)
+    if im.width != im.height:  # NSD's images are square; centre-crop anything else as convert-god does
+        side = min(im.size)
+        left, top = (im.width - side) // 2, (im.height - side) // 2
+        im = im.crop((left, top, left + side, top + side))
+    return np.asarray(im.resize((resolution, resolution), Image.Resampling.BICUBIC), dtype=np.uint8)
+
+
+def input_record(path: Path, locked: dict | None) -> dict:
+    """Path, size and sha256 of an input: from fetch-data's lock when the file is unchanged since it was fetched and
+    verified there (same size, not modified after), else computed (a real subject is ~40 GB: minutes)."""
+    from datetime import datetime
     from brainrecon.data.fetch import sha256
-    return {"path": str(path), "bytes": path.stat().st_size, "sha256": sha256(path)}
+    stat = path.stat()
+    if locked and locked.get("size") == stat.st_size and "fetched" in locked and \
+            stat.st_mtime <= datetime.fromisoformat(locked["fetched"]).timestamp() + 1:
+        return {"path": str(path), "bytes": stat.st_size, "sha256": locked["sha256"], "sha256_from": "fetch lock"}
+    return {"path": str(path), "bytes": stat.st_size, "sha256": sha256(path), "sha256_from": "computed"}
+
+
+def hash_inputs(nsd: Path, paths: list[Path]):
+    """Start hashing the inputs in a background thread (hashlib releases the GIL: on 2 cores it overlaps the
+    conversion); returns a function that waits for the records."""
+    from concurrent.futures import ThreadPoolExecutor
+    from brainrecon.data.fetch import LOCK, Lock
+    lock = Lock(nsd.parent).data["files"] if (nsd.parent / LOCK).is_file() else {}
+    pool = ThreadPoolExecutor(1, thread_name_prefix="sha256")
+    futures = [pool.submit(input_record, p, lock.get(f"{nsd.name}/{p.relative_to(nsd)}")
+                           if p.is_relative_to(nsd) else None) for p in paths]
+    pool.shutdown(wait=False)
+    return lambda: [f.result() for f in futures]
 
 
 def convert_nsd(opts: NsdOptions, say=lambda s: None, progress=None) -> dict:
@@ -257,12 +351,17 @@ def _convert(opts: NsdOptions, say, progress) -> dict:
             raise DataError(f"{nsd / files.ncsnr(subject)}: shape {ncsnr_vol.shape} differs from the mask's "
                             f"{kept.shape}; use the subject's func1pt8mm ncsnr")
         split = plan_split(design, subject, sessions, per_session, opts.test_repeats)
-        if not len(split.test_ids):
-            raise DataError(f"{nsd}: no shared image was shown {opts.test_repeats} times in sessions "
-                            f"{_ranges(sessions)}; use more sessions or a smaller --test-repeats")
+        if len(split.test_ids) < 2:
+            raise DataError(f"{nsd}: {len(split.test_ids)} shared images were shown {opts.test_repeats} times in "
+                            f"sessions {_ranges(sessions)} (identification needs at least 2); use more sessions or a "
+                            "smaller --test-repeats")
         brick = Brick(nsd / files.STIMULI, subject, int(split.ids.max()))
         say(f"subject {subject}: sessions {_ranges(sessions)}, {int(kept.sum())} voxels, {len(split.train_ids)} "
             f"training and {len(split.test_ids)} test images")
+        used = [mask_path if p.name == "nsdgeneral.nii.gz" else p
+                for p in (nsd / q for q in files.subject_files(subject, sessions))]
+        used = [p for p in dict.fromkeys(used) if p.is_file()]
+        inputs = InputHashes(nsd, used)
         out = Path(opts.out)
         n_vox = int(kept.sum())
         state: dict = {}
@@ -271,18 +370,21 @@ def _convert(opts: NsdOptions, say, progress) -> dict:
         images_writer = lambda tmp: _write_images(tmp, brick, split, opts.resolution, progress)
         paths = write_all_atomic([(layout.subject_file(out, subject), subject_writer),
                                   (layout.stimuli_file(out, opts.resolution), images_writer)])
+    except BaseException:
+        if "inputs" in locals():
+            inputs.cancel()
+        raise
     finally:
         for b in betas:
             b.close()
         if "brick" in locals():
             brick.close()
-    say("hashing the inputs for convert.json")
-    used = [nsd / p for p in files.subject_files(subject, sessions)]
-    used = [mask_path if p.name == "nsdgeneral.nii.gz" and opts.roi != "nsdgeneral" else p for p in used]
+    say("finishing the sha256 of the inputs for convert.json")
+    absent = [str(nsd / q) for q in files.subject_files(subject, sessions) if not (nsd / q).is_file()]
     record = {
         "source": "Natural Scenes Dataset (Allen et al. 2022), betas_fithrf_GLMdenoise_RR, func1pt8mm",
-        "inputs": [sha256_and_size(p) for p in dict.fromkeys(used) if p.is_file()],
-        "absent_optional_inputs": [str(p) for p in dict.fromkeys(used) if not p.is_file()],
+        "inputs": inputs.result(),
+        "absent_optional_inputs": absent,
         "outputs": {"fmri": paths[0].name, "stimuli": paths[1].name},
         "subject": subject, "sessions": sessions, "trials_per_session": per_session, "roi": opts.roi,
         "resolution": opts.resolution, "train": opts.train, "test_repeats": opts.test_repeats,
@@ -327,7 +429,7 @@ def _write_subject(tmp: Path, opts: NsdOptions, betas: list[BetaSession], split:
     test_trials = np.zeros((n_test_trials, n_vox), dtype=np.float32)
     averaging = opts.train == "average"
     n_train_rows = len(split.train_ids) if averaging else int(is_train.sum())
-    sums = np.zeros((len(split.train_ids), n_vox), dtype=np.float64) if averaging else None
+    sums = np.zeros((len(split.train_ids), n_vox), dtype=np.float32) if averaging else None
     counts = np.zeros(len(split.train_ids), dtype=np.int64)
     zero_voxels = {}
     per = len(split.ids) // len(betas)
@@ -342,17 +444,16 @@ def _write_subject(tmp: Path, opts: NsdOptions, betas: list[BetaSession], split:
                                     "the brain): the mask and the betas are misaligned (a transposed or another "
                                     "subject's mask?); use the subject's own func1pt8mm files")
                 zero_voxels[session] = zero
-                x = zscore_within_runs(raw.astype(np.float64) / 300.0, np.zeros(per))
+                x = zscore_session(raw)
                 rows = slice(k * per, (k + 1) * per)
-                centred = x - x.mean(1, keepdims=True)
-                p = centred.astype(np.float32) @ proj_matrix
+                p = (x - x.mean(1, keepdims=True)) @ proj_matrix
                 proj[rows] = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
                 label, trow = split.train_label[rows], split.test_row[rows]
                 if averaging:
                     np.add.at(sums, label[label >= 0], x[label >= 0])
                     np.add.at(counts, label[label >= 0], 1)
                 else:
-                    train_rows.write(x[label >= 0].astype(np.float32))
+                    train_rows.write(x[label >= 0])
                 test_trials[trow[trow >= 0]] = x[trow >= 0]
                 if progress:
                     progress(k + 1, len(betas), f"session {session}")
