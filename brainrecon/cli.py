@@ -197,6 +197,8 @@ def convert_nsd_cmd(
                                        "train and evaluate with --data-dir there)."),
     repeat_check: bool = typer.Option(True, "--repeat-check/--no-repeat-check", help="Refuse a session whose "
                                       "trials do not resemble their images' other presentations."),
+    unpaired: int = typer.Option(0, "--unpaired", help="Also write N brick images the subject never saw as the "
+                                 "self-supervised decoder's unpaired images (out/imagenet/val/nsd_unseen/)."),
     data_dir: Optional[Path] = DataDir,
 ):
     """Convert one NSD subject (betas, masks, design, stimulus brick) into sbj_<N>.npz and images_<res>.npz."""
@@ -206,7 +208,7 @@ def convert_nsd_cmd(
     out = out or root / f"nsd_subj{subject:02d}"
     opts = NsdOptions(subject=subject, nsd_dir=nsd_dir or root / "nsd", out=out, roi=roi, resolution=resolution,
                       sessions=files.parse_sessions(sessions, subject) if sessions else None, train=train,
-                      test_repeats=test_repeats, repeat_check=repeat_check)
+                      test_repeats=test_repeats, repeat_check=repeat_check, unpaired=unpaired)
     from rich.progress import Progress
     with Progress(console=err_console, transient=True) as bar:
         task = bar.add_task("convert-nsd", total=None)

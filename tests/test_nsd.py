@@ -160,3 +160,18 @@ def test_sessions_parse():
     from brainrecon.errors import UserError
     with pytest.raises(UserError, match="subject 4 has sessions 1..30"):
         files.parse_sessions("1-37", 4)
+
+
+def test_unpaired_images_are_brick_images_the_subject_never_saw(mini, tmp_path):
+    out = tmp_path / "out"
+    record = convert_nsd(NsdOptions(subject=1, nsd_dir=mini.root, out=out, resolution=16, unpaired=20))
+    pngs = sorted((out / "imagenet" / "val" / "nsd_unseen").glob("*.png"))
+    ids = [int(p.stem) for p in pngs]
+    from scipy.io import loadmat
+    own = loadmat(mini.root / files.EXPDESIGN)["subjectim"][0]
+    assert len(ids) == 20 == record["unpaired_images"]["count"] and not set(ids) & set(own.astype(int))
+    from PIL import Image
+    expected = np.asarray(Image.fromarray(mini.brick[ids[0] - 1]).resize((16, 16), Image.Resampling.BICUBIC))
+    np.testing.assert_array_equal(np.asarray(Image.open(pngs[0])), expected)
+    from brainrecon.data import imagenet
+    assert len(imagenet.list_images(out / "imagenet" / "val")) == 20  # what train-decoder reads as unpaired

@@ -26,8 +26,8 @@ def list_images(root: Path) -> list[Path]:
     """Image files of an ImageNet-style tree in ImageFolder order (class folders sorted, files sorted within)."""
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"{root}: image folder not found; run `brainrecon fetch-data --only imagenet` "
-                        "or `brainrecon simulate --out DIR`")
+        raise DataError(f"{root}: image folder not found; run `brainrecon fetch-data --only imagenet` (GOD), "
+                        "`brainrecon convert-nsd --unpaired 10000` (NSD) or `brainrecon simulate --out DIR`")
     files = []
     for cls in sorted(p for p in root.iterdir() if p.is_dir()):
         files += sorted(p for p in cls.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

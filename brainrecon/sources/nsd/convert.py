@@ -62,6 +62,9 @@ class NsdOptions:
     test_repeats: int = 3
     block: int = 50
     repeat_check: bool = True
+    unpaired: int = 0
+    """Brick images this subject never saw, written as PNGs to out/imagenet/val/nsd_unseen/ (the unpaired images of
+    the self-supervised decoder: they come from the same distribution as the subject's own)."""
 
     def __post_init__(self):
         if self.train not in ("trials", "average"):
@@ -379,6 +382,7 @@ def _convert(opts: NsdOptions, say, progress) -> dict:
             b.close()
         if "brick" in locals():
             brick.close()
+    unpaired = write_unpaired(nsd / files.STIMULI, design, subject, opts, progress) if opts.unpaired else None
     say("finishing the sha256 of the inputs for convert.json")
     absent = [str(nsd / q) for q in files.subject_files(subject, sessions) if not (nsd / q).is_file()]
     record = {
@@ -402,6 +406,7 @@ def _convert(opts: NsdOptions, say, progress) -> dict:
         "repeat_check": state["repeat_check"],
         "images": f"73k ids sorted ascending; {files.BRICK_SIDE} px brick rows resized to {opts.resolution} px "
                   "(PIL bicubic), stored as uint8; the ids are the npz keys train_nsd_ids and test_nsd_ids",
+        "unpaired_images": unpaired,
         "seconds": round(time.perf_counter() - start, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
@@ -493,6 +498,32 @@ def _write_subject(tmp: Path, opts: NsdOptions, betas: list[BetaSession], split:
         z.put("voxel_xyz", np.stack(np.nonzero(kept), 1).astype(np.int16))
     state["train_rows"] = n_train_rows
     state["zero_voxels"] = zero_voxels
+
+
+def write_unpaired(brick_path: Path, design: Design, subject: int, opts: NsdOptions, progress) -> dict:
+    """`opts.unpaired` brick images outside the subject's whole image list (never shown to it in any session), drawn
+    with a fixed seed, as <73k id>.png at the resolution; each written atomically, present ones kept (resumable)."""
+    from PIL import Image
+    from brainrecon.atomic import write_atomic
+    folder = layout.unpaired_image_dir(Path(opts.out)) / "nsd_unseen"
+    brick = Brick(brick_path, subject, 1)
+    try:
+        unseen = np.setdiff1d(np.arange(1, brick.ds.shape[0] + 1), design.subjectim[subject - 1])
+        if opts.unpaired > len(unseen):
+            raise UserError(f"--unpaired {opts.unpaired}: the brick holds {len(unseen)} images this subject never saw")
+        ids = np.sort(np.random.default_rng(PROJECTION_SEED).choice(unseen, opts.unpaired, replace=False))
+        for k, i in enumerate(ids):
+            path = folder / f"{int(i):05d}.png"
+            if not path.exists():
+                image = Image.fromarray(_resize(brick.image(int(i)), opts.resolution))
+                write_atomic(path, lambda tmp: image.save(tmp, format="PNG"))
+            if progress and (k % 500 == 0 or k == len(ids) - 1):
+                progress(k + 1, len(ids), "unpaired images")
+    finally:
+        brick.close()
+    return {"folder": str(folder), "count": int(len(ids)), "first_ids": [int(i) for i in ids[:5]],
+            "rule": "73k ids outside the subject's subjectim row, drawn without replacement (seed "
+                    f"{PROJECTION_SEED}), sorted"}
 
 
 def _write_images(tmp: Path, brick: Brick, split: Split, resolution: int, progress) -> None:
