@@ -43,13 +43,19 @@ class DataConfig:
     max_unpaired: int = 0
     """Cap on unpaired images loaded (0 = all)."""
     val_fraction: float = 0.05
-    """Fraction of training pairs held out for model selection (never the test set)."""
+    """Fraction of training pairs held out for model selection (never the test set). 0: every training pair is used
+    in every epoch, the last batch partial (the original code's data stream)."""
+    unpaired_fmri: str = "test"
+    """The fMRI of the decoder->encoder cycle: test (the test set's fMRI without their images, as the paper: a
+    transductive choice) or train (the training fMRI only: strictly inductive)."""
 
     def __post_init__(self):
         if self.roi not in ROIS:
             raise ConfigError(f"data.roi={self.roi!r} is not a ROI; choose one of {', '.join(ROIS)}")
         if self.depth_source not in ("small", "large"):
             raise ConfigError(f"data.depth_source={self.depth_source!r}; choose small or large")
+        if self.unpaired_fmri not in ("test", "train"):
+            raise ConfigError(f"data.unpaired_fmri={self.unpaired_fmri!r}; choose test (the paper) or train")
         if not 0 <= self.val_fraction < 0.5:
             raise ConfigError(f"data.val_fraction={self.val_fraction} must lie in [0, 0.5)")
         if self.resolution < 16 or self.resolution % 8:
@@ -97,7 +103,8 @@ class TrainConfig:
 @dataclass
 class EncoderModelConfig:
     arch: str = "vgg19"
-    """Backbone structure: vgg16 or vgg19 (torchvision layout)."""
+    """Backbone: vgg16 or vgg19 (torchvision layout), or effnet-lite0 (frozen EfficientNet-Lite0 stages 0, 1, 2, 4 at
+    twice input_size; depth as a grey image)."""
     backbone_weights: str = "release"
     """release (rgbd/depth VGG from the release), imagenet (torchvision, rgb), none (random init)."""
     width: float = 1.0
@@ -112,10 +119,15 @@ class EncoderModelConfig:
     """Dropout on the readout features while the encoder trains."""
 
     def __post_init__(self):
-        if self.arch not in ("vgg16", "vgg19"):
-            raise ConfigError(f"model.arch={self.arch!r}; choose vgg16 or vgg19")
+        if self.arch not in ("vgg16", "vgg19", "effnet-lite0"):
+            raise ConfigError(f"model.arch={self.arch!r}; choose vgg16, vgg19 or effnet-lite0")
+        if self.arch == "effnet-lite0" and self.backbone_weights == "release":
+            raise ConfigError("model.arch=effnet-lite0 takes backbone_weights imagenet (the weights that ship with "
+                              "brainrecon) or none (random init of the same shape)")
         if self.backbone_weights not in ("release", "imagenet", "none"):
             raise ConfigError(f"model.backbone_weights={self.backbone_weights!r}; choose release, imagenet or none")
+        if self.arch == "effnet-lite0" and self.width != 1.0:
+            raise ConfigError("model.width scales VGG only; set model.width=1.0 with model.arch=effnet-lite0")
         if self.backbone_weights != "none" and self.width != 1.0:
             raise ConfigError("model.width must be 1.0 when loading backbone weights; set model.backbone_weights=none")
         if self.input_size < 32 or self.input_size % 16:
@@ -153,7 +165,7 @@ class EncoderConfig:
 
     def __post_init__(self):
         check_modality(self.modality)
-        if self.model.backbone_weights == "imagenet" and self.modality != "rgb":
+        if self.model.backbone_weights == "imagenet" and self.modality != "rgb" and self.model.arch != "effnet-lite0":
             raise ConfigError("model.backbone_weights=imagenet only fits rgb; use release (or none) for depth/rgbd")
 
 

@@ -14,7 +14,7 @@ from brainrecon.compare import compare_runs
 from brainrecon.config import load_config
 from brainrecon.simulation.simulate import SimulationConfig, simulate_subject
 from brainrecon.evaluate import EvalOptions, evaluate_runs, write_outputs
-from brainrecon.reconstruct import NPZ, load_reconstructions, reconstruct
+from brainrecon.reconstruct import NPZ, load_reconstructions, reconstruct, with_ceilings
 from brainrecon.train.decoder import train_decoder
 from brainrecon.train.encoder import train_encoder
 
@@ -80,7 +80,7 @@ def run_demo(out: Path, modality: str = "rgbd", quick: bool = False, say: Callab
 
     opts = EvalOptions(ways=(2, 5, 10), metrics=("pixcorr", "ssim", "perceptual-effnet"), repeats=100,
                        mode="percent")
-    records, depth = evaluate_runs([load_reconstructions(p) for p in recon_paths], opts, data)
+    records, depth = evaluate_runs(with_ceilings([load_reconstructions(p) for p in recon_paths]), opts, data)
     comparisons = compare_runs(records)                                       # the deep decoder - ridge, image by image
     paths = write_outputs(records, depth, out / "evaluation", comparisons)
     say(f"[6/{steps}] evaluate: {paths['csv']} ({time.perf_counter() - start:.0f}s in all)")

@@ -31,6 +31,35 @@ def run_data_dir(run_dir: Path, flag: str | Path | None) -> Path:
     return Path(recorded) if recorded and Path(recorded).exists() else layout.data_dir(None)
 
 
+CEILING = "D(E(x))"
+
+
+def encoded_ceiling(run_dir: Path, model, images: torch.Tensor, dev) -> np.ndarray | None:
+    """D(E(x)): the decoder applied to its encoder's prediction for each image -- what it makes of noise-free,
+    perfectly encoded activity (uint8, like the reconstructions). None for a run without an encoder (ridge, or a
+    supervised-only decoder trained without one) or when the encoder run is gone."""
+    from brainrecon.data.datasets import as_float
+    from brainrecon.train.encoder import load_encoder
+    encoder_run = checkpoint.load(Path(run_dir) / checkpoint.BEST).get("encoder_run") or ""
+    if not encoder_run or not (Path(encoder_run) / checkpoint.BEST).exists():
+        return None
+    encoder = load_encoder(Path(encoder_run), dev)
+    with torch.no_grad():
+        out = [model(encoder(as_float(images[i:i + 64].to(dev)))).float().cpu() for i in range(0, len(images), 64)]
+    return to_uint8(torch.cat(out))
+
+
+def with_ceilings(recons: list[dict]) -> list[dict]:
+    """Each reconstruction set, followed by its D(E(x)) set as a run of its own (`<run> D(E(x))`) when it has one:
+    evaluate scores it as a separate row, so the loss to the encoder and the loss to the noise can be told apart."""
+    out = []
+    for rec in recons:
+        out.append(rec)
+        if "ceiling_reconstructions" in rec:
+            out.append({**rec, "reconstructions": rec["ceiling_reconstructions"], "run": f"{rec['run']} {CEILING}"})
+    return out
+
+
 def reconstruct(run_dir: Path, split: str = "test", out: Path | None = None, data_dir: Path | None = None,
                 device: str = "auto") -> Path:
     """Write reconstructions.npz, one side-by-side PNG per image and gallery.png into `out` (default: the run)."""
@@ -52,14 +81,16 @@ def reconstruct(run_dir: Path, split: str = "test", out: Path | None = None, dat
         recon = torch.cat([model(voxels[i:i + 64].to(dev)).float().cpu() for i in range(0, len(voxels), 64)])
     recon_u8 = to_uint8(recon)
     truth_u8 = images.permute(0, 2, 3, 1).cpu().numpy()
+    ceiling = encoded_ceiling(run_dir, model, images, dev)
     out = Path(out) if out else run_dir / f"reconstruct_{split}"
     out.mkdir(parents=True, exist_ok=True)
     run_config = yaml.safe_dump(to_dict(cfg), sort_keys=False)
 
     def writer(tmp: Path):
         buf = io.BytesIO()
+        extra = {"ceiling_reconstructions": ceiling} if ceiling is not None else {}
         np.savez(buf, reconstructions=recon_u8, ground_truth=truth_u8, indices=indices, modality=cfg.modality,
-                 subject=cfg.data.subject, run_config=run_config, run=str(run_dir.name))
+                 subject=cfg.data.subject, run_config=run_config, run=str(run_dir.name), **extra)
         tmp.write_bytes(buf.getvalue())
     write_atomic(out / NPZ, writer)
     for i, (t, r) in enumerate(zip(truth_u8, recon_u8)):
@@ -88,6 +119,10 @@ def load_reconstructions(path: Path) -> dict:
     if data["reconstructions"].shape != data["ground_truth"].shape or data["reconstructions"].dtype != np.uint8:
         raise UserError(f"{path}: reconstructions {data['reconstructions'].shape} {data['reconstructions'].dtype} "
                         f"must be uint8 and match ground_truth {data['ground_truth'].shape}")
+    ceiling = data.get("ceiling_reconstructions")
+    if ceiling is not None and (ceiling.shape != data["ground_truth"].shape or ceiling.dtype != np.uint8):
+        raise UserError(f"{path}: ceiling_reconstructions {ceiling.shape} {ceiling.dtype} must be uint8 and match "
+                        f"ground_truth; run `brainrecon reconstruct` again")
     data["path"] = path
     data.setdefault("run", np.array(path.parent.name))
     return data

@@ -199,3 +199,40 @@ def test_resumed_run_with_caches_equals_the_uninterrupted_one(tiny_subject, tiny
     b = checkpoint.load(tmp_path / "resumed/last.pt")["model"]
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+def test_de_cycle_reads_the_fmri_it_is_told_to_and_says_so(tiny_subject, tiny_encoder, tmp_path, monkeypatch):
+    import brainrecon.train.decoder as mod
+    shapes = []
+    real = mod.unpaired_fmri_batch
+
+    def spy(trials, *a, **k):
+        shapes.append(tuple(trials.shape))
+        return real(trials, *a, **k)
+    monkeypatch.setattr(mod, "unpaired_fmri_batch", spy)
+    m = train_decoder(decoder_cfg(1, **{"data.unpaired_fmri": "train"}), tiny_subject, tmp_path / "train",
+                      encoder_run=tiny_encoder, quiet=True)
+    assert m["unpaired_fmri"].startswith("train") and shapes and all(s[1] == 1 for s in shapes)
+    assert shapes[0][0] == len(mod.load_paired(tiny_subject, decoder_cfg().data, "rgbd").train_fmri)
+    shapes.clear()
+    m = train_decoder(decoder_cfg(1), tiny_subject, tmp_path / "test", encoder_run=tiny_encoder, quiet=True)
+    assert m["unpaired_fmri"].startswith("test") and "transductive" in m["unpaired_fmri"]
+    assert all(s[:2] == (12, 6) for s in shapes)  # the test images x their repeats
+
+
+def test_val_fraction_zero_uses_every_pair_every_epoch(tiny_subject, tiny_encoder, tmp_path, monkeypatch):
+    import brainrecon.train.decoder as mod
+    from brainrecon.train.core import Runtime, steps_per_epoch
+    seen = []
+    real = mod.DecoderStep.loss
+
+    def spy(self, idx, gen):
+        seen.append(idx.cpu())
+        return real(self, idx, gen)
+    monkeypatch.setattr(mod.DecoderStep, "loss", spy)
+    train_decoder(decoder_cfg(1, **{"data.val_fraction": 0, "train.batch_size": 48}), tiny_subject, tmp_path / "d",
+                  encoder_run=tiny_encoder, quiet=True)
+    used = torch.cat(seen)
+    assert sorted(used.tolist()) == list(range(400)) and len(seen[-1]) == 400 - 8 * 48  # last batch partial
+    runtime = Runtime(device=torch.device("cpu"))
+    assert steps_per_epoch(400, 48, runtime, every_pair=False) == 8 and steps_per_epoch(400, 48, runtime, True) == 9

@@ -7,6 +7,7 @@ import torch
 from brainrecon import losses
 from brainrecon.config import load_config
 from brainrecon.errors import UserError
+from brainrecon.data.transforms import N_CHANNELS
 from brainrecon.models.encoder import Encoder, EncoderArch
 from brainrecon.models.vgg import build_vgg, load_release_vgg
 from brainrecon.train.encoder import encoder_loss, load_encoder, train_encoder, voxel_correlation
@@ -90,3 +91,48 @@ def test_short_training_learns_and_beats_shuffled_control(tiny_subject, tmp_path
     assert metrics["median_r"] == pytest.approx(r, abs=1e-5)
     assert r > 0.1 and r > float(shuffled) + 0.1, (r, float(shuffled))
     assert (tmp_path / "enc/voxel_r.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("modality,taps", [("rgb", (16, 24, 40, 112)), ("rgbd", (32, 48, 80, 224))])
+def test_effnet_backbone_taps_shapes_and_frozen_state(modality, taps):
+    from brainrecon.models.effnet import load_effnet_lite0
+    from brainrecon.models.encoder import build_effnet
+    enc = Encoder(EncoderArch(n_voxels=20, modality=modality, arch="effnet-lite0", input_size=32, head_channels=8,
+                              dropout=0), build_effnet(True))
+    shipped = load_effnet_lite0().state_dict()
+    for k, v in enc.backbone.net.state_dict().items():  # the ImageNet weights, as shipped
+        torch.testing.assert_close(v, shipped[k], rtol=0, atol=0)
+    x = torch.rand(3, N_CHANNELS[modality], 32, 32)
+    feats = enc.backbone_features(x)
+    assert [tuple(feats[n].shape) for n in ("conv1", "conv2", "conv3", "conv4")] == \
+        [(3, c, 64 // s, 64 // s) for c, s in zip(taps, (2, 4, 8, 16))]   # the VGG taps' sides at input 32
+    enc.train()
+    assert not enc.backbone.training and not any(p.requires_grad for p in enc.backbone.parameters())
+    running = enc.backbone.net.bn1.running_mean.clone()
+    enc(x).sum().backward()
+    torch.testing.assert_close(enc.backbone.net.bn1.running_mean, running, rtol=0, atol=0)
+    assert all(p.grad is None for p in enc.backbone.parameters())
+
+
+def test_effnet_encoder_and_decoder_end_to_end_with_the_ceiling_row(tiny_subject, tmp_path):
+    """--config demo with model.arch=effnet-lite0: encoder, self-supervised decoder, reconstruct with D(E(x)),
+    evaluate scoring D(E(x)) as a row of its own."""
+    from brainrecon.evaluate import EvalOptions, evaluate_runs
+    from brainrecon.reconstruct import load_reconstructions, reconstruct, with_ceilings
+    from brainrecon.train.decoder import train_decoder
+    sets = tiny_overrides(**{"train.epochs": 1, "train.milestones": "[]", "model.input_size": 32,
+                             "model.arch": "effnet-lite0", "model.width": 1.0, "model.backbone_weights": "imagenet"})
+    metrics = train_encoder(load_config("encoder", "rgbd", "demo", sets), tiny_subject, tmp_path / "enc", quiet=True)
+    assert np.isfinite(metrics["median_r"])
+    assert load_encoder(tmp_path / "enc").arch.arch == "effnet-lite0"
+    dec = load_config("decoder", "rgbd", "demo", tiny_overrides(**{
+        "train.epochs": 1, "train.milestones": "[]", "train.unpaired_image_batch": 8, "train.unpaired_fmri_batch": 8,
+        "train.batch_size": 16, "loss.perceptual_width": 0.125, "loss.perceptual_net": "vgg16-random",
+        "loss.perceptual_weights": "[10,10,10,10,2]"}))
+    train_decoder(dec, tiny_subject, tmp_path / "dec", encoder_run=tmp_path / "enc", quiet=True)
+    reconstruct(tmp_path / "dec", "test", data_dir=tiny_subject)
+    rec = load_reconstructions(tmp_path / "dec")
+    assert rec["ceiling_reconstructions"].shape == rec["reconstructions"].shape
+    runs = with_ceilings([rec])
+    records, _ = evaluate_runs(runs, EvalOptions(ways=(2,), metrics=("pixcorr",), repeats=10), tiny_subject)
+    assert {r["run"] for r in records} == {"dec", "dec D(E(x))"}

@@ -26,6 +26,63 @@ class EncoderArch:
     train_backbone: bool = False
 
 
+EFFNET_TAPS = {"conv1": 0, "conv2": 1, "conv3": 2, "conv4": 4}
+"""EfficientNet-Lite0 stage (timm `blocks` index) read by each head: strides 2, 4, 8, 16 (16, 24, 40, 112 channels)."""
+
+
+class EffNetTaps(nn.Module):
+    """A frozen EfficientNet-Lite0 (timm tf_efficientnet_lite0) as the encoder's backbone: [0, 1] images at twice the
+    encoder's input size -> the last block of stages 0, 1, 2 and 4 under the VGG tap names, so the heads, readout
+    sizes and channel mix are the VGG19 encoder's. Depth goes through the same network as a grey image; rgbd runs
+    RGB and depth-as-grey through it separately and concatenates each tap's channels. Always in eval mode (its
+    BatchNorm statistics are part of the features, never updated)."""
+
+    def __init__(self, net: nn.Module, modality: str):
+        super().__init__()
+        self.net, self.modality = net, modality
+        last = max(EFFNET_TAPS.values())
+        self.net.blocks = nn.Sequential(*list(net.blocks.children())[:last + 1])
+        for unused in ("conv_head", "bn2", "global_pool", "classifier"):
+            if hasattr(self.net, unused):
+                setattr(self.net, unused, nn.Identity())
+        self.eval()
+
+    def train(self, mode: bool = True):
+        return super().train(False)
+
+    def _taps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.net.bn1(self.net.conv_stem((x - 0.5) / 0.5))  # EfficientNet-Lite's (x - 127) / 128 on [0, 1]
+        out, names = {}, {i: n for n, i in EFFNET_TAPS.items()}
+        for i, stage in enumerate(self.net.blocks):
+            x = stage(x)
+            if i in names:
+                out[names[i]] = x
+        return out
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.modality == "rgb":
+            return self._taps(images)
+        grey = images[:, -1:].expand(-1, 3, -1, -1)
+        if self.modality == "depth":
+            return self._taps(grey)
+        rgb, depth = self._taps(images[:, :3]), self._taps(grey)
+        return {k: torch.cat([rgb[k], depth[k]], 1) for k in rgb}
+
+    def channels(self) -> dict[str, int]:
+        k = 2 if self.modality == "rgbd" else 1
+        return {n: k * self.net.blocks[i][-1].conv_pwl.out_channels if hasattr(self.net.blocks[i][-1], "conv_pwl")
+                else k * self.net.blocks[i][-1].conv_pw.out_channels for n, i in EFFNET_TAPS.items()}
+
+
+def build_effnet(pretrained: bool) -> nn.Module:
+    """EfficientNet-Lite0: the ImageNet weights that ship with brainrecon, or a random init of the same shape."""
+    if pretrained:
+        from brainrecon.models.effnet import load_effnet_lite0
+        return load_effnet_lite0()
+    import timm
+    return timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()
+
+
 def _head(in_ch: int, out_ch: int, kind: str) -> nn.Sequential:
     """BN -> [max-pool] -> conv -> ReLU -> BN, as the paper's heads (kind: pool_s2 | s2 | 1x1)."""
     layers: list[nn.Module] = [nn.BatchNorm2d(in_ch)]
@@ -53,8 +110,11 @@ class Encoder(nn.Module):
     def __init__(self, a: EncoderArch, backbone: nn.Module | None = None):
         super().__init__()
         self.arch = a
-        vgg = backbone if backbone is not None else build_vgg(a.arch, N_CHANNELS[a.modality], a.width)
-        self.backbone = TappedFeatures(vgg.features, ENCODER_TAPS[a.arch])
+        if a.arch == "effnet-lite0":
+            self.backbone = EffNetTaps(backbone if backbone is not None else build_effnet(False), a.modality)
+        else:
+            vgg = backbone if backbone is not None else build_vgg(a.arch, N_CHANNELS[a.modality], a.width)
+            self.backbone = TappedFeatures(vgg.features, ENCODER_TAPS[a.arch])
         self.backbone.requires_grad_(a.train_backbone)
         ch = self.backbone.channels()
         hc = a.head_channels
@@ -73,7 +133,10 @@ class Encoder(nn.Module):
     def backbone_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """[0, 1] images of the modality -> named tap features. A frozen backbone's features are detached, except when
         the images themselves carry gradients (the decoder->encoder cycle backpropagates through the frozen encoder)."""
-        x = normalize_for_network(resize(images, self.arch.input_size, mode="bicubic"), self.arch.modality)
+        if self.arch.arch == "effnet-lite0":  # strides 2..16 at twice the size: the VGG taps' sides (strides 1..8)
+            x = resize(images, 2 * self.arch.input_size, mode="bicubic")
+        else:
+            x = normalize_for_network(resize(images, self.arch.input_size, mode="bicubic"), self.arch.modality)
         if self.arch.train_backbone or images.requires_grad:
             return self.backbone(x)
         with torch.no_grad():

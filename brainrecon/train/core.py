@@ -259,6 +259,13 @@ def epoch_order(n: int, seed: int, epoch: int, runtime: Runtime) -> torch.Tensor
     return order
 
 
+def steps_per_epoch(n: int, batch: int, runtime: Runtime, every_pair: bool) -> int:
+    """Batches per epoch on this rank: whole batches only (the remainder of the shuffled order is left out), or, with
+    `every_pair` (data.val_fraction 0, the original code's stream), every item with the last batch partial."""
+    per_rank = n // runtime.world_size if runtime.distributed else n
+    return max(1, -(-per_rank // batch) if every_pair else per_rank // batch)
+
+
 def epoch_generator(seed: int, epoch: int, runtime: Runtime, stream: int = 0) -> torch.Generator:
     """A per-(epoch, rank, stream) generator for augmentation and sampling, so that resume replays exactly."""
     return torch.Generator().manual_seed(seed * 100003 + epoch * 101 + runtime.rank * 7 + stream * 1_000_003)

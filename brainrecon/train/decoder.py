@@ -28,6 +28,10 @@ from brainrecon.train.loop import fit, selection
 from brainrecon.train.monitor import Monitor
 
 
+UNPAIRED_FMRI = {"test": "test: the test set's fMRI without their images, as the paper (transductive)",
+                 "train": "train: the training fMRI only (strictly inductive)"}
+
+
 def check_encoder(encoder, cfg: DecoderConfig, n_voxels: int, encoder_run: Path) -> None:
     ec = encoder.config
     if ec.modality != cfg.modality:
@@ -77,6 +81,8 @@ class DecoderStep:
             check_encoder(self.encoder, cfg, data.n_voxels, Path(encoder_run))
             self.encoder.requires_grad_(False)
         self.pool = load_unpaired_images(data_root, cfg.data, cfg.modality, runtime.device) if self.w_ed > 0 else None
+        # the DE cycle's image-less fMRI: the test set's repeats (the paper) or each training sample as one 'repeat'
+        self.unpaired_trials = data.test_trials if cfg.data.unpaired_fmri == "test" else data.train_fmri[:, None]
         self.perceptual = build_perceptual_net(lc.perceptual_net, cfg.modality, data_root, seed=t.seed,
                                                width=lc.perceptual_width)
         image_loss = losses.ImageLoss(cfg.modality, channel_norms(data.train_images), self.perceptual,
@@ -132,7 +138,7 @@ class DecoderStep:
                                   self.pool_features.get(u) if self.pool_features else None)
             terms["loss_ED"] = sum(ed_terms.values())
         if self.w_de > 0:
-            fmri = unpaired_fmri_batch(data.test_trials, t.unpaired_fmri_batch, t.test_avg_fraction, gen)
+            fmri = unpaired_fmri_batch(self.unpaired_trials, t.unpaired_fmri_batch, t.test_avg_fraction, gen)
             cycled = self.frozen(self.encoder)(self.model(fmri)).float()
             terms["loss_DE"] = losses.fmri_loss(cycled, fmri, self.snr_weight, self.cfg.loss.fmri_cosine)
         reg = self.regularisers()
@@ -150,7 +156,7 @@ def _train_decoder(cfg: DecoderConfig, runtime: core.Runtime, data_root: Path, r
     optimizer = torch.optim.Adam(raw.parameters(), lr=t.lr, amsgrad=True)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, t.milestones, t.gamma)
     monitor = Monitor(run_dir, enabled=runtime.is_main, quiet=quiet)
-    steps = max(1, len(data.train_images) // (t.batch_size * runtime.world_size))
+    steps = core.steps_per_epoch(len(data.train_images), t.batch_size, runtime, cfg.data.val_fraction == 0)
     cache_start = time.perf_counter()
     cache = step.fill_caches(monitor.counting)
     cache["seconds"] = round(time.perf_counter() - cache_start, 2)
@@ -198,7 +204,7 @@ def _train_decoder(cfg: DecoderConfig, runtime: core.Runtime, data_root: Path, r
     config = to_dict(cfg)
     fp = checkpoint.fingerprint(data.files)
     extra = {"n_voxels": data.n_voxels, "kind": "decoder", "model_kind": "deep",
-             "encoder_run": str(encoder_run) if encoder_run else "", "data_dir": str(data_root.resolve())}
+             "encoder_run": str(Path(encoder_run).resolve()) if encoder_run else "", "data_dir": str(data_root.resolve())}
     history = fit(run_dir=run_dir, runtime=runtime, model=model, optimizer=optimizer, scheduler=scheduler,
                   epochs=t.epochs, seed=t.seed, config=config, data_fingerprint=fp, train_epoch=train_epoch,
                   validate=validate, select=select, monitor=monitor, resume=resume,
@@ -209,6 +215,7 @@ def _train_decoder(cfg: DecoderConfig, runtime: core.Runtime, data_root: Path, r
                "modality": cfg.modality, "subject": cfg.data.subject, "roi": cfg.data.roi, "n_voxels": data.n_voxels,
                "loss_weights": [step.w_d, step.w_ed, step.w_de],
                "self_supervision": bool(step.w_ed > 0 or step.w_de > 0),
+               "unpaired_fmri": UNPAIRED_FMRI[cfg.data.unpaired_fmri] if step.w_de > 0 else "none (no DE cycle)",
                "perceptual_net": step.perceptual.name if step.perceptual is not None else "none",
                "n_unpaired_images": int(len(step.pool)) if step.pool is not None else 0, "frozen_cache": cache,
                "test_pixcorr_last_epoch": last.get("test_pixcorr", float("nan")),

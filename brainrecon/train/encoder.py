@@ -49,6 +49,9 @@ def build_encoder(cfg: EncoderConfig, n_voxels: int, root: Path) -> Encoder:
     m = cfg.model
     arch = EncoderArch(n_voxels=n_voxels, modality=cfg.modality, arch=m.arch, width=m.width, input_size=m.input_size,
                        head_channels=m.head_channels, dropout=m.dropout, train_backbone=m.train_backbone)
+    if m.arch == "effnet-lite0":
+        from brainrecon.models.encoder import build_effnet
+        return Encoder(arch, build_effnet(m.backbone_weights == "imagenet"))
     if m.backbone_weights == "release":
         if cfg.modality == "rgb":
             raise UserError("--backbone-weights release has no rgb VGG in the release; use imagenet (or none)")
@@ -104,7 +107,7 @@ def _train_encoder(cfg: EncoderConfig, runtime: core.Runtime, data_root: Path, r
     def train_epoch(epoch: int) -> dict:
         order = core.epoch_order(len(data.train_images), t.seed, epoch, runtime)
         gen = core.epoch_generator(t.seed, epoch, runtime)
-        steps = max(1, len(order) // t.batch_size)
+        steps = core.steps_per_epoch(len(data.train_images), t.batch_size, runtime, cfg.data.val_fraction == 0)
         guard = StepGuard(runtime, epoch, steps)
         with monitor.progress(steps, f"encoder epoch {epoch + 1}/{t.epochs}") as bar:
             for s in range(steps):
