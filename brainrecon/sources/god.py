@@ -169,19 +169,25 @@ def find_photos(folder: Path, names: list[str]) -> dict[str, Path]:
     return found
 
 
+def square_resize(im, resolution: int) -> np.ndarray:
+    """A PIL image -> centre-cropped to a square, bicubic anti-aliased resize (PIL), uint8 (convert-god, convert-nsd)."""
+    from PIL import Image
+    w, h = im.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    if side != w or side != h:
+        im = im.crop((left, top, left + side, top + side))
+    if side != resolution:
+        im = im.resize((resolution, resolution), Image.Resampling.BICUBIC)
+    return np.asarray(im, dtype=np.uint8)
+
+
 def load_photo(path: Path, resolution: int) -> np.ndarray:
     """Centre crop to a square, bicubic anti-aliased resize (PIL), RGB uint8 (grey replicated)."""
     from PIL import Image, UnidentifiedImageError
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB")
-            w, h = im.size
-            side = min(w, h)
-            left, top = (w - side) // 2, (h - side) // 2
-            im = im.crop((left, top, left + side, top + side))
-            if side != resolution:
-                im = im.resize((resolution, resolution), Image.Resampling.BICUBIC)
-            return np.asarray(im, dtype=np.uint8)
+            return square_resize(im.convert("RGB"), resolution)
     except (UnidentifiedImageError, OSError) as e:
         raise DataError(f"{path}: not a readable image ({e}); remove it or replace it with the photo") from None
 

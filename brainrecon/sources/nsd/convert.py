@@ -213,15 +213,10 @@ def zscore_session(raw: np.ndarray) -> np.ndarray:
 
 
 def _resize(image: np.ndarray, resolution: int) -> np.ndarray:
+    """A brick row (425 px, square) -> `resolution` px, as convert-god resizes its photos."""
     from PIL import Image
-    if image.shape[0] == resolution and image.shape[1] == resolution:
-        return image
-    im = Image.fromarray(image)
-    if im.width != im.height:  # NSD's images are square; centre-crop anything else as convert-god does
-        side = min(im.size)
-        left, top = (im.width - side) // 2, (im.height - side) // 2
-        im = im.crop((left, top, left + side, top + side))
-    return np.asarray(im.resize((resolution, resolution), Image.Resampling.BICUBIC), dtype=np.uint8)
+    from brainrecon.sources.god import square_resize
+    return square_resize(Image.fromarray(image), resolution)
 
 
 class InputHashes:
@@ -273,43 +268,6 @@ class InputHashes:
 
     def cancel(self) -> None:
         self.stop.set()
-
-
-def _resize(image: np.ndarray, resolution: int) -> np.ndarray:
-    from PIL import Image
-    if image.shape[0] == resolution and image.shape[1] == resolution:
-        return image
-    im = Image.fromarray(image)
-    if im.width != im.height:  # NSD's images are square; centre-crop anything else as convert-god does
-        side = min(im.size)
-        left, top = (im.width - side) // 2, (im.height - side) // 2
-        im = im.crop((left, top, left + side, top + side))
-    return np.asarray(im.resize((resolution, resolution), Image.Resampling.BICUBIC), dtype=np.uint8)
-
-
-def input_record(path: Path, locked: dict | None) -> dict:
-    """Path, size and sha256 of an input: from fetch-data's lock when the file is unchanged since it was fetched and
-    verified there (same size, not modified after), else computed (a real subject is ~40 GB: minutes)."""
-    from datetime import datetime
-    from brainrecon.data.fetch import sha256
-    stat = path.stat()
-    if locked and locked.get("size") == stat.st_size and "fetched" in locked and \
-            stat.st_mtime <= datetime.fromisoformat(locked["fetched"]).timestamp() + 1:
-        return {"path": str(path), "bytes": stat.st_size, "sha256": locked["sha256"], "sha256_from": "fetch lock"}
-    return {"path": str(path), "bytes": stat.st_size, "sha256": sha256(path), "sha256_from": "computed"}
-
-
-def hash_inputs(nsd: Path, paths: list[Path]):
-    """Start hashing the inputs in a background thread (hashlib releases the GIL: on 2 cores it overlaps the
-    conversion); returns a function that waits for the records."""
-    from concurrent.futures import ThreadPoolExecutor
-    from brainrecon.data.fetch import LOCK, Lock
-    lock = Lock(nsd.parent).data["files"] if (nsd.parent / LOCK).is_file() else {}
-    pool = ThreadPoolExecutor(1, thread_name_prefix="sha256")
-    futures = [pool.submit(input_record, p, lock.get(f"{nsd.name}/{p.relative_to(nsd)}")
-                           if p.is_relative_to(nsd) else None) for p in paths]
-    pool.shutdown(wait=False)
-    return lambda: [f.result() for f in futures]
 
 
 def convert_nsd(opts: NsdOptions, say=lambda s: None, progress=None) -> dict:
