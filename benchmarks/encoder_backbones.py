@@ -58,7 +58,8 @@ def main() -> None:
         history = [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines()]
         for h in history:
             rows.append({"arm": arm, "epoch": h["epoch"] + 1, "val_loss": h["val_loss"],
-                         "test_median_r_over_ceiling": h["test_median_r_over_ceiling"], "seconds": h["seconds"]})
+                         "test_median_r_over_ceiling": h["test_median_r_over_ceiling"],
+                         "seconds_since_start": h["seconds"]})
         best = min(history, key=lambda h: h["val_loss"])
         paired = load_paired(data, cfg.data, "rgbd")
         enc = load_encoder(run)
@@ -69,7 +70,8 @@ def main() -> None:
         signal = ceiling > SIGNAL_CEILING
         ratio = np.where(signal, r / np.maximum(ceiling, 1e-6), np.nan)
         ratios[arm] = ratio
-        row = {"arm": arm, "seconds_per_epoch": round(float(np.median([h["seconds"] for h in history])), 1),
+        elapsed = np.diff([0.0] + [h["seconds"] for h in history])  # metrics.jsonl's seconds are since the start
+        row = {"arm": arm, "seconds_per_epoch": round(float(np.median(elapsed)), 1),
                "best_epoch_by_val": best["epoch"] + 1, "epochs_run": len(history),
                "median_r_over_ceiling": round(float(np.nanmedian(ratio)), 3),
                **{f"r/ceiling {g}": round(float(np.nanmedian(ratio[m & signal])), 3) if (m & signal).any() else ""

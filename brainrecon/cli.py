@@ -112,7 +112,8 @@ def fetch_data_cmd(
                                              "rgbd, imagenet, depth, vgg, midas, all (the release), god-h5 (the "
                                              "public GOD fMRI for convert-god; only when named), nsd (the NSD "
                                              "files convert-nsd reads, from NSD's bucket; only when named)."),
-    subjects: str = typer.Option("1,2,3,4,5", "--subjects", help="Subjects for the fmri and god-h5 groups, e.g. 1,3."),
+    subjects: Optional[str] = typer.Option(None, "--subjects", help="Subjects for the fmri and god-h5 groups (default "
+                                           "1,2,3,4,5), e.g. 1,3; for nsd (1..8) it must be given."),
     base_url: Optional[str] = typer.Option(None, "--base-url", envvar="BRAINRECON_BASE_URL",
                                            help="Mirror or local server holding the release files."),
     registry: Optional[Path] = typer.Option(None, "--registry", help="Registry file with known sha256 hashes."),
@@ -125,6 +126,9 @@ def fetch_data_cmd(
 ):
     """Download the public release (fMRI, stimuli, depth, VGG and MiDaS weights): verified, cached, resumable."""
     from brainrecon.data import fetch
+    if subjects is None and only and "nsd" in only:
+        raise UserError("--only nsd needs --subjects (e.g. --subjects 1): one NSD subject is ~40 GB of betas")
+    subjects = subjects or "1,2,3,4,5"
     fetch.run_cli(_data_dir(data_dir), only or ["all"], subjects, base_url, registry, list_, verify, dry_run, yes,
                   out_console, sessions)
 
@@ -441,7 +445,8 @@ def demo(
     result = run_demo(out, modality, quick, say=lambda s: err_console.print(s, highlight=False), threads=threads or 0)
     print_tables(result["records"], [])
     print_comparisons(result["comparisons"])
-    out_console.print(f"gallery: {result['gallery']}\nidentification plot: {result['plot']}\n"
+    out_console.print(f"gallery: {result['gallery']}\ndeep beside ridge: {result['gallery_vs_ridge']}\n"
+                      f"identification plot: {result['plot']}\n"
                       "(simulated subject: procedural scenes and simulated voxels, not real fMRI)")
 
 

@@ -17,6 +17,7 @@ from brainrecon.evaluate import EvalOptions, evaluate_runs, write_outputs
 from brainrecon.reconstruct import NPZ, load_reconstructions, reconstruct, with_ceilings
 from brainrecon.train.decoder import train_decoder
 from brainrecon.train.encoder import train_encoder
+from brainrecon.viz import comparison_grid
 
 DEMO_SUBJECT = SimulationConfig(subject=3, seed=0, n_voxels=1500, n_unpaired=3000, resolution=64)
 QUICK_SUBJECT = SimulationConfig(subject=3, seed=0, n_voxels=700, n_unpaired=1000, resolution=64)
@@ -83,7 +84,13 @@ def run_demo(out: Path, modality: str = "rgbd", quick: bool = False, say: Callab
     records, depth = evaluate_runs(with_ceilings([load_reconstructions(p) for p in recon_paths]), opts, data)
     comparisons = compare_runs(records)                                       # the deep decoder - ridge, image by image
     paths = write_outputs(records, depth, out / "evaluation", comparisons)
+    deep, ridge = (load_reconstructions(p) for p in recon_paths)
+    shown = {"deep": deep["reconstructions"], "ridge": ridge["reconstructions"]}
+    if "ceiling_reconstructions" in deep:
+        shown["deep D(E(x))"] = deep["ceiling_reconstructions"]
+    comparison_grid(deep["ground_truth"], shown, out / "evaluation" / "gallery_vs_ridge.png")
     say(f"[6/{steps}] evaluate: {paths['csv']} ({time.perf_counter() - start:.0f}s in all)")
     return {"records": records, "depth": depth, "comparisons": comparisons,
             "gallery": recon_paths[0].parent / "gallery.png", "plot": paths["png"],
+            "gallery_vs_ridge": out / "evaluation" / "gallery_vs_ridge.png",
             "seconds": time.perf_counter() - start}

@@ -113,3 +113,23 @@ def plot_identification(records: list[dict], path: Path) -> None:
         ax.legend(fontsize=7, loc="lower left")
     axes[0][0].set_ylabel("identification accuracy (95% CI)")
     _save_fig(fig, path)
+
+
+def comparison_grid(truth: np.ndarray, recons: dict[str, np.ndarray], path: Path, n: int = 10) -> None:
+    """The same test images, one per row: ground truth, then each named reconstruction (e.g. deep, ridge, D(E(x))),
+    RGB panels first and then colour depth panels, with column titles."""
+    columns = [("ground truth", truth), *recons.items()]
+    kinds = [k for k, ok in (("rgb", truth.shape[-1] in (3, 4)), ("depth", truth.shape[-1] in (1, 4))) if ok]
+    n = min(n, len(truth))
+    fig, axes = plt.subplots(n, len(columns) * len(kinds), figsize=(1.1 * len(columns) * len(kinds), 1.1 * n),
+                             squeeze=False)
+    for k, kind in enumerate(kinds):
+        for c, (name, images) in enumerate(columns):
+            col = k * len(columns) + c
+            axes[0, col].set_title(f"{name}\n{kind}", fontsize=6)
+            for i in range(n):
+                image = images[i][..., :3] if kind == "rgb" else colorize_depth(images[i][..., -1:])
+                axes[i, col].imshow(image)
+                axes[i, col].axis("off")
+    fig.subplots_adjust(wspace=0.04, hspace=0.04)
+    _save_fig(fig, path)

@@ -111,3 +111,13 @@ def test_deterministic_per_seed(rng):
     strip = lambda rows: [{k: v for k, v in r.items() if k != "per_image"} for r in rows]  # noqa: E731
     assert strip(a) == strip(b)
     assert all(np.array_equal(ra["per_image"], rb["per_image"]) for ra, rb in zip(a, b))
+
+
+def test_comparison_grid_shows_the_same_images_for_each_decoder(rng, tmp_path):
+    from PIL import Image
+    from brainrecon.viz import comparison_grid
+    truth = images(rng, 6, c=4)
+    comparison_grid(truth, {"deep": truth, "ridge": truth[::-1]}, tmp_path / "g.png", n=4)
+    with Image.open(tmp_path / "g.png") as g:
+        w, h = g.size
+    assert w > h  # 4 rows of 3 columns x (rgb, depth) panels
