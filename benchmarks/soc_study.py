@@ -1,4 +1,4 @@
-"""python -m benchmarks.soc_study {ablation|luminance|epochs} OUT: the method against ridge on the SOC-model subject.
+"""python -m benchmarks.soc_study {ablation|luminance|epochs|seeds} OUT: the method against ridge on the SOC subject.
 
 All three on the default demo subject (brainrecon.demo.DEMO_SUBJECT, seed 0), the demo configs, the same seeds, 95 %
 bootstrap CIs; every stage already done in OUT is reused (the ablation reuses a `brainrecon demo --out OUT` folder).
@@ -12,6 +12,10 @@ bootstrap CIs; every stage already done in OUT is reused (the ablation reuses a 
 - epochs:    the self-supervised decoder after 5, 10, 20 and 40 epochs of one run at a constant learning rate (the
              demo's milestone dropped so that every point is the same schedule), against the ridge line.
              -> OUT/learning_curve.csv, OUT/learning_curve.png
+- seeds:     five decoder arms (supervised only, ED only, self-supervised, the same with the DE cycle on training
+             fMRI, self-supervised rgb only) x 3 decoder seeds, ridge, and the paired differences of SEED_PAIRS on
+             the seed-averaged per-image scores, with the seed spread. -> OUT/seeds_arms.csv, OUT/seeds_pairs.csv
+             (15 decoder trainings: ~4 h on 2 cores without bf16; not yet run)
 Long: the ablation ~15 min, luminance ~25 min, epochs ~30 min on 2 cores. The committed results are in
 benchmarks/results/.
 """
@@ -136,6 +140,65 @@ def epochs(out: Path) -> None:
           out / "learning_curve.png")
 
 
+SEED_ARMS = {  # name: (decoder overrides, modality)
+    "supervised only": (["train.self_supervision=false"], "rgbd"),
+    "ED only": (["loss.weights=[1.0,1.0,0.0]"], "rgbd"),
+    "self-supervised": ([], "rgbd"),
+    "self-supervised, DE on training fMRI": (["data.unpaired_fmri=train"], "rgbd"),
+    "self-supervised, rgb only": ([], "rgb"),
+}
+SEED_PAIRS = (("self-supervised", "supervised only"), ("self-supervised", "ridge"),
+              ("self-supervised", "self-supervised, rgb only"), ("ED only", "supervised only"),
+              ("self-supervised", "self-supervised, DE on training fMRI"))
+SHARES_A_NETWORK = {"perceptual-effnet": "EfficientNet-Lite0: the decoder's perceptual loss (and, with "
+                    "model.arch=effnet-lite0, the encoder's backbone)", "semantic-50way/effnet-lite0": "the same "
+                    "EfficientNet-Lite0 as classifier"}
+
+
+def seeds(out: Path, n_seeds: int = 3) -> None:
+    """Every arm trained with `n_seeds` decoder seeds (one encoder per modality, the demo's). Per arm and metric: the
+    mean over seeds with the seed spread (SD of the seed means) beside the image-bootstrap CI of the seed-averaged
+    per-image scores; per pair: the paired difference of the seed-averaged per-image scores (paired bootstrap CI and
+    sign-flip p over images, brainrecon.compare). -> OUT/seeds_arms.csv, OUT/seeds_pairs.csv"""
+    import numpy as np
+    from brainrecon.compare import paired_difference
+    from brainrecon.evaluate import bootstrap_ci
+    data = subject(out / "data")
+    encoders = {"rgbd": encoder(data, out / "encoder_rgbd"), "rgb": encoder(data, out / "encoder_rgb", "rgb")}
+    runs = {"ridge": [decoder(data, out / "ridge_rgbd", ["model.kind=ridge"], None)]}
+    for arm, (sets, modality) in SEED_ARMS.items():
+        slug = arm.replace(", ", "_").replace(" ", "_")
+        runs[arm] = [decoder(data, out / f"{slug}_seed{s}", [*sets, f"train.seed={s}"], encoders[modality], modality)
+                     for s in range(n_seeds)]
+    opts = EvalOptions(ways=(2, 10), metrics=METRICS, repeats=100, mode="percent")
+    scores: dict = {}
+    for arm, paths in runs.items():
+        for path in paths:
+            records, _ = evaluate_runs([load_reconstructions(path)], opts, data)
+            for r in records:
+                scores.setdefault((arm, r["channel"], r["metric"], r["ways"]), []).append(r["per_image"])
+    arm_rows, pair_rows = [], []
+    for (arm, channel, metric, ways), per_seed in scores.items():
+        seed_means = [float(np.mean(p)) for p in per_seed]
+        lo, hi = bootstrap_ci(np.mean(per_seed, 0), np.random.default_rng(0))
+        arm_rows.append({"arm": arm, "channel": channel, "metric": metric, "ways": ways, "seeds": len(per_seed),
+                         "mean": round(float(np.mean(seed_means)), 4),
+                         "seed_sd": round(float(np.std(seed_means, ddof=1)), 4) if len(per_seed) > 1 else "",
+                         "ci_low": round(lo, 4), "ci_high": round(hi, 4),
+                         "shares_a_network_with": SHARES_A_NETWORK.get(metric, "")})
+    for a, b in SEED_PAIRS:
+        for (arm, channel, metric, ways), per_seed in scores.items():
+            other = scores.get((b, channel, metric, ways))
+            if arm != a or other is None:
+                continue
+            stats = paired_difference(np.mean(per_seed, 0), np.mean(other, 0))
+            pair_rows.append({"a": a, "b": b, "channel": channel, "metric": metric, "ways": ways,
+                              **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in stats.items()},
+                              "shares_a_network_with": SHARES_A_NETWORK.get(metric, "")})
+    write_csv(out / "seeds_arms.csv", arm_rows)
+    write_csv(out / "seeds_pairs.csv", pair_rows)
+
+
 def _plot(rows: list[dict], x_key: str, x_label: str, title: str, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -163,4 +226,4 @@ def _plot(rows: list[dict], x_key: str, x_label: str, title: str, path: Path) ->
 
 
 if __name__ == "__main__":
-    {"ablation": ablation, "luminance": luminance, "epochs": epochs}[sys.argv[1]](Path(sys.argv[2]))
+    {"ablation": ablation, "luminance": luminance, "epochs": epochs, "seeds": seeds}[sys.argv[1]](Path(sys.argv[2]))
