@@ -13,7 +13,6 @@ and with the inputs in a fetch lock (as after fetch-data, which verified them: t
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import tempfile
