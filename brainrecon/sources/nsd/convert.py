@@ -422,11 +422,12 @@ def _write_subject(tmp: Path, opts: NsdOptions, betas: list[BetaSession], split:
                     progress(k + 1, len(betas), f"session {session}")
             if averaging:
                 train_rows.write((sums / counts[:, None]).astype(np.float32))
-        state["repeat_check"] = repeat_consistency(proj, split, [int(s) for s in np.unique(split.session)])
+        sessions = [int(s) for s in np.unique(split.session)]  # sorted, as the betas files were opened
+        state["repeat_check"] = repeat_consistency(proj, split, sessions)
         bad = {s: e for s, e in state["repeat_check"].items() if e["z"] is not None and e["z"] < REPEAT_Z_MIN}
         if bad and opts.repeat_check:
             s, e = next(iter(bad.items()))
-            raise DataError(f"{betas[[int(x) for x in np.unique(split.session)].index(s)].path}: session {s}'s trials "
+            raise DataError(f"{dict(zip(sessions, betas))[s].path}: session {s}'s trials "
                             f"are no closer to other presentations of the same images (mean r {e['r_same']:.3f}) "
                             f"than to other images ({e['r_other']:.3f}; z {e['z']:.1f} < {REPEAT_Z_MIN}): the file "
                             "is shuffled or belongs to another session; fetch it again (or pass --no-repeat-check "
