@@ -1,4 +1,5 @@
-"""python -m benchmarks.soc_study {ablation|luminance|epochs|seeds} OUT: the method against ridge on the SOC subject.
+"""python -m benchmarks.soc_study {ablation|luminance|epochs|seeds|seeds-report} OUT [SEEDS]: the method against
+ridge on the SOC subject.
 
 All three on the default demo subject (brainrecon.demo.DEMO_SUBJECT, seed 0), the demo configs, the same seeds, 95 %
 bootstrap CIs; every stage already done in OUT is reused (the ablation reuses a `brainrecon demo --out OUT` folder).
@@ -12,10 +13,11 @@ bootstrap CIs; every stage already done in OUT is reused (the ablation reuses a 
 - epochs:    the self-supervised decoder after 5, 10, 20 and 40 epochs of one run at a constant learning rate (the
              demo's milestone dropped so that every point is the same schedule), against the ridge line.
              -> OUT/learning_curve.csv, OUT/learning_curve.png
-- seeds:     five decoder arms (supervised only, ED only, self-supervised, the same with the DE cycle on training
-             fMRI, self-supervised rgb only) x 3 decoder seeds, ridge, and the paired differences of SEED_PAIRS on
-             the seed-averaged per-image scores, with the seed spread. -> OUT/seeds_arms.csv, OUT/seeds_pairs.csv
-             (15 decoder trainings: ~4 h on 2 cores without bf16; not yet run)
+- seeds:     five decoder arms (supervised only, self-supervised, ED only, self-supervised rgb only, the same
+             with the DE cycle on training fMRI) x SEEDS decoder seeds (default 3), ridge, and the paired differences
+             of SEED_PAIRS on the seed-averaged per-image scores, with the seed spread. Seed by seed, so a study cut
+             short still pairs every arm; seeds-report scores only what is done. -> OUT/seeds_arms.csv,
+             OUT/seeds_pairs.csv (15 decoder trainings: ~4 h on 2 cores without bf16)
 Long: the ablation ~15 min, luminance ~25 min, epochs ~30 min on 2 cores. The committed results are in
 benchmarks/results/.
 """
@@ -140,12 +142,12 @@ def epochs(out: Path) -> None:
           out / "learning_curve.png")
 
 
-SEED_ARMS = {  # name: (decoder overrides, modality)
+SEED_ARMS = {  # name: (decoder overrides, modality), in training order: the central claims first
     "supervised only": (["train.self_supervision=false"], "rgbd"),
-    "ED only": (["loss.weights=[1.0,1.0,0.0]"], "rgbd"),
     "self-supervised": ([], "rgbd"),
-    "self-supervised, DE on training fMRI": (["data.unpaired_fmri=train"], "rgbd"),
+    "ED only": (["loss.weights=[1.0,1.0,0.0]"], "rgbd"),
     "self-supervised, rgb only": ([], "rgb"),
+    "self-supervised, DE on training fMRI": (["data.unpaired_fmri=train"], "rgbd"),
 }
 SEED_PAIRS = (("self-supervised", "supervised only"), ("self-supervised", "ridge"),
               ("self-supervised", "self-supervised, rgb only"), ("ED only", "supervised only"),
@@ -155,21 +157,26 @@ SHARES_A_NETWORK = {"perceptual-effnet": "EfficientNet-Lite0: the decoder's perc
                     "EfficientNet-Lite0 as classifier"}
 
 
-def seeds(out: Path, n_seeds: int = 3) -> None:
-    """Every arm trained with `n_seeds` decoder seeds (one encoder per modality, the demo's). Per arm and metric: the
+def seeds(out: Path, n_seeds: int = 3, train: bool = True) -> None:
+    """Every arm trained with `n_seeds` decoder seeds (one encoder per modality, the demo's), seed by seed (every arm's
+    seed 0, then every arm's seed 1, ...), so that a study cut short still pairs every arm. Per arm and metric: the
     mean over seeds with the seed spread (SD of the seed means) beside the image-bootstrap CI of the seed-averaged
     per-image scores; per pair: the paired difference of the seed-averaged per-image scores (paired bootstrap CI and
-    sign-flip p over images, brainrecon.compare). -> OUT/seeds_arms.csv, OUT/seeds_pairs.csv"""
+    sign-flip p over images, brainrecon.compare). With train=False (mode seeds-report) only the runs already done are
+    scored, each arm over the seeds it has. -> OUT/seeds_arms.csv, OUT/seeds_pairs.csv"""
     import numpy as np
     from brainrecon.compare import paired_difference
     from brainrecon.evaluate import bootstrap_ci
     data = subject(out / "data")
-    encoders = {"rgbd": encoder(data, out / "encoder_rgbd"), "rgb": encoder(data, out / "encoder_rgb", "rgb")}
+    encoders = {"rgbd": out / "encoder_rgbd", "rgb": out / "encoder_rgb"}
     runs = {"ridge": [decoder(data, out / "ridge_rgbd", ["model.kind=ridge"], None)]}
-    for arm, (sets, modality) in SEED_ARMS.items():
-        slug = arm.replace(", ", "_").replace(" ", "_")
-        runs[arm] = [decoder(data, out / f"{slug}_seed{s}", [*sets, f"train.seed={s}"], encoders[modality], modality)
-                     for s in range(n_seeds)]
+    for s in range(n_seeds):
+        for arm, (sets, modality) in SEED_ARMS.items():
+            run = out / f"{arm.replace(', ', '_').replace(' ', '_')}_seed{s}"
+            if train:
+                decoder(data, run, [*sets, f"train.seed={s}"], encoder(data, encoders[modality], modality), modality)
+            if (run / "reconstruct_test" / NPZ).exists():
+                runs.setdefault(arm, []).append(run / "reconstruct_test" / NPZ)
     opts = EvalOptions(ways=(2, 10), metrics=METRICS, repeats=100, mode="percent")
     scores: dict = {}
     for arm, paths in runs.items():
@@ -226,4 +233,8 @@ def _plot(rows: list[dict], x_key: str, x_label: str, title: str, path: Path) ->
 
 
 if __name__ == "__main__":
-    {"ablation": ablation, "luminance": luminance, "epochs": epochs, "seeds": seeds}[sys.argv[1]](Path(sys.argv[2]))
+    mode, out, *rest = sys.argv[1:]
+    if mode in ("seeds", "seeds-report"):
+        seeds(Path(out), int(rest[0]) if rest else 3, train=mode == "seeds")
+    else:
+        {"ablation": ablation, "luminance": luminance, "epochs": epochs}[mode](Path(out))

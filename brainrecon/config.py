@@ -117,8 +117,16 @@ class EncoderModelConfig:
     """Channels at the end of each per-tap head."""
     dropout: float = 0.5
     """Dropout on the readout features while the encoder trains."""
+    depth_input: str = "grey"
+    """effnet-lite0 only, how depth is read: grey (the frozen network on depth as a grey image), stem (rgbd: a
+    trainable depth channel beside the frozen RGB stem, one stream) or branch (a small trainable CNN of its own)."""
 
     def __post_init__(self):
+        if self.depth_input not in ("grey", "stem", "branch"):
+            raise ConfigError(f"model.depth_input={self.depth_input!r}; choose grey, stem or branch")
+        if self.depth_input != "grey" and self.arch != "effnet-lite0":
+            raise ConfigError(f"model.depth_input={self.depth_input} is for model.arch=effnet-lite0; the VGG backbones "
+                              "read depth as an input channel of their own")
         if self.arch not in ("vgg16", "vgg19", "effnet-lite0"):
             raise ConfigError(f"model.arch={self.arch!r}; choose vgg16, vgg19 or effnet-lite0")
         if self.arch == "effnet-lite0" and self.backbone_weights == "release":
@@ -165,6 +173,11 @@ class EncoderConfig:
 
     def __post_init__(self):
         check_modality(self.modality)
+        if self.model.depth_input != "grey" and self.modality == "rgb":
+            raise ConfigError(f"model.depth_input={self.model.depth_input} needs depth; the modality is rgb")
+        if self.model.depth_input == "stem" and self.modality != "rgbd":
+            raise ConfigError("model.depth_input=stem adds depth to the RGB stem (rgbd only); use grey or branch for "
+                              "depth")
         if self.model.backbone_weights == "imagenet" and self.modality != "rgb" and self.model.arch != "effnet-lite0":
             raise ConfigError("model.backbone_weights=imagenet only fits rgb; use release (or none) for depth/rgbd")
 

@@ -107,11 +107,55 @@ def test_effnet_backbone_taps_shapes_and_frozen_state(modality, taps):
     assert [tuple(feats[n].shape) for n in ("conv1", "conv2", "conv3", "conv4")] == \
         [(3, c, 64 // s, 64 // s) for c, s in zip(taps, (2, 4, 8, 16))]   # the VGG taps' sides at input 32
     enc.train()
-    assert not enc.backbone.training and not any(p.requires_grad for p in enc.backbone.parameters())
+    assert not enc.backbone.net.training and not any(p.requires_grad for p in enc.backbone.parameters())
     running = enc.backbone.net.bn1.running_mean.clone()
     enc(x).sum().backward()
     torch.testing.assert_close(enc.backbone.net.bn1.running_mean, running, rtol=0, atol=0)
     assert all(p.grad is None for p in enc.backbone.parameters())
+
+
+@pytest.mark.parametrize("modality,depth_input,taps", [("rgbd", "stem", (16, 24, 40, 112)),
+                                                       ("rgbd", "branch", (32, 48, 80, 224)),
+                                                       ("depth", "branch", (16, 24, 40, 112))])
+def test_effnet_depth_inputs_train_only_their_depth_part(modality, depth_input, taps):
+    """stem / branch: the shipped network stays frozen (weights, BN statistics, no gradient), the new depth part
+    trains (gradient, BN in train mode), and the taps keep the VGG taps' sides."""
+    from brainrecon.models.encoder import build_effnet
+    enc = Encoder(EncoderArch(n_voxels=20, modality=modality, arch="effnet-lite0", input_size=32, head_channels=8,
+                              dropout=0, depth_input=depth_input), build_effnet(True))
+    x = torch.rand(3, N_CHANNELS[modality], 32, 32)
+    feats = enc.backbone_features(x)
+    assert [tuple(feats[n].shape) for n in ("conv1", "conv2", "conv3", "conv4")] == \
+        [(3, c, 64 // s, 64 // s) for c, s in zip(taps, (2, 4, 8, 16))]
+    enc.train()
+    (part,) = enc.backbone.depth_parts()
+    assert part.training and not enc.backbone.net.training
+    assert not any(p.requires_grad for p in enc.backbone.net.parameters())
+    if depth_input == "stem":  # starts as the RGB kernels' mean, so depth enters like a grey image's luminance
+        torch.testing.assert_close(part.weight, enc.backbone.net.conv_stem.weight.mean(1, keepdim=True))
+    net = {k: v.clone() for k, v in enc.backbone.net.state_dict().items()}
+    enc(x).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters())
+    assert all(p.grad is None for p in enc.backbone.net.parameters())
+    for k, v in enc.backbone.net.state_dict().items():
+        torch.testing.assert_close(v, net[k], rtol=0, atol=0)
+    if depth_input == "stem":  # depth changes the features only through the stem column
+        enc.eval()
+        with torch.no_grad():
+            part.weight.zero_()
+            a = enc.backbone_features(x)
+            b = enc.backbone_features(torch.cat([x[:, :3], torch.rand(3, 1, 32, 32)], 1))
+        torch.testing.assert_close(a["conv4"], b["conv4"])
+
+
+def test_depth_input_options_are_validated():
+    from brainrecon.errors import ConfigError
+    for modality, sets, words in (("depth", ["model.depth_input=stem"], "rgbd only"),
+                                  ("rgb", ["model.depth_input=branch"], "needs depth"),
+                                  ("rgbd", ["model.depth_input=plane"], "choose grey, stem or branch"),
+                                  ("rgbd", ["model.arch=vgg19", "model.depth_input=branch"], "effnet-lite0")):
+        with pytest.raises(ConfigError, match=words):
+            load_config("encoder", modality, "demo", sets)
 
 
 def test_effnet_encoder_and_decoder_end_to_end_with_the_ceiling_row(tiny_subject, tmp_path):

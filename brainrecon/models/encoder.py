@@ -4,6 +4,7 @@ per-voxel branch mix.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -24,10 +25,38 @@ class EncoderArch:
     head_channels: int = 32
     dropout: float = 0.5
     train_backbone: bool = False
+    depth_input: str = "grey"
 
 
 EFFNET_TAPS = {"conv1": 0, "conv2": 1, "conv3": 2, "conv4": 4}
 """EfficientNet-Lite0 stage (timm `blocks` index) read by each head: strides 2, 4, 8, 16 (16, 24, 40, 112 channels)."""
+DEPTH_INPUTS = ("grey", "stem", "branch")
+"""How the effnet-lite0 encoder reads depth: grey (through the frozen network as a grey image), stem (rgbd only: a
+trainable depth column beside the frozen RGB stem, i.e. a 4-channel stem, one stream), branch (a small trainable CNN of
+its own, taps at the same strides, concatenated with the RGB taps)."""
+
+
+class DepthBranch(nn.Module):
+    """A small trainable CNN on depth: two 3x3 convs (BN, ReLU) per stage, each stage halving the side, with the
+    EfficientNet taps' channels at the same strides (2, 4, 8, 16), so its taps line up with the RGB ones."""
+
+    CHANNELS = {"conv1": 16, "conv2": 24, "conv3": 40, "conv4": 112}
+
+    def __init__(self):
+        super().__init__()
+        def conv(i, o, stride):
+            return [nn.Conv2d(i, o, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True)]
+        stages, width = {}, 1
+        for name, ch in self.CHANNELS.items():
+            stages[name] = nn.Sequential(*conv(width, ch, 2), *conv(ch, ch, 1))
+            width = ch
+        self.stages = nn.ModuleDict(stages)
+
+    def forward(self, depth: torch.Tensor) -> dict[str, torch.Tensor]:
+        out, x = {}, depth
+        for name, stage in self.stages.items():
+            x = out[name] = stage(x)
+        return out
 
 
 class EffNetTaps(nn.Module):
@@ -37,21 +66,36 @@ class EffNetTaps(nn.Module):
     RGB and depth-as-grey through it separately and concatenates each tap's channels. Always in eval mode (its
     BatchNorm statistics are part of the features, never updated)."""
 
-    def __init__(self, net: nn.Module, modality: str):
+    def __init__(self, net: nn.Module, modality: str, depth_input: str = "grey"):
         super().__init__()
-        self.net, self.modality = net, modality
+        self.net, self.modality, self.depth_input = net, modality, depth_input
         last = max(EFFNET_TAPS.values())
         self.net.blocks = nn.Sequential(*list(net.blocks.children())[:last + 1])
         for unused in ("conv_head", "bn2", "global_pool", "classifier"):
             if hasattr(self.net, unused):
                 setattr(self.net, unused, nn.Identity())
-        self.eval()
+        if depth_input == "stem":   # the 4th input channel of the stem: the RGB kernels' mean to start, trainable
+            self.depth_stem = copy.deepcopy(net.conv_stem)
+            self.depth_stem.weight = nn.Parameter(net.conv_stem.weight.detach().mean(1, keepdim=True).clone())
+            self.depth_stem.in_channels = 1
+        elif depth_input == "branch":
+            self.depth_branch = DepthBranch()
+        self.train()
 
     def train(self, mode: bool = True):
-        return super().train(False)
+        super().train(mode)
+        self.net.eval()             # the frozen network's BatchNorm statistics never move; the depth parts train
+        return self
 
-    def _taps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = self.net.bn1(self.net.conv_stem((x - 0.5) / 0.5))  # EfficientNet-Lite's (x - 127) / 128 on [0, 1]
+    def depth_parts(self) -> list[nn.Module]:
+        """The trainable depth modules (none for grey), trained even when the network is frozen: new weights."""
+        return [m for m in (getattr(self, "depth_stem", None), getattr(self, "depth_branch", None)) if m is not None]
+
+    def _taps(self, x: torch.Tensor, depth: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        x = self.net.conv_stem((x - 0.5) / 0.5)  # EfficientNet-Lite's (x - 127) / 128 on [0, 1]
+        if depth is not None:
+            x = x + self.depth_stem((depth - 0.5) / 0.5)
+        x = self.net.bn1(x)
         out, names = {}, {i: n for n, i in EFFNET_TAPS.items()}
         for i, stage in enumerate(self.net.blocks):
             x = stage(x)
@@ -62,16 +106,25 @@ class EffNetTaps(nn.Module):
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.modality == "rgb":
             return self._taps(images)
-        grey = images[:, -1:].expand(-1, 3, -1, -1)
+        depth = images[:, -1:]
+        if self.depth_input == "stem":
+            return self._taps(images[:, :3], depth)
+        if self.depth_input == "branch":
+            depth_taps = self.depth_branch((depth - 0.5) / 0.5)
+        else:
+            depth_taps = self._taps(depth.expand(-1, 3, -1, -1))
         if self.modality == "depth":
-            return self._taps(grey)
-        rgb, depth = self._taps(images[:, :3]), self._taps(grey)
-        return {k: torch.cat([rgb[k], depth[k]], 1) for k in rgb}
+            return depth_taps
+        rgb = self._taps(images[:, :3])
+        return {k: torch.cat([rgb[k], depth_taps[k]], 1) for k in rgb}
 
     def channels(self) -> dict[str, int]:
-        k = 2 if self.modality == "rgbd" else 1
-        return {n: k * self.net.blocks[i][-1].conv_pwl.out_channels if hasattr(self.net.blocks[i][-1], "conv_pwl")
-                else k * self.net.blocks[i][-1].conv_pw.out_channels for n, i in EFFNET_TAPS.items()}
+        net = {n: self.net.blocks[i][-1].conv_pwl.out_channels if hasattr(self.net.blocks[i][-1], "conv_pwl")
+               else self.net.blocks[i][-1].conv_pw.out_channels for n, i in EFFNET_TAPS.items()}
+        if self.modality == "rgb" or self.depth_input == "stem":
+            return net
+        depth = DepthBranch.CHANNELS if self.depth_input == "branch" else net
+        return depth if self.modality == "depth" else {n: net[n] + depth[n] for n in net}
 
 
 def build_effnet(pretrained: bool) -> nn.Module:
@@ -111,11 +164,14 @@ class Encoder(nn.Module):
         super().__init__()
         self.arch = a
         if a.arch == "effnet-lite0":
-            self.backbone = EffNetTaps(backbone if backbone is not None else build_effnet(False), a.modality)
+            self.backbone = EffNetTaps(backbone if backbone is not None else build_effnet(False), a.modality,
+                                       a.depth_input)
         else:
             vgg = backbone if backbone is not None else build_vgg(a.arch, N_CHANNELS[a.modality], a.width)
             self.backbone = TappedFeatures(vgg.features, ENCODER_TAPS[a.arch])
         self.backbone.requires_grad_(a.train_backbone)
+        for part in getattr(self.backbone, "depth_parts", list)():
+            part.requires_grad_(True)
         ch = self.backbone.channels()
         hc = a.head_channels
         self.heads = nn.ModuleDict({"conv1": _head(ch["conv1"], hc, "pool_s2"), "conv2": _head(ch["conv2"], hc, "s2"),
@@ -137,7 +193,7 @@ class Encoder(nn.Module):
             x = resize(images, 2 * self.arch.input_size, mode="bicubic")
         else:
             x = normalize_for_network(resize(images, self.arch.input_size, mode="bicubic"), self.arch.modality)
-        if self.arch.train_backbone or images.requires_grad:
+        if self.arch.train_backbone or images.requires_grad or any(p.requires_grad for p in self.backbone.parameters()):
             return self.backbone(x)
         with torch.no_grad():
             return {k: v.detach() for k, v in self.backbone(x).items()}

@@ -45,10 +45,16 @@ def correlation_summary(r: torch.Tensor, ceiling: torch.Tensor) -> dict:
             "median_r_over_ceiling": float(np.median(ratio)), "n_signal_voxels": int(signal.sum())}
 
 
+def encoder_arch(cfg: EncoderConfig, n_voxels: int, train_backbone: bool) -> EncoderArch:
+    m = cfg.model
+    return EncoderArch(n_voxels=n_voxels, modality=cfg.modality, arch=m.arch, width=m.width, input_size=m.input_size,
+                       head_channels=m.head_channels, dropout=m.dropout, train_backbone=train_backbone,
+                       depth_input=m.depth_input)
+
+
 def build_encoder(cfg: EncoderConfig, n_voxels: int, root: Path) -> Encoder:
     m = cfg.model
-    arch = EncoderArch(n_voxels=n_voxels, modality=cfg.modality, arch=m.arch, width=m.width, input_size=m.input_size,
-                       head_channels=m.head_channels, dropout=m.dropout, train_backbone=m.train_backbone)
+    arch = encoder_arch(cfg, n_voxels, m.train_backbone)
     if m.arch == "effnet-lite0":
         from brainrecon.models.encoder import build_effnet
         return Encoder(arch, build_effnet(m.backbone_weights == "imagenet"))
@@ -168,10 +174,7 @@ def load_encoder(run_dir: Path, device="cpu") -> Encoder:
     """The best encoder of a run folder, in eval mode."""
     state = checkpoint.load_best(run_dir, "encoder")
     cfg = from_dict("encoder", state["config"])
-    m = cfg.model
-    model = Encoder(EncoderArch(n_voxels=state["n_voxels"], modality=cfg.modality, arch=m.arch, width=m.width,
-                                input_size=m.input_size, head_channels=m.head_channels, dropout=m.dropout,
-                                train_backbone=False))
+    model = Encoder(encoder_arch(cfg, state["n_voxels"], train_backbone=False))
     model.load_state_dict(state["model"])
     model.config = cfg
     return model.to(device).eval()
