@@ -199,11 +199,52 @@ def seeds(out: Path, n_seeds: int = 3, train: bool = True) -> None:
             if arm != a or other is None:
                 continue
             stats = paired_difference(np.mean(per_seed, 0), np.mean(other, 0))
+            # seed k of a against seed k of b (ridge: its one run): the spread a single-seed comparison would have
+            per_seed_diffs = [float(np.mean(x) - np.mean(other[k % len(other)])) for k, x in enumerate(per_seed)]
             pair_rows.append({"a": a, "b": b, "channel": channel, "metric": metric, "ways": ways,
+                              "seeds_a": len(per_seed), "seeds_b": len(other),
                               **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in stats.items()},
+                              "per_seed_diffs": " ".join(f"{d:+.3f}" for d in per_seed_diffs),
                               "shares_a_network_with": SHARES_A_NETWORK.get(metric, "")})
     write_csv(out / "seeds_arms.csv", arm_rows)
     write_csv(out / "seeds_pairs.csv", pair_rows)
+    _plot_pairs(pair_rows, out / "seeds_pairs.png")
+
+
+PAIR_PANELS = (("rgb", "pixcorr", 10), ("rgb", "ssim", 10), ("rgb", "perceptual-effnet", 10),
+               ("rgb", "semantic-50way/effnet-lite0", 50), ("depth", "pixcorr", 10), ("depth", "ssim", 10))
+
+
+def _plot_pairs(pair_rows: list[dict], path: Path) -> None:
+    """One panel per metric: each pair's difference in % correct with its paired 95 % CI, and the per-seed
+    differences as dots (the spread one seed per arm would show)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    pairs = list(dict.fromkeys((r["a"], r["b"]) for r in pair_rows))
+    fig, axes = plt.subplots(1, len(PAIR_PANELS), figsize=(3.3 * len(PAIR_PANELS), 0.55 * len(pairs) + 1.6),
+                             sharey=True)
+    for ax, (channel, metric, ways) in zip(axes, PAIR_PANELS):
+        for y, (a, b) in enumerate(pairs):
+            row = next((r for r in pair_rows if (r["a"], r["b"]) == (a, b) and r["channel"] == channel
+                        and r["metric"] == metric and r["ways"] == ways), None)
+            if row is None:
+                continue
+            colour = "tab:blue" if row["ci_low"] > 0 else "tab:red" if row["ci_high"] < 0 else "tab:grey"
+            ax.errorbar(row["diff"], y, xerr=[[row["diff"] - row["ci_low"]], [row["ci_high"] - row["diff"]]],
+                        fmt="o", color=colour, capsize=3)
+            seeds = [float(d) for d in row["per_seed_diffs"].split()]
+            ax.plot(seeds, [y + 0.2] * len(seeds), "x", color=colour, alpha=0.6, ms=4)
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_title(f"{channel} {metric.split('/')[0]}, {ways}-way", fontsize=9)
+        ax.set_xlabel("a - b, fraction correct", fontsize=8)
+    axes[0].set_yticks(range(len(pairs)))
+    axes[0].set_yticklabels([f"{a}\n- {b}" for a, b in pairs], fontsize=7)
+    axes[0].invert_yaxis()
+    fig.suptitle("SIMULATED subject (SOC model): paired differences of seed-averaged per-image scores, 95 % paired "
+                 "bootstrap CI (o), per-seed differences (x)", fontsize=9)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    print(f"wrote {path}")
 
 
 def _plot(rows: list[dict], x_key: str, x_label: str, title: str, path: Path) -> None:
