@@ -104,7 +104,7 @@ class TrainConfig:
 class EncoderModelConfig:
     arch: str = "vgg19"
     """Backbone: vgg16 or vgg19 (torchvision layout), or effnet-lite0 (frozen EfficientNet-Lite0 stages 0, 1, 2, 4 at
-    twice input_size; depth as a grey image)."""
+    twice input_size; depth as depth_input says)."""
     backbone_weights: str = "release"
     """release (rgbd/depth VGG from the release), imagenet (torchvision, rgb), none (random init)."""
     width: float = 1.0
