@@ -100,6 +100,12 @@ class TrainConfig:
             raise ConfigError(f"train.amp={self.amp!r}; choose auto, true or false")
 
 
+DEPTH_INPUTS = ("grey", "stem", "branch")
+"""How the effnet-lite0 encoder reads depth (models/encoder.py EffNetTaps): grey (through the frozen network as a grey
+image), stem (rgbd only: a trainable depth column beside the frozen RGB stem), branch (a small trainable CNN of its own,
+taps at the same strides, concatenated with the RGB taps)."""
+
+
 @dataclass
 class EncoderModelConfig:
     arch: str = "vgg19"
@@ -122,7 +128,7 @@ class EncoderModelConfig:
     trainable depth channel beside the frozen RGB stem, one stream) or branch (a small trainable CNN of its own)."""
 
     def __post_init__(self):
-        if self.depth_input not in ("grey", "stem", "branch"):
+        if self.depth_input not in DEPTH_INPUTS:
             raise ConfigError(f"model.depth_input={self.depth_input!r}; choose grey, stem or branch")
         if self.depth_input != "grey" and self.arch != "effnet-lite0":
             raise ConfigError(f"model.depth_input={self.depth_input} is for model.arch=effnet-lite0; the VGG backbones "

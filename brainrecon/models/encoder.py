@@ -30,10 +30,6 @@ class EncoderArch:
 
 EFFNET_TAPS = {"conv1": 0, "conv2": 1, "conv3": 2, "conv4": 4}
 """EfficientNet-Lite0 stage (timm `blocks` index) read by each head: strides 2, 4, 8, 16 (16, 24, 40, 112 channels)."""
-DEPTH_INPUTS = ("grey", "stem", "branch")
-"""How the effnet-lite0 encoder reads depth: grey (through the frozen network as a grey image), stem (rgbd only: a
-trainable depth column beside the frozen RGB stem, i.e. a 4-channel stem, one stream), branch (a small trainable CNN of
-its own, taps at the same strides, concatenated with the RGB taps)."""
 
 
 class DepthBranch(nn.Module):
@@ -62,7 +58,7 @@ class DepthBranch(nn.Module):
 class EffNetTaps(nn.Module):
     """A frozen EfficientNet-Lite0 (timm tf_efficientnet_lite0) as the encoder's backbone: [0, 1] images at twice the
     encoder's input size -> the last block of stages 0, 1, 2 and 4 under the VGG tap names, so the heads, readout
-    sizes and channel mix are the VGG19 encoder's. Depth as `depth_input` says (DEPTH_INPUTS): grey runs it through
+    sizes and channel mix are the VGG19 encoder's. Depth as `depth_input` says (config.DEPTH_INPUTS): grey runs it through
     the same network as a grey image (rgbd: RGB and depth separately, each tap's channels concatenated). The network
     is always in eval mode (its BatchNorm statistics are part of the features, never updated)."""
 
@@ -79,7 +75,7 @@ class EffNetTaps(nn.Module):
             self.depth_stem.weight = nn.Parameter(net.conv_stem.weight.detach().mean(1, keepdim=True).clone())
             self.depth_stem.in_channels = 1
         elif depth_input == "branch":
-            self.depth_branch = DepthBranch()
+            self.depth_branch = DepthBranch()     # stem: a 4-channel stem, one stream; branch: taps concatenated
         self.train()
 
     def train(self, mode: bool = True):
