@@ -58,8 +58,8 @@ class DepthBranch(nn.Module):
 class EffNetTaps(nn.Module):
     """A frozen EfficientNet-Lite0 (timm tf_efficientnet_lite0) as the encoder's backbone: [0, 1] images at twice the
     encoder's input size -> the last block of stages 0, 1, 2 and 4 under the VGG tap names, so the heads, readout
-    sizes and channel mix are the VGG19 encoder's. Depth as `depth_input` says (config.DEPTH_INPUTS): grey runs it through
-    the same network as a grey image (rgbd: RGB and depth separately, each tap's channels concatenated). The network
+    sizes and channel mix are the VGG19 encoder's. Depth as `depth_input` says (config.DEPTH_INPUTS): grey runs it
+    through the same network as a grey image (rgbd: RGB and depth separately, each tap's channels concatenated). The network
     is always in eval mode (its BatchNorm statistics are part of the features, never updated)."""
 
     def __init__(self, net: nn.Module, modality: str, depth_input: str = "grey"):
@@ -75,7 +75,7 @@ class EffNetTaps(nn.Module):
             self.depth_stem.weight = nn.Parameter(net.conv_stem.weight.detach().mean(1, keepdim=True).clone())
             self.depth_stem.in_channels = 1
         elif depth_input == "branch":
-            self.depth_branch = DepthBranch()     # stem: a 4-channel stem, one stream; branch: taps concatenated
+            self.depth_branch = DepthBranch()   # its taps are concatenated with the RGB ones
         self.train()
 
     def train(self, mode: bool = True):
