@@ -59,8 +59,8 @@ class EffNetTaps(nn.Module):
     """A frozen EfficientNet-Lite0 (timm tf_efficientnet_lite0) as the encoder's backbone: [0, 1] images at twice the
     encoder's input size -> the last block of stages 0, 1, 2 and 4 under the VGG tap names, so the heads, readout
     sizes and channel mix are the VGG19 encoder's. Depth as `depth_input` says (config.DEPTH_INPUTS): grey runs it
-    through the same network as a grey image (rgbd: RGB and depth separately, each tap's channels concatenated). The network
-    is always in eval mode (its BatchNorm statistics are part of the features, never updated)."""
+    through the same network as a grey image (rgbd: RGB and depth separately, each tap's channels concatenated). The
+    network is always in eval mode (its BatchNorm statistics are part of the features, never updated)."""
 
     def __init__(self, net: nn.Module, modality: str, depth_input: str = "grey"):
         super().__init__()
