@@ -37,12 +37,13 @@ from brainrecon.demo import DEMO_SUBJECT
 from brainrecon.simulation.simulate import simulate_subject
 from brainrecon.train.encoder import SIGNAL_CEILING, load_encoder, predict, train_encoder, voxel_correlation
 
-EFFNET = ["model.arch=effnet-lite0", "model.width=1.0", "model.backbone_weights=imagenet"]
+# every arm names its backbone and depth input in full, so the study does not follow later changes of the demo preset
+EFFNET = ["model.arch=effnet-lite0", "model.width=1.0", "model.backbone_weights=imagenet", "model.depth_input=grey"]
+VGG19_RANDOM = ["model.arch=vgg19", "model.width=0.25", "model.backbone_weights=none", "model.depth_input=grey"]
 STUDIES = {  # study: (file stem, {arm: (modality, overrides, the arm it is compared with voxel by voxel)})
     "backbone": ("encoder_backbones", {
-        "vgg19-random": ("rgbd", [], None),
-        "effnet-random": ("rgbd", ["model.arch=effnet-lite0", "model.width=1.0", "model.backbone_weights=none"],
-                          "vgg19-random"),
+        "vgg19-random": ("rgbd", VGG19_RANDOM, None),
+        "effnet-random": ("rgbd", [*EFFNET[:2], "model.backbone_weights=none", EFFNET[3]], "vgg19-random"),
         "effnet-imagenet": ("rgbd", EFFNET, "vgg19-random")}),
     "depth": ("encoder_depth_input", {
         "effnet-imagenet": ("rgbd", EFFNET, None),

@@ -2,7 +2,9 @@
 
 Paper settings are the dataclass defaults; `configs/<stage>/<modality>.yaml` sets what differs per modality in the
 published runs and `configs/<stage>/demo.yaml` the small CPU settings for the simulated subject. Precedence, last
-wins: dataclass defaults < modality YAML < the chosen preset or file < `--set section.key=value`.
+wins: dataclass defaults < modality YAML < the chosen preset or file < `--set section.key=value`. A preset or file
+may hold a section per modality (`rgbd: {model: {depth_input: branch}}`): it is merged over the rest of that file
+for that modality only, so one preset can serve every modality.
 
 The presets are read through the installed package `brainrecon.configs` (the top-level `configs/` folder, mapped in
 pyproject.toml), so a wheel, an sdist and an editable install all resolve the same files.
@@ -349,6 +351,18 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
+def for_modality(values: dict, modality: str, path) -> dict:
+    """A preset's mapping with its per-modality sections resolved: the section named `modality` merged over the rest,
+    the other modalities' sections dropped."""
+    own = {k: v for k, v in values.items() if k not in MODALITIES}
+    for name in MODALITIES:
+        section = values.get(name)
+        if section is not None and not isinstance(section, dict):
+            raise ConfigError(f"config file {path}: the {name!r} section must map sections to settings (e.g. "
+                              f"'{name}: {{model: {{...}}}}'), found {type(section).__name__}")
+    return _merge(own, values.get(modality) or {})
+
+
 def preset_file(stage: str, name: str):
     """The shipped YAML `configs/<stage>/<name>.yaml`, as an importlib.resources Traversable."""
     return resources.files("brainrecon.configs").joinpath(stage, f"{name}.yaml")
@@ -413,7 +427,7 @@ def load_config(stage: str, modality: str, config: str = "paper", overrides: lis
             if not path.is_file() or name in MODALITIES:
                 raise ConfigError(f"--config {name!r} is neither a YAML file nor a preset; presets for {stage}: "
                                   f"paper, {', '.join(preset_names(stage))}")
-        values = _merge(values, read_yaml(path))
+        values = _merge(values, for_modality(read_yaml(path), modality, path))
     values = _merge(values, extra or {})
     values = _merge(values, parse_overrides(overrides or []))
     values["modality"] = modality

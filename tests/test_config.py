@@ -66,6 +66,24 @@ def test_config_show_loads_back_to_the_same_config(stage, preset, tmp_path):
     assert to_dict(load_config(stage, "depth", str(saved))) == to_dict(expected)
 
 
+def test_a_preset_section_applies_to_its_modality_only(tmp_path):
+    """The demo reads depth through a trainable branch for rgbd and as a grey image otherwise; a user file can hold
+    per-modality sections too, and a malformed one is refused naming the file."""
+    assert load_config("encoder", "rgbd", "demo").model.depth_input == "branch"
+    assert load_config("encoder", "rgbd", "demo").train.epochs == 24
+    for modality in ("rgb", "depth"):
+        assert load_config("encoder", modality, "demo").model.depth_input == "grey"
+        assert load_config("encoder", modality, "demo").train.epochs == 18
+    assert load_config("encoder", "rgbd", "demo,quick").model.depth_input == "grey"  # quick keeps the VGG19
+    own = tmp_path / "mine.yaml"
+    own.write_text("train: {lr: 0.01}\ndepth: {train: {lr: 0.02}}\n")
+    assert load_config("encoder", "depth", str(own)).train.lr == 0.02
+    assert load_config("encoder", "rgb", str(own)).train.lr == 0.01
+    own.write_text("rgbd: 3\n")
+    with pytest.raises(ConfigError, match="mine.yaml: the 'rgbd' section must map"):
+        load_config("encoder", "rgb", str(own))
+
+
 def test_version_flag():
     from brainrecon import __version__
     result = CliRunner().invoke(app, ["--version"])
