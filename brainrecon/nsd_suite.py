@@ -191,7 +191,7 @@ def build(net: Network, pretrained: bool = True, offline: bool = False) -> Calla
             extra = {"aux_logits": True, "init_weights": False} if net.name == "inception_v3" else {}
             model = factory(weights=None, **extra)
     import warnings
-    with warnings.catch_warnings():  # inception: 'eval-mode nodes are a subsequence of train-mode nodes' (eval is traced)
+    with warnings.catch_warnings():  # inception warns 'eval-mode nodes are a subsequence of train-mode nodes'
         warnings.simplefilter("ignore", UserWarning)
         extractor = create_feature_extractor(model.eval(), return_nodes=taps).requires_grad_(False)
     return extractor
