@@ -1,4 +1,4 @@
-"""python -m benchmarks.decoder_profile [--reps N]: where one demo decoder step spends its time, before and after.
+"""python -m benchmarks.decoder_profile [--reps N] [--depth-input]: where one demo decoder step spends its time.
 
 The demo's self-supervised step (configs/decoder/demo.yaml: decoder 32 ch at 64 px, D 24 + ED 48 + DE 16 samples,
 effnet-lite0 perceptual, 1425 voxels) is cut into its parts, each timed forward + backward on its own at the step's
@@ -13,6 +13,11 @@ batch sizes, with random weights and inputs (speed does not depend on them):
 
 "before" is the step as it was: torch's nn.Upsample(bicubic) + ReflectionPad2d in the decoder blocks and nothing
 cached; "after" is brainrecon's step now. The whole step is timed too, to show the parts add up.
+
+--depth-input: what the rgbd encoder's depth input (model.depth_input grey | branch, configs/encoder/demo.yaml) costs,
+both measured in the same run: an encoder training step (batch and input size of the demo encoder, forward and
+backward to its weights), the ED cycle's E(x) of 48 images (no gradient) and the DE cycle's encoder pass over 16
+decoded images (forward and backward to its input).
 """
 
 from __future__ import annotations
@@ -129,6 +134,42 @@ def parts(device, variant: str, reps: int) -> tuple[dict, float]:
     return ms, timed(whole, reps)
 
 
+def depth_input_cost(device, reps: int) -> None:
+    runtime = core.setup(device.type, "auto")
+    dec_cfg = load_config("decoder", "rgbd", "demo")
+    res, n_ed, n_de = dec_cfg.data.resolution, dec_cfg.train.unpaired_image_batch, dec_cfg.train.unpaired_fmri_batch
+    print(f"demo rgbd encoder by depth input ({N_VOXELS} voxels, {device}, {runtime.amp_reason}; median ms of {reps})")
+    print(f"  {'depth input':<12s} {'encoder step':>13s} {'ED E(x)':>9s} {'DE pass':>9s}")
+    rows = {}
+    for depth_input in ("grey", "branch"):
+        cfg = load_config("encoder", "rgbd", "demo", [f"model.depth_input={depth_input}"])
+        torch.manual_seed(0)
+        encoder = core.place(build_encoder(cfg, N_VOXELS, None), runtime, "encoder")
+        images = torch.rand(cfg.train.batch_size, 4, res, res, device=device)
+
+        def step():
+            encoder.zero_grad()
+            with core.autocast(runtime):
+                encoder(images).float().sum().backward()
+
+        def ed():
+            with torch.no_grad(), core.autocast(runtime):
+                encoder(images[:n_ed])
+
+        def de():
+            x = images[:n_de].clone().requires_grad_()
+            with core.autocast(runtime):
+                encoder(x).float().sum().backward()
+
+        encoder.train()
+        t_step = timed(step, reps)
+        encoder.eval()
+        rows[depth_input] = t_step, t_ed, t_de = t_step, timed(ed, reps), timed(de, reps)
+        print(f"  {depth_input:<12s} {t_step:13.1f} {t_ed:9.1f} {t_de:9.1f}")
+    ratios = [g / b for g, b in zip(rows["grey"], rows["branch"])]
+    print(f"  {'grey/branch':<12s} {ratios[0]:12.2f}x {ratios[1]:8.2f}x {ratios[2]:8.2f}x")
+
+
 def profile(device, reps: int) -> None:
     runtime = core.setup(device.type, "auto")
     print(f"demo decoder step, part by part (demo.yaml, {N_VOXELS} voxels, {device}, {runtime.amp_reason}; "
@@ -150,8 +191,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--depth-input", action="store_true", help="compare the rgbd encoder's depth inputs instead")
     args = ap.parse_args()
-    profile(torch.device(args.device), args.reps)
+    (depth_input_cost if args.depth_input else profile)(torch.device(args.device), args.reps)
 
 
 if __name__ == "__main__":

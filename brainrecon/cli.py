@@ -354,8 +354,8 @@ def evaluate(
                        distractors=distractors, pool_size=pool_size, exhaustive=exhaustive)
     if suite not in (None, "nsd"):
         raise UserError(f"--suite {suite!r}: the one suite is nsd")
-    from brainrecon.reconstruct import with_ceilings
-    loaded = with_ceilings([load_reconstructions(p) for p in recons])
+    from brainrecon.reconstruct import distinct_runs, with_ceilings
+    loaded = with_ceilings(distinct_runs([load_reconstructions(p) for p in recons]))
     records, depth = evaluate_runs(loaded, opts, _data_dir(data_dir))
     comparisons = compare_runs(records, seed) if len({r["run"] for r in records}) > 1 else []
     suite_rows = []

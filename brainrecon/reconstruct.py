@@ -49,6 +49,23 @@ def encoded_ceiling(run_dir: Path, model, images: torch.Tensor, dev) -> np.ndarr
     return to_uint8(torch.cat(out))
 
 
+def distinct_runs(recons: list[dict]) -> list[dict]:
+    """The reconstruction sets with a name of their own each: a name that several sets share (two `decoder_rgbd` run
+    folders from different output folders) gets, in brackets, the part of its folder's path that tells it from the
+    others, so evaluate scores and compares them as different runs instead of merging them."""
+    import os
+    names = [str(rec["run"]) for rec in recons]
+    folders = {name: [str(Path(r["path"]).parent.resolve()) for r, n in zip(recons, names) if n == name]
+               for name in names if names.count(name) > 1 and all("path" in r for r in recons)}
+    out = []
+    for rec, name in zip(recons, names):
+        if name in folders:
+            folder = str(Path(rec["path"]).parent.resolve())
+            rec = {**rec, "run": f"{name} ({os.path.relpath(folder, os.path.commonpath(folders[name]))})"}
+        out.append(rec)
+    return out
+
+
 def with_ceilings(recons: list[dict]) -> list[dict]:
     """Each reconstruction set, followed by its D(E(x)) set as a run of its own (`<run> D(E(x))`) when it has one:
     evaluate scores it as a separate row, so the loss to the encoder and the loss to the noise can be told apart."""

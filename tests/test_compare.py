@@ -79,3 +79,17 @@ def test_evaluate_writes_the_pairwise_comparisons(tmp_path):
     paths = write_outputs(records, depth, tmp_path / "ev", rows)
     lines = paths["comparisons_csv"].read_text().splitlines()
     assert lines[0].startswith("run_a,run_b,channel,metric") and len(lines) == 7
+
+
+def test_runs_of_the_same_name_from_different_folders_are_told_apart(tmp_path):
+    from brainrecon.reconstruct import distinct_runs
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 256, (20, 16, 16, 3), dtype=np.uint8)
+    runs = [{**_run("decoder_rgb", truth, 40, rng), "path": tmp_path / f"{k}/decoder_rgb/reconstructions.npz"}
+            for k in ("a", "b")]
+    runs.append({**_run("ridge_rgb", truth, None, rng), "path": tmp_path / "a/ridge_rgb/reconstructions.npz"})
+    named = distinct_runs(runs)
+    assert [r["run"] for r in named] == ["decoder_rgb (a/decoder_rgb)", "decoder_rgb (b/decoder_rgb)", "ridge_rgb"]
+    records, _ = evaluate_runs(named, EvalOptions(ways=(2,), metrics=("pixcorr",), repeats=20, mode="percent"),
+                               tmp_path)
+    assert len(compare_runs(records)) == 3   # both decoders compared with each other, not merged into one run
