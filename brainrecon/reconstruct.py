@@ -54,14 +54,15 @@ def distinct_runs(recons: list[dict]) -> list[dict]:
     folders from different output folders) gets, in brackets, the part of its folder's path that tells it from the
     others, so evaluate scores and compares them as different runs instead of merging them."""
     import os
+    if not all("path" in rec for rec in recons):
+        return recons
     names = [str(rec["run"]) for rec in recons]
-    folders = {name: [str(Path(r["path"]).parent.resolve()) for r, n in zip(recons, names) if n == name]
-               for name in names if names.count(name) > 1 and all("path" in r for r in recons)}
+    folders = [str(Path(rec["path"]).parent.resolve()) for rec in recons]
     out = []
-    for rec, name in zip(recons, names):
-        if name in folders:
-            folder = str(Path(rec["path"]).parent.resolve())
-            rec = {**rec, "run": f"{name} ({os.path.relpath(folder, os.path.commonpath(folders[name]))})"}
+    for rec, name, folder in zip(recons, names, folders):
+        shared = [f for f, n in zip(folders, names) if n == name]
+        if len(shared) > 1:
+            rec = {**rec, "run": f"{name} ({os.path.relpath(folder, os.path.commonpath(shared))})"}
         out.append(rec)
     return out
 

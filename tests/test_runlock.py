@@ -26,7 +26,9 @@ def test_two_processes_on_one_out_folder(tiny_subject, tmp_path):
     """The second run is refused while the first trains; the first then stops on Ctrl-C, releasing the lock."""
     import signal
     out = tmp_path / "run"
-    sets = [a for s in tiny_overrides(**{"train.epochs": 10000, "model.input_size": 32}) for a in ("--set", s)]
+    # one thread each: a 2-thread trainer's OpenMP threads spin on both cores and starved the second start past 120 s
+    sets = [a for s in tiny_overrides(**{"train.epochs": 10000, "model.input_size": 32, "train.threads": 1})
+            for a in ("--set", s)]
     cmd = [sys.executable, "-m", "brainrecon", "train-encoder", "--config", "demo", "--data-dir", str(tiny_subject),
            "--out", str(out), *sets]
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
