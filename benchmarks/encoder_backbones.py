@@ -81,7 +81,7 @@ def main() -> None:
         history = [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines()]
         for h in history:
             rows.append({"arm": arm, "modality": modality, "epoch": h["epoch"] + 1, "val_loss": h["val_loss"],
-                         "test_median_r_over_ceiling": h["test_median_r_over_ceiling"],
+                         "val_median_r": h["val_median_r"],
                          "seconds_since_start": h["seconds"]})
         best = min(history, key=lambda h: h["val_loss"])
         paired = load_paired(data, cfg.data, modality)
@@ -119,9 +119,9 @@ def main() -> None:
     for arm in arms:
         ep = [r for r in rows if r["arm"] == arm]
         axes[0].plot([r["epoch"] for r in ep], [r["val_loss"] for r in ep], label=arm)
-        axes[1].plot([r["epoch"] for r in ep], [r["test_median_r_over_ceiling"] for r in ep], label=arm)
+        axes[1].plot([r["epoch"] for r in ep], [r["val_median_r"] for r in ep], label=arm)
     axes[0].set(xlabel="epoch", ylabel="validation loss", title="encoder validation loss")
-    axes[1].set(xlabel="epoch", ylabel="median test r / ceiling", title="encoder test r / ceiling (reported only)")
+    axes[1].set(xlabel="epoch", ylabel="median validation r", title="encoder validation r (single trials)")
     axes[1].legend()
     fig.tight_layout()
     fig.savefig(args.out / f"{stem}.png", dpi=120)

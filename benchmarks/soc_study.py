@@ -88,7 +88,7 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def ablation(out: Path) -> None:
-    run_demo(out, "rgbd")                       # data, encoder, self-supervised decoder, ridge (reused when done)
+    run_demo(out, "rgbd", "full")               # data, encoder, self-supervised decoder, ridge (reused when done)
     data, enc = out / "data", out / "encoder_rgbd"
     paths = {
         "ridge": out / "ridge_rgbd" / "reconstruct_test" / NPZ,

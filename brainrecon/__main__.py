@@ -1,4 +1,6 @@
-from brainrecon.cli import app
+import sys
+
+from brainrecon.cli import main
 
 if __name__ == "__main__":
-    app()
+    sys.exit(main())

@@ -4,6 +4,8 @@ A crash or Ctrl-C therefore never leaves a file that looks complete; a resumed r
 that fails (a full disk, a read-only or unwritable folder) removes its temp file, leaves the previous file as it was,
 and becomes one WriteError naming the file and the free space. Temp files left by a killed process
 (`.<name>.<random>.tmp`) are never read, and `remove_stale_temps` deletes them when a run takes its folder's lock.
+Every file gets the mode the umask gives a new file (0644 under umask 022), as `open` would: `mkstemp` alone makes
+0600, which would hide checkpoints and converted data in a shared folder from colleagues.
 """
 
 from __future__ import annotations
@@ -12,12 +14,33 @@ import errno
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Callable
 
 from brainrecon.errors import WriteError
 
 TEMP_GLOB = ".*.tmp"
+_UMASK_LOCK = threading.Lock()
+
+
+def file_mode() -> int:
+    """0o666 less the process's umask (read without changing it for other threads)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _temp(path: Path) -> Path:
+    """A new temp file beside `path`, with the umask's mode."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, file_mode())
+    finally:
+        os.close(fd)
+    return Path(name)
 
 
 def _free_space(folder: Path) -> str:
@@ -43,9 +66,7 @@ def write_atomic(path: str | Path, writer: Callable[[Path], None]) -> Path:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        tmp = Path(name)
+        tmp = _temp(path)
         writer(tmp)
         os.replace(tmp, path)
     except OSError as e:
@@ -66,9 +87,7 @@ def write_all_atomic(writers: list[tuple[str | Path, Callable[[Path], None]]]) -
         for path, (_, writer) in zip(paths, writers):
             current = path
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            os.close(fd)
-            temps.append(Path(name))
+            temps.append(_temp(path))
             writer(temps[-1])
         for path, tmp in zip(paths, temps):
             current = path

@@ -17,11 +17,29 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from brainrecon.errors import Interrupted, UserError
 from brainrecon.config import ALL_METRICS
 
+def _flags_as_flags() -> None:
+    """typer >= 0.26 prints a type beside every option in --help (`--resume <bool>`, `--set <list[str]>`), so flags
+    read as if they took a value: show none for a flag and the item type for a repeatable option."""
+    option = getattr(getattr(typer, "core", None), "TyperOption", None)
+    if option is None or not hasattr(option, "display_type_rich") or getattr(option, "_brainrecon", False):
+        return
+    original = option.display_type_rich
+
+    def display(self, ctx):
+        if self.is_flag:
+            return None
+        shown = original(self, ctx)
+        return shown.replace("<list[", "<").replace("]>", ">") if isinstance(shown, str) else shown
+    option.display_type_rich, option._brainrecon = display, True
+
+
+_flags_as_flags()
 app = typer.Typer(help="Reconstruct what a person saw (image and depth) from fMRI, with self-supervision.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False, add_completion=False)
 WIDTH = shutil.get_terminal_size((140, 24)).columns  # piped output is not cut at 80 columns
@@ -50,10 +68,11 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except UserError as e:
-            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
         except (Interrupted, KeyboardInterrupt) as e:
-            err_console.print(f"[yellow]interrupted:[/] {e or 'stopped by the user'}", highlight=False, soft_wrap=True)
+            err_console.print(f"[yellow]interrupted:[/] {escape(str(e) or 'stopped by the user')}", highlight=False,
+                              soft_wrap=True)
             raise typer.Exit(code=getattr(e, "exit_code", 130)) from None
     return wrapper
 
@@ -64,9 +83,29 @@ def _say(message: str) -> None:
         out_console.print(message)
 
 
-def _data_dir(flag: Optional[Path]) -> Path:
+def _data_dir(flag: Optional[Path], must_exist: bool = True) -> Path:
+    """--data-dir (else $BRAINRECON_DATA, else the per-user cache). A folder named by the user must exist: a typo is
+    answered with that, not with a suggestion to download the release into it."""
     from brainrecon.data.layout import data_dir
-    return data_dir(flag)
+    root = data_dir(flag)
+    if flag and must_exist and not root.is_dir():
+        raise UserError(f"--data-dir {flag}: folder does not exist; check the path, or download into it with "
+                        f"`brainrecon fetch-data --data-dir {flag}`")
+    return root
+
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _choice(flag: str, value: Optional[str], choices) -> None:
+    """A bad option value: one line naming the flag as typed and its choices (checked before torch is imported)."""
+    if value is not None and value not in choices:
+        raise UserError(f"{flag} {value!r}: choose one of {', '.join(choices)}")
+
+
+def _device(flag: str, value: Optional[str]) -> None:
+    if value is not None and not (value in DEVICES or (value.startswith("cuda:") and value[5:].isdigit())):
+        raise UserError(f"{flag} {value!r}: choose one of {', '.join(DEVICES)} (or cuda:N)")
 
 
 def _overrides(sets, device, epochs, threads=None) -> list[str]:
@@ -129,7 +168,7 @@ def fetch_data_cmd(
     if subjects is None and only and "nsd" in only:
         raise UserError("--only nsd needs --subjects (e.g. --subjects 1): one NSD subject is ~40 GB of betas")
     subjects = subjects or "1,2,3,4,5"
-    fetch.run_cli(_data_dir(data_dir), only or ["all"], subjects, base_url, registry, list_, verify, dry_run, yes,
+    fetch.run_cli(_data_dir(data_dir, must_exist=False), only or ["all"], subjects, base_url, registry, list_, verify, dry_run, yes,
                   out_console, sessions)
 
 
@@ -137,9 +176,11 @@ def fetch_data_cmd(
 @user_errors
 def simulate(
     out: Path = typer.Option(..., "--out", help="Folder to write the simulated subject into."),
-    subject: int = typer.Option(3, "--subject"), seed: int = typer.Option(0, "--seed"),
-    n_voxels: int = typer.Option(4500, "--n-voxels"), n_unpaired: int = typer.Option(10000, "--n-unpaired"),
-    resolution: int = typer.Option(112, "--resolution"),
+    subject: int = typer.Option(3, "--subject", help="Subject number: names the output sbj_<N>.npz."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the scenes, the encoding model and the noise."),
+    n_voxels: int = typer.Option(4500, "--n-voxels", help="Voxels in the file (about 95 % of them in VC)."),
+    n_unpaired: int = typer.Option(10000, "--n-unpaired", help="Unpaired images for the self-supervised decoder."),
+    resolution: int = typer.Option(112, "--resolution", help="Stimulus side in pixels (a multiple of 8)."),
     luminance_share: float = typer.Option(0.05, "--luminance-share", help="Fraction of each voxel's explainable "
                                           "variance carried by pRF-pooled luminance (the rest: SOC contrast, colour, "
                                           "depth). 0.05 was fixed before any result; see simulation/soc.py."),
@@ -164,7 +205,7 @@ def convert_god_cmd(
                                              "(default: the lists brainrecon carries)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: the data dir)."),
     roi: str = typer.Option("VC", "--roi", help="Voxels kept: ROI_<roi> of the file."),
-    resolution: int = typer.Option(112, "--resolution"),
+    resolution: int = typer.Option(112, "--resolution", help="Stimulus side in pixels."),
     allow_missing: bool = typer.Option(False, "--allow-missing", help="Drop the pairs whose photo is missing."),
     data_dir: Optional[Path] = DataDir,
 ):
@@ -192,7 +233,7 @@ def convert_nsd_cmd(
     sessions: Optional[str] = typer.Option(None, "--sessions", help="e.g. 1-37 or 1,3,5-8 (default: every session "
                                            "whose betas file is present)."),
     roi: str = typer.Option("nsdgeneral", "--roi", help="Voxels kept: the roi/<roi>.nii.gz mask (> 0 inside)."),
-    resolution: int = typer.Option(112, "--resolution"),
+    resolution: int = typer.Option(112, "--resolution", help="Stimulus side in pixels."),
     train: str = typer.Option("trials", "--train", help="trials (single trials, as MindEye) | average (each "
                               "image's trials averaged, as Brain-Diffuser)."),
     test_repeats: int = typer.Option(3, "--test-repeats", help="Shared images seen fewer times are dropped "
@@ -207,6 +248,9 @@ def convert_nsd_cmd(
 ):
     """Convert one NSD subject (betas, masks, design, stimulus brick) into sbj_<N>.npz and images_<res>.npz."""
     from brainrecon.sources.nsd import files
+    _choice("--train", train, ("trials", "average"))
+    if subject not in files.SESSIONS:
+        raise UserError(f"--subject {subject}: NSD has subjects {min(files.SESSIONS)}..{max(files.SESSIONS)}")
     from brainrecon.sources.nsd.convert import NsdOptions, convert_nsd
     root = _data_dir(data_dir)
     out = out or root / f"nsd_subj{subject:02d}"
@@ -235,12 +279,15 @@ def make_depth_cmd(
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for the depth PNGs."),
     model: str = typer.Option("small", "--model", help="small | large"),
     weights: Optional[Path] = typer.Option(None, "--weights", help="MiDaS checkpoint (default: in the data dir)."),
-    batch_size: int = typer.Option(8, "--batch-size"), device: str = typer.Option("auto", "--device"),
+    batch_size: int = typer.Option(8, "--batch-size", help="Images per MiDaS batch."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps"),
     rgbd_npz: Optional[Path] = typer.Option(None, "--rgbd-npz", help="images_<res>.npz to turn into the RGBD npz."),
     source_size: Optional[int] = typer.Option(None, "--source-size", help="Compute depth at this size (e.g. 224)."),
     data_dir: Optional[Path] = DataDir,
 ):
     """Run MiDaS v2.1 depth over an image tree (uint8 PNGs) or a stimulus npz (RGBD npz)."""
+    _choice("--model", model, ("small", "large"))
+    _device("--device", device)
     from brainrecon import depth
     from brainrecon.train.core import pick_device
     if (images is None) == (rgbd_npz is None) or out is None:
@@ -277,12 +324,17 @@ def train_encoder_cmd(
     sets: Optional[List[str]] = Sets, device: Optional[str] = DeviceOpt, threads: Optional[int] = ThreadsOpt,
 ):
     """Train the image -> voxels encoder."""
-    from brainrecon.config import load_config
+    from brainrecon.config import MODALITIES, ROIS, load_config
+    _choice("--modality", modality, MODALITIES)
+    _choice("--roi", roi, ROIS)
+    _choice("--backbone-weights", backbone_weights, ("release", "imagenet", "none"))
+    _device("--device", device)
+    root = _data_dir(data_dir)
     from brainrecon.train.encoder import train_encoder
     extra = {"data": {"subject": subject, **({"roi": roi} if roi else {})},
              **({"model": {"backbone_weights": backbone_weights}} if backbone_weights else {})}
     cfg = load_config("encoder", modality, config, _overrides(sets, device, epochs, threads), extra)
-    m = train_encoder(cfg, _data_dir(data_dir), out, resume=resume)
+    m = train_encoder(cfg, root, out, resume=resume)
     _say(f"encoder: median test r {m['median_r']:.3f}, r/ceiling {m['median_r_over_ceiling']:.2f} "
          f"({m['epochs']} epochs, {m['seconds']:.0f}s) -> {out}")
 
@@ -294,18 +346,25 @@ def train_decoder_cmd(
     config: str = ConfigOpt,
     encoder: Optional[Path] = typer.Option(None, "--encoder", help="train-encoder --out folder."),
     model: str = typer.Option("deep", "--model", help="deep | ridge"),
-    no_self_supervision: bool = typer.Option(False, "--no-self-supervision"),
+    no_self_supervision: bool = typer.Option(False, "--no-self-supervision", help="Train on the pairs only (the ED "
+                                             "and DE cycles off)."),
+    roi: Optional[str] = typer.Option(None, "--roi", help="ROI (default VC); the --encoder run's ROI must match."),
     epochs: Optional[int] = EpochsOpt,
     out: Path = typer.Option(Path("runs/decoder"), "--out"), resume: bool = ResumeOpt,
     sets: Optional[List[str]] = Sets, device: Optional[str] = DeviceOpt, threads: Optional[int] = ThreadsOpt,
 ):
     """Train the voxels -> image decoder (supervised + self-supervised), or the ridge baseline."""
-    from brainrecon.config import load_config
+    from brainrecon.config import MODALITIES, ROIS, load_config
+    _choice("--modality", modality, MODALITIES)
+    _choice("--model", model, ("deep", "ridge"))
+    _choice("--roi", roi, ROIS)
+    _device("--device", device)
+    root = _data_dir(data_dir)
     from brainrecon.train.decoder import train_decoder
-    extra = {"data": {"subject": subject}, "model": {"kind": model},
+    extra = {"data": {"subject": subject, **({"roi": roi} if roi else {})}, "model": {"kind": model},
              **({"train": {"self_supervision": False}} if no_self_supervision else {})}
     cfg = load_config("decoder", modality, config, _overrides(sets, device, epochs, threads), extra)
-    m = train_decoder(cfg, _data_dir(data_dir), out, encoder_run=encoder, resume=resume)
+    m = train_decoder(cfg, root, out, encoder_run=encoder, resume=resume)
     _say(f"decoder ({model}) trained in {m['seconds']:.0f}s -> {out}")
 
 
@@ -314,10 +373,13 @@ def train_decoder_cmd(
 def reconstruct(
     run: Path = typer.Argument(..., help="train-decoder --out folder."),
     split: str = typer.Option("test", "--split", help="test | train"),
-    out: Optional[Path] = typer.Option(None, "--out"), data_dir: Optional[Path] = DataDir,
-    device: str = typer.Option("auto", "--device"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: RUN/reconstruct_<split>)."),
+    data_dir: Optional[Path] = DataDir,
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps"),
 ):
     """Decode fMRI into images/depth: reconstructions.npz, side-by-side PNGs and gallery.png."""
+    _choice("--split", split, ("test", "train"))
+    _device("--device", device)
     from brainrecon.reconstruct import reconstruct as run_reconstruct
     path = run_reconstruct(run, split, out, data_dir, device)
     out_console.print(f"reconstructions: {path}\ngallery: {path.parent / 'gallery.png'}")
@@ -327,22 +389,30 @@ def reconstruct(
 @user_errors
 def evaluate(
     recons: List[Path] = typer.Argument(..., help="reconstructions.npz files or run folders."),
-    ways: str = typer.Option("2,5,10", "--ways"),
+    ways: str = typer.Option("2,5,10", "--ways", help="n of the n-way identification, comma separated."),
     metric: Optional[List[str]] = typer.Option(None, "--metric", help=f"{', '.join(ALL_METRICS)} (repeatable; "
                                                "default: all available)."),
-    repeats: int = typer.Option(100, "--repeats"), mode: str = typer.Option("both", "--mode"),
-    seed: int = typer.Option(0, "--seed"),
+    repeats: int = typer.Option(100, "--repeats", help="Random draws of the n - 1 distractors per image."),
+    mode: str = typer.Option("both", "--mode", help="percent (% correct) | rank | both"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the distractor draws and the bootstrap."),
     distractors: str = typer.Option("test", "--distractors", help="test | imagenet | DIR"),
-    pool_size: int = typer.Option(1000, "--pool-size"), exhaustive: bool = typer.Option(False, "--exhaustive"),
-    out: Path = typer.Option(Path("runs/evaluation"), "--out"), data_dir: Optional[Path] = DataDir,
+    pool_size: int = typer.Option(1000, "--pool-size", help="Distractor images drawn from imagenet or DIR."),
+    exhaustive: bool = typer.Option(False, "--exhaustive", help="Every other image as a distractor in turn (2-way "
+                                    "only), no random draws."),
+    out: Path = typer.Option(Path("runs/evaluation"), "--out", help="Folder for the tables and plots."),
+    data_dir: Optional[Path] = DataDir,
     suite: Optional[str] = typer.Option(None, "--suite", help="nsd: also the eight metrics of the NSD papers "
                                         "(PixCorr, SSIM, AlexNet(2), AlexNet(5), InceptionV3, CLIP, EffNet-B, "
-                                        "SwAV) in their published layout; needs pip install 'brainrecon[nsd]'."),
+                                        "SwAV) in their published layout; needs pip install 'brainrecon\\[nsd]'."),
     download: bool = typer.Option(True, "--download/--no-download", help="With --suite nsd: fetch the metric "
                                   "networks' weights on first use (else only cached weights; the rest unavailable)."),
     device: str = typer.Option("auto", "--device", help="Where the --suite networks run."),
 ):
     """n-way identification (% correct and rank) with bootstrap CIs, tables and a plot."""
+    _choice("--mode", mode, ("percent", "rank", "both"))
+    _choice("--suite", suite, ("nsd",))
+    _device("--device", device)
+    root = _data_dir(data_dir)
     from brainrecon.compare import compare_runs
     from brainrecon.evaluate import EvalOptions, evaluate_runs, write_outputs
     from brainrecon.reconstruct import load_reconstructions
@@ -356,7 +426,7 @@ def evaluate(
         raise UserError(f"--suite {suite!r}: the one suite is nsd")
     from brainrecon.reconstruct import distinct_runs, with_ceilings
     loaded = with_ceilings(distinct_runs([load_reconstructions(p) for p in recons]))
-    records, depth = evaluate_runs(loaded, opts, _data_dir(data_dir))
+    records, depth = evaluate_runs(loaded, opts, root)
     comparisons = compare_runs(records, seed) if len({r["run"] for r in records}) > 1 else []
     suite_rows = []
     if suite == "nsd":
@@ -435,14 +505,19 @@ def print_tables(records: list, depth: list) -> None:
 @app.command()
 @user_errors
 def demo(
-    out: Path = typer.Option(Path("demo-out"), "--out"),
+    out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for the simulated data, the runs and the "
+                             "evaluation; a rerun reuses only the stages made with the same settings."),
     modality: str = ModalityOpt,
-    quick: bool = typer.Option(False, "--quick", help="About 2 minutes: a first look and the test of the pipeline."),
+    full: bool = typer.Option(False, "--full", help="The converged demo: more voxels, unpaired images and epochs "
+                              "(about 35 min on 2 CPU cores without native bf16)."),
     threads: Optional[int] = ThreadsOpt,
 ):
-    """The whole method on a built-in SIMULATED subject, on a CPU, in minutes."""
+    """The whole method on a built-in SIMULATED subject, on a CPU: about 5 minutes on 2 cores (--full: about 35)."""
+    from brainrecon.config import MODALITIES
+    _choice("--modality", modality, MODALITIES)
     from brainrecon.demo import run_demo
-    result = run_demo(out, modality, quick, say=lambda s: err_console.print(s, highlight=False), threads=threads or 0)
+    result = run_demo(out, modality, "full" if full else "default",
+                      say=lambda s: err_console.print(s, highlight=False), threads=threads or 0)
     print_tables(result["records"], [])
     print_comparisons(result["comparisons"])
     out_console.print(f"gallery: {result['gallery']}\ndeep beside ridge: {result['gallery_vs_ridge']}\n"
@@ -450,5 +525,26 @@ def demo(
                       "(simulated subject: procedural scenes and simulated voxels, not real fMRI)")
 
 
-def main():  # pragma: no cover
-    sys.exit(app())
+def main(argv: Optional[List[str]] = None) -> int:
+    """The `brainrecon` entry point: click's own usage errors (an unknown option, `--epochs abc`) become the same
+    one line as every other bad input, `error: ...` on stderr with exit 2, instead of a boxed panel."""
+    import click
+    try:
+        result = app(args=argv, standalone_mode=False)
+    except click.exceptions.UsageError as e:
+        if type(e).__name__ == "NoArgsIsHelpError" and e.ctx is not None:   # bare `brainrecon` or `brainrecon config`
+            out_console.print(e.ctx.get_help(), highlight=False, markup=False)
+            return 0
+        hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
+        from rich.markup import escape
+        err_console.print(f"[bold red]error:[/] {escape(e.format_message() + hint)}", highlight=False,
+                          soft_wrap=True)
+        return 2
+    except click.exceptions.Abort:
+        err_console.print("interrupted: stopped by the user", highlight=False, markup=False)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+def main_entry() -> None:  # pragma: no cover - the console script
+    sys.exit(main())

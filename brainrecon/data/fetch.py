@@ -352,7 +352,6 @@ def run_cli(root: Path, only: list[str], subjects: str, base_url: str | None, re
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
     from rich.table import Table
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
     lock = Lock(root)
     entries = select(merged_registry(registry), [o for o in only if o != "nsd"], subjects) \
         if only != ["nsd"] else []
@@ -382,6 +381,8 @@ def run_cli(root: Path, only: list[str], subjects: str, base_url: str | None, re
             console.print(f"{'download' if e in todo else 'verify  '} {e.key}  <- {where}")
         show_sizes(todo, console)
         return
+    # every option checked above: only now is the data folder made (a failed command leaves no new folder)
+    root.mkdir(parents=True, exist_ok=True)
     # one writer per data folder: a second fetch-data (or convert-god) stops at once, naming this one
     with runlock.hold_data(root):
         lock = Lock(root)  # read under the lock: what another fetch recorded before us is kept

@@ -165,31 +165,28 @@ def _train_decoder(cfg: DecoderConfig, runtime: core.Runtime, data_root: Path, r
         order = core.epoch_order(len(data.train_images), t.seed, epoch, runtime)
         gen = core.epoch_generator(t.seed, epoch, runtime)
         guard = StepGuard(runtime, epoch, steps)
-        with monitor.progress(steps, f"decoder epoch {epoch + 1}/{t.epochs}") as bar:
-            for s in range(steps):
-                idx = order[s * t.batch_size:(s + 1) * t.batch_size].to(runtime.device)
-                loss, logged = step.loss(idx, gen)
-                guard.add(s, logged)  # stops here, before the weights change, on a NaN or SIGTERM
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                bar.update(bar.task_ids[0], advance=1, metric=guard.running())
+        for s in range(steps):
+            idx = order[s * t.batch_size:(s + 1) * t.batch_size].to(runtime.device)
+            loss, logged = step.loss(idx, gen)
+            guard.add(s, logged)  # stops here, before the weights change, on a NaN or SIGTERM
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            monitor.step(epoch, guard.running())
         return {f"train_{k}": core.all_reduce_mean(v, runtime) for k, v in guard.means().items()}
 
     def validate(epoch: int) -> dict:
-        out = {}
-        for split, voxels, images in (("val", data.val_fmri, data.val_images), ("test", data.test_fmri,
-                                                                                 data.test_images)):
-            if len(voxels) == 0:
-                continue
-            pred, truth = raw(voxels).float(), as_float(images)
-            out[f"{split}_loss_D"] = float(sum(image_loss(pred, truth).values()))
-            out[f"{split}_pixcorr"] = float(pixel_correlation(pred, truth).mean())
-            if split == "test" and runtime.is_main and (epoch % 5 == 0 or epoch + 1 == t.epochs):
-                from torchvision.utils import make_grid
-                show = torch.cat([truth[:8], pred[:8]])[:, :3] if pred.shape[1] >= 3 else \
-                    torch.cat([truth[:8], pred[:8]]).expand(-1, 3, -1, -1)
-                monitor.image("reconstructions (top: truth)", make_grid(show, nrow=8), epoch)
+        """The validation split only (TensorBoard pictures from it too): the test set is scored after training."""
+        if len(data.val_fmri) == 0:
+            return {}
+        pred, truth = raw(data.val_fmri).float(), as_float(data.val_images)
+        out = {"val_loss_D": float(sum(image_loss(pred, truth).values())),
+               "val_pixcorr": float(pixel_correlation(pred, truth).mean())}
+        if runtime.is_main and (epoch % 5 == 0 or epoch + 1 == t.epochs):
+            from torchvision.utils import make_grid
+            show = torch.cat([truth[:8], pred[:8]])[:, :3] if pred.shape[1] >= 3 else \
+                torch.cat([truth[:8], pred[:8]]).expand(-1, 3, -1, -1)
+            monitor.image("validation reconstructions (top: truth)", make_grid(show, nrow=8), epoch)
         return out
 
     has_val = len(data.val_fmri) > 0
@@ -197,9 +194,8 @@ def _train_decoder(cfg: DecoderConfig, runtime: core.Runtime, data_root: Path, r
 
     def line(r: dict) -> str:
         parts = "  ".join(f"{k[6:]} {r[k]:.3f}" for k in ("train_loss_D", "train_loss_ED", "train_loss_DE") if k in r)
-        val = f"val D {r['val_loss_D']:.3f}  " if has_val else ""
-        return (f"decoder epoch {r['epoch'] + 1}/{t.epochs}  {parts}  {val}"
-                f"test pixcorr {r['test_pixcorr']:.3f}  {r['seconds']:.0f}s")
+        val = f"val D {r['val_loss_D']:.3f}  val pixcorr {r['val_pixcorr']:.3f}  " if has_val else ""
+        return f"decoder epoch {r['epoch'] + 1}/{t.epochs}  {parts}  {val}{r['seconds']:.0f}s"
 
     config = to_dict(cfg)
     fp = checkpoint.fingerprint(data.files)
@@ -208,9 +204,11 @@ def _train_decoder(cfg: DecoderConfig, runtime: core.Runtime, data_root: Path, r
     history = fit(run_dir=run_dir, runtime=runtime, model=model, optimizer=optimizer, scheduler=scheduler,
                   epochs=t.epochs, seed=t.seed, config=config, data_fingerprint=fp, train_epoch=train_epoch,
                   validate=validate, select=select, monitor=monitor, resume=resume,
-                  warn_seconds=t.warn_seconds, line=line, extra=extra)
+                  warn_seconds=t.warn_seconds, line=line, extra=extra, name="train-decoder", steps=steps)
     monitor.close()
-    last = history[-1] if history else {}
+    best, _ = load_decoder(run_dir, runtime.device)
+    with torch.no_grad():
+        test_pixcorr = float(pixel_correlation(best(data.test_fmri).float(), as_float(data.test_images)).mean())
     metrics = {"epochs": len(history), "seconds": round(time.perf_counter() - start, 2),
                "modality": cfg.modality, "subject": cfg.data.subject, "roi": cfg.data.roi, "n_voxels": data.n_voxels,
                "loss_weights": [step.w_d, step.w_ed, step.w_de],
@@ -218,7 +216,7 @@ def _train_decoder(cfg: DecoderConfig, runtime: core.Runtime, data_root: Path, r
                "unpaired_fmri": UNPAIRED_FMRI[cfg.data.unpaired_fmri] if step.w_de > 0 else "none (no DE cycle)",
                "perceptual_net": step.perceptual.name if step.perceptual is not None else "none",
                "n_unpaired_images": int(len(step.pool)) if step.pool is not None else 0, "frozen_cache": cache,
-               "test_pixcorr_last_epoch": last.get("test_pixcorr", float("nan")),
+               "test_pixcorr": test_pixcorr,
                "best_epoch": int(checkpoint.load(run_dir / checkpoint.BEST)["epoch"]) + 1,
                "selected_by": selection(select, cfg.data.val_fraction), **runtime.record()}
     if runtime.is_main:

@@ -110,42 +110,38 @@ def _train_encoder(cfg: EncoderConfig, runtime: core.Runtime, data_root: Path, r
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, t.milestones, t.gamma)
     monitor = Monitor(run_dir, enabled=runtime.is_main, quiet=quiet)
 
+    steps = core.steps_per_epoch(len(data.train_images), t.batch_size, runtime, cfg.data.val_fraction == 0)
+
     def train_epoch(epoch: int) -> dict:
         order = core.epoch_order(len(data.train_images), t.seed, epoch, runtime)
         gen = core.epoch_generator(t.seed, epoch, runtime)
-        steps = core.steps_per_epoch(len(data.train_images), t.batch_size, runtime, cfg.data.val_fraction == 0)
         guard = StepGuard(runtime, epoch, steps)
-        with monitor.progress(steps, f"encoder epoch {epoch + 1}/{t.epochs}") as bar:
-            for s in range(steps):
-                idx = order[s * t.batch_size:(s + 1) * t.batch_size].to(runtime.device)
-                images = random_shift(as_float(data.train_images[idx]), cfg.loss.pad_percent, gen)
-                with core.autocast(runtime):
-                    pred = model(images).float()
-                loss, parts = encoder_loss(raw, pred, data.train_fmri[idx], cfg)
-                guard.add(s, {"loss": loss, **parts})  # stops here, before the weights change, on a NaN or SIGTERM
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                bar.update(bar.task_ids[0], advance=1, metric=guard.running())
+        for s in range(steps):
+            idx = order[s * t.batch_size:(s + 1) * t.batch_size].to(runtime.device)
+            images = random_shift(as_float(data.train_images[idx]), cfg.loss.pad_percent, gen)
+            with core.autocast(runtime):
+                pred = model(images).float()
+            loss, parts = encoder_loss(raw, pred, data.train_fmri[idx], cfg)
+            guard.add(s, {"loss": loss, **parts})  # stops here, before the weights change, on a NaN or SIGTERM
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            monitor.step(epoch, guard.running())
         return {f"train_{k}": core.all_reduce_mean(v, runtime) for k, v in guard.means().items()}
 
     has_val = len(data.val_images) > 0
 
     def validate(epoch: int) -> dict:
-        out = {}
-        if has_val:
-            val = predict(raw, data.val_images)
-            out["val_loss"] = float(losses.voxel_loss(val, data.val_fmri, cfg.loss.mse, cfg.loss.cosine))
-        test = predict(raw, data.test_images)
-        r = voxel_correlation(test, data.test_fmri)
-        return {**out, "test_loss": float(losses.voxel_loss(test, data.test_fmri, cfg.loss.mse, cfg.loss.cosine)),
-                **{f"test_{k}": v for k, v in correlation_summary(r, data.noise_ceiling).items()}}
+        """The validation split only: the test set is scored once, after training (metrics.json)."""
+        if not has_val:
+            return {}
+        val = predict(raw, data.val_images)
+        return {"val_loss": float(losses.voxel_loss(val, data.val_fmri, cfg.loss.mse, cfg.loss.cosine)),
+                "val_median_r": float(voxel_correlation(val, data.val_fmri).median())}
 
     def line(r: dict) -> str:
-        val = f"val {r['val_loss']:.4f}  " if has_val else ""
-        return (f"encoder epoch {r['epoch'] + 1}/{t.epochs}  train {r['train_loss']:.4f}  {val}"
-                f"test r median {r['test_median_r']:.3f} (r/ceiling {r['test_median_r_over_ceiling']:.2f})  "
-                f"{r['seconds']:.0f}s")
+        val = f"val loss {r['val_loss']:.4f}  val r median {r['val_median_r']:.3f}  " if has_val else ""
+        return f"encoder epoch {r['epoch'] + 1}/{t.epochs}  train {r['train_loss']:.4f}  {val}{r['seconds']:.0f}s"
 
     config = to_dict(cfg)
     fp = checkpoint.fingerprint(data.files)
@@ -153,7 +149,7 @@ def _train_encoder(cfg: EncoderConfig, runtime: core.Runtime, data_root: Path, r
     history = fit(run_dir=run_dir, runtime=runtime, model=model, optimizer=optimizer, scheduler=scheduler,
                   epochs=t.epochs, seed=t.seed, config=config, data_fingerprint=fp, train_epoch=train_epoch,
                   validate=validate, select="val_loss" if has_val else None, monitor=monitor, resume=resume,
-                  line=line, extra=extra)
+                  line=line, extra=extra, name="train-encoder", steps=steps)
     monitor.close()
     best = load_encoder(run_dir, runtime.device)
     test = predict(best, data.test_images)

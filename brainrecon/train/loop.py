@@ -1,6 +1,7 @@
 """The epoch loop both trainers share: resume, per-epoch atomic checkpoints, best-model selection, Ctrl-C, logging.
 
-The trainer supplies `train_epoch(epoch) -> dict` and `validate(epoch) -> dict`; this loop owns everything else,
+The trainer supplies `train_epoch(epoch) -> dict` (calling `monitor.step` after each of its `steps` steps) and
+`validate(epoch) -> dict`; this loop owns everything else (the stage's progress bar among it),
 including writing the resolved `config.yaml` once the run folder is known to be new or resumable. `select` names the
 validation quantity that picks best.pt; None (no validation split) keeps the last epoch: the test set never selects.
 """
@@ -29,7 +30,8 @@ from brainrecon.train.monitor import Monitor
 def fit(*, run_dir: Path, runtime: Runtime, model: torch.nn.Module, optimizer, scheduler, epochs: int, seed: int,
         config: dict, data_fingerprint: str, train_epoch: Callable[[int], dict], validate: Callable[[int], dict],
         select: str | None, monitor: Monitor, resume: bool, warn_seconds: float = 0.0,
-        line: Callable[[dict], str] = str, extra: dict | None = None) -> list[dict]:
+        line: Callable[[dict], str] = str, extra: dict | None = None, name: str = "training",
+        steps: int = 1) -> list[dict]:
     run_dir = Path(run_dir)
     start_epoch, best, history, elapsed = 0, float("inf"), [], 0.0
     last = run_dir / checkpoint.LAST
@@ -57,7 +59,7 @@ def fit(*, run_dir: Path, runtime: Runtime, model: torch.nn.Module, optimizer, s
 
     epoch, warned = start_epoch, False
     try:
-        with stop_on_signals():
+        with stop_on_signals(), monitor.stage(name, epochs, steps, start_epoch):
             for epoch in range(start_epoch, epochs):
                 seed_everything(seed * 1000 + epoch * 7 + runtime.rank)
                 model.train()

@@ -1,4 +1,8 @@
-"""Rank-0 logging: one plain line and one metrics.jsonl record per epoch, TensorBoard scalars and images."""
+"""Rank-0 logging: live progress, one plain line and one metrics.jsonl record per epoch, TensorBoard scalars and images.
+
+On a terminal a training stage shows one bar over all its steps (epoch, step, elapsed, remaining, the running loss)
+with each epoch's line printed above it; when stderr is not a terminal (a log file, CI, a scheduler) there is no bar,
+only the plain line per epoch. `quiet` turns both off (the epoch records are still written)."""
 
 from __future__ import annotations
 
@@ -24,12 +28,38 @@ class Monitor:
             except ImportError:  # tensorboard is a dependency, but a missing one must not stop training
                 self.writer = None
 
+    @property
+    def live(self) -> bool:
+        """Whether bars are drawn: rank 0, not quiet, stderr a terminal."""
+        return self.enabled and not self.quiet and console.is_terminal
+
     def progress(self, total: int, description: str) -> Progress:
         p = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                     TextColumn("{task.fields[metric]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                     console=console, disable=not self.enabled or self.quiet, transient=True)
+                     TextColumn("{task.fields[metric]}"), TimeElapsedColumn(), TextColumn("remaining"),
+                     TimeRemainingColumn(), console=console, disable=not self.live, transient=True)
         p.add_task(description, total=total, metric="")
         return p
+
+    @contextlib.contextmanager
+    def stage(self, name: str, epochs: int, steps: int, start_epoch: int = 0):
+        """One bar over a whole training stage (epochs x steps, a resumed run starting where it stopped); yields
+        `step(epoch, running)`, called after each step with the running loss text."""
+        with self.progress(epochs * steps, name) as bar:
+            task = bar.task_ids[0]
+            bar.update(task, completed=start_epoch * steps)
+
+            def step(epoch: int, running: str):
+                bar.update(task, advance=1, metric=running, description=f"{name} epoch {epoch + 1}/{epochs}")
+            self._step = step
+            try:
+                yield step
+            finally:
+                self._step = None
+
+    def step(self, epoch: int, running: str) -> None:
+        """Advance the stage's bar by one step (a no-op outside `stage`)."""
+        if getattr(self, "_step", None) is not None:
+            self._step(epoch, running)
 
     @contextlib.contextmanager
     def counting(self, total: int, description: str):
