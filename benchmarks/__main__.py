@@ -204,7 +204,8 @@ def demo_steps(device, reps: int) -> None:
 
 
 def evaluate_speed(reps: int) -> None:
-    from brainrecon.evaluate import distance_matrix, identification
+    from brainrecon.evaluation.distances import distance_matrix
+    from brainrecon.evaluation.statistics import identification
     rng = np.random.default_rng(0)
     recon = rng.integers(0, 256, (50, 112, 112, 3), dtype=np.uint8)
     truth = rng.integers(0, 256, (50, 112, 112, 3), dtype=np.uint8)
@@ -212,7 +213,7 @@ def evaluate_speed(reps: int) -> None:
           "in full precision)")
 
     def naive():  # the original's shape: distances recomputed for every repeat and candidate
-        from brainrecon.evaluate import pixcorr_distance
+        from brainrecon.evaluation.distances import pixcorr_distance
         r = np.random.default_rng(0)
         for ways in (2, 5, 10):
             for i in range(50):

@@ -17,7 +17,7 @@ from pathlib import Path
 from brainrecon.config import load_config
 from brainrecon.simulation.simulate import simulate_subject
 from brainrecon.demo import DEMO_SUBJECT
-from brainrecon.evaluate import EvalOptions, evaluate_runs
+from brainrecon.evaluation.identification import EvalOptions, evaluate_runs
 from brainrecon.reconstruct import load_reconstructions, reconstruct
 from brainrecon.train.decoder import train_decoder
 from brainrecon.train.encoder import train_encoder

@@ -33,7 +33,7 @@ from pathlib import Path
 from brainrecon.config import load_config
 from brainrecon.simulation.simulate import simulate_subject
 from brainrecon.demo import DEMO_SUBJECT, run_demo
-from brainrecon.evaluate import EvalOptions, evaluate_runs
+from brainrecon.evaluation.identification import EvalOptions, evaluate_runs
 from brainrecon.reconstruct import NPZ, load_reconstructions, reconstruct
 from brainrecon.train.decoder import train_decoder
 from brainrecon.train.encoder import train_encoder
@@ -164,11 +164,11 @@ def seeds(out: Path, n_seeds: int = 3, train: bool = True) -> None:
     seed 0, then every arm's seed 1, ...), so that a study cut short still pairs every arm. Per arm and metric: the
     mean over seeds with the seed spread (SD of the seed means) beside the image-bootstrap CI of the seed-averaged
     per-image scores; per pair: the paired difference of the seed-averaged per-image scores (paired bootstrap CI and
-    sign-flip p over images, brainrecon.compare). With train=False (mode seeds-report) only the runs already done are
+    sign-flip p over images, brainrecon.evaluation.compare). With train=False (mode seeds-report) only the runs already done are
     scored, each arm over the seeds it has. -> OUT/seeds_arms.csv, OUT/seeds_pairs.csv"""
     import numpy as np
-    from brainrecon.compare import paired_difference
-    from brainrecon.evaluate import bootstrap_ci
+    from brainrecon.evaluation.compare import paired_difference
+    from brainrecon.evaluation.statistics import bootstrap_ci
     data = subject(out / "data")
     encoders = {"rgbd": out / "encoder_rgbd", "rgb": out / "encoder_rgb"}
     runs = {"ridge": [decoder(data, out / "ridge_rgbd", ["model.kind=ridge"], None)]}

@@ -373,13 +373,24 @@ def train_decoder_cmd(
 def reconstruct(
     run: Path = typer.Argument(..., help="train-decoder --out folder."),
     split: str = typer.Option("test", "--split", help="test | train"),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: RUN/reconstruct_<split>)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: RUN/reconstruct_<split>, with "
+                                       "--fmri RUN/decoded_<file>)."),
     data_dir: Optional[Path] = DataDir,
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps"),
+    fmri: Optional[Path] = typer.Option(None, "--fmri", help="Decode this array instead of a split: .npy, or .npz "
+                                        "(--key names the array), shaped (N, V) over the run's ROI or over the "
+                                        "subject file's whole voxel axis (the run's ROI mask is applied)."),
+    key: Optional[str] = typer.Option(None, "--key", help="With --fmri FILE.npz: the array to decode."),
 ):
-    """Decode fMRI into images/depth: reconstructions.npz, side-by-side PNGs and gallery.png."""
+    """Decode fMRI into images/depth: the run's test (or train) split, or any array with --fmri; arrays, PNGs and a
+    gallery."""
     _choice("--split", split, ("test", "train"))
     _device("--device", device)
+    if fmri is not None:
+        from brainrecon.reconstruct import decode_fmri
+        path = decode_fmri(run, fmri, key, out, data_dir, device)
+        out_console.print(f"decoded: {path}\ngrid: {path.parent / 'grid.png'}")
+        return
     from brainrecon.reconstruct import reconstruct as run_reconstruct
     path = run_reconstruct(run, split, out, data_dir, device)
     out_console.print(f"reconstructions: {path}\ngallery: {path.parent / 'gallery.png'}")
@@ -413,8 +424,8 @@ def evaluate(
     _choice("--suite", suite, ("nsd",))
     _device("--device", device)
     root = _data_dir(data_dir)
-    from brainrecon.compare import compare_runs
-    from brainrecon.evaluate import EvalOptions, evaluate_runs, write_outputs
+    from brainrecon.evaluation.compare import compare_runs
+    from brainrecon.evaluation.identification import EvalOptions, evaluate_runs, write_outputs
     from brainrecon.reconstruct import load_reconstructions
     try:
         ways_t = tuple(int(w) for w in ways.split(","))
@@ -430,7 +441,7 @@ def evaluate(
     comparisons = compare_runs(records, seed) if len({r["run"] for r in records}) > 1 else []
     suite_rows = []
     if suite == "nsd":
-        from brainrecon.nsd_suite import evaluate_suite
+        from brainrecon.evaluation.nsd_suite import evaluate_suite
         from brainrecon.train.core import pick_device
         suite_rows = evaluate_suite(loaded, pick_device(device), offline=not download,
                                     say=lambda s: err_console.print(f"--suite nsd: {s}", highlight=False))
@@ -448,7 +459,7 @@ def print_suite(rows: list) -> None:
     better); unavailable metrics say why below the table."""
     if not rows:
         return
-    from brainrecon.nsd_suite import COLUMNS, LOWER_IS_BETTER, table
+    from brainrecon.evaluation.nsd_suite import COLUMNS, LOWER_IS_BETTER, table
     t = Table(title="NSD metric suite (exhaustive two-way identification in %; EffNet-B and SwAV: correlation "
                     "distance)", title_justify="left")
     t.add_column("run", no_wrap=True)
@@ -466,7 +477,7 @@ def print_comparisons(rows: list) -> None:
     """The paired comparisons at the largest n (all of them are in comparisons.csv)."""
     if not rows:
         return
-    from brainrecon.compare import N_BOOT, N_PERM
+    from brainrecon.evaluation.compare import N_BOOT, N_PERM
     top = max(r["ways"] for r in rows)
     t = Table(title=f"paired comparisons, {top}-way: per-image difference a - b on the same images and distractors; "
                     f"paired bootstrap 95% CI ({N_BOOT} resamples), two-sided sign-flip p ({N_PERM} flips), seed "

@@ -29,7 +29,7 @@ MODALITIES = ("rgb", "depth", "rgbd")
 ROIS = ("V1", "V2", "V3", "V4", "FFA", "PPA", "LOC", "LVC", "HVC", "VC")
 ALL_METRICS = ("pixcorr", "ssim", "perceptual-effnet", "semantic-50way", "perceptual-vgg", "depth-perceptual",
                "lpips-alex")
-"""Every metric `evaluate --metric` accepts (brainrecon.evaluate computes them)."""
+"""Every metric `evaluate --metric` accepts (brainrecon/evaluation computes them)."""
 
 
 @dataclass

@@ -206,8 +206,8 @@ def _reconstruct(stages: Stages, run: Path, run_key: str, data: Path, say, steps
 
 def _evaluate(out: Path, recon_paths: list[Path], data: Path) -> dict:
     """Always computed afresh from the reconstructions (seconds): identification, deep - ridge, the galleries."""
-    from brainrecon.compare import compare_runs
-    from brainrecon.evaluate import EvalOptions, evaluate_runs, write_outputs
+    from brainrecon.evaluation.compare import compare_runs
+    from brainrecon.evaluation.identification import EvalOptions, evaluate_runs, write_outputs
     from brainrecon.reconstruct import load_reconstructions, with_ceilings
     from brainrecon.viz import comparison_grid
     opts = EvalOptions(ways=(2, 5, 10), metrics=("pixcorr", "ssim", "perceptual-effnet"), repeats=100,

@@ -144,3 +144,31 @@ def load_reconstructions(path: Path) -> dict:
     data["path"] = path
     data.setdefault("run", np.array(path.parent.name))
     return data
+
+
+DECODED = "decoded.npz"
+
+
+def decode_fmri(run_dir: Path, fmri: Path, key: str | None = None, out: Path | None = None,
+                data_dir: Path | None = None, device: str = "auto") -> Path:
+    """Decode any fMRI array (reconstruct --fmri): `decoded.npz` (reconstructions uint8 (N, H, W, C), the source
+    file and key), one PNG per sample and grid.png into `out` (default: RUN/decoded_<file stem>)."""
+    from brainrecon.api import load_decoder as load_trained, read_fmri, roi_voxels
+    from brainrecon.viz import grid
+    run_dir = Path(run_dir)
+    decoder = load_trained(run_dir, device)
+    voxels = roi_voxels(read_fmri(fmri, key), decoder, data_dir)
+    images = decoder.decode(voxels)
+    recon_u8 = np.round(images * 255).astype(np.uint8)
+    out = Path(out) if out else run_dir / f"decoded_{Path(fmri).stem}"
+
+    def writer(tmp: Path):
+        buf = io.BytesIO()
+        np.savez(buf, reconstructions=recon_u8, modality=decoder.modality, subject=decoder.config.data.subject,
+                 source=str(Path(fmri).resolve()), key=key or "", run=str(run_dir.name))
+        tmp.write_bytes(buf.getvalue())
+    write_atomic(out / DECODED, writer)
+    for i, image in enumerate(recon_u8):
+        save_png(grid(image[None], columns=1), out / f"{i:03d}.png")
+    save_png(grid(recon_u8), out / "grid.png")
+    return out / DECODED

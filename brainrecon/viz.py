@@ -50,7 +50,21 @@ def side_by_side(truth: np.ndarray, recon: np.ndarray, gap: int = 2) -> np.ndarr
 
 def gallery(truth: np.ndarray, recon: np.ndarray, columns: int = 5, gap: int = 4) -> np.ndarray:
     """A grid of side-by-side pairs a person can take in at a glance: (N, H, W, C) x 2 -> uint8 RGB."""
-    tiles = [side_by_side(t, r) for t, r in zip(truth, recon)]
+    return tile([side_by_side(t, r) for t, r in zip(truth, recon)], columns, gap)
+
+
+def grid(images: np.ndarray, columns: int = 8, gap: int = 4) -> np.ndarray:
+    """Decoded images without a ground truth (reconstruct --fmri): each image's panels side by side, in a grid."""
+    def one(image):
+        row = []
+        for p in panels(image):
+            row += [p, np.full((p.shape[0], 2, 3), 255, np.uint8)]
+        return np.concatenate(row[:-1], axis=1)
+    return tile([one(i) for i in images], columns if images.shape[-1] == 3 else max(1, columns // 3), gap)
+
+
+def tile(tiles: list[np.ndarray], columns: int, gap: int = 4) -> np.ndarray:
+    """Equal-sized uint8 RGB tiles in rows of `columns`, on white."""
     h, w = tiles[0].shape[:2]
     rows = (len(tiles) + columns - 1) // columns
     canvas = np.full((rows * (h + gap) + gap, columns * (w + gap) + gap, 3), 255, np.uint8)

@@ -7,9 +7,9 @@ from itertools import product
 import numpy as np
 import pytest
 
-from brainrecon.compare import compare_runs, paired_difference
+from brainrecon.evaluation.compare import compare_runs, paired_difference
 from brainrecon.errors import UserError
-from brainrecon.evaluate import EvalOptions, evaluate_runs, write_outputs
+from brainrecon.evaluation.identification import EvalOptions, evaluate_runs, write_outputs
 
 
 def test_a_known_shift_gives_a_ci_around_it_and_a_small_p():

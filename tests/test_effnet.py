@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from brainrecon import losses
-from brainrecon.evaluate import EvalOptions, distance_matrix, evaluate_runs, identification
+from brainrecon.evaluation.distances import distance_matrix
+from brainrecon.evaluation.identification import EvalOptions, evaluate_runs
+from brainrecon.evaluation.statistics import identification
 from brainrecon.models import effnet
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-samples-112" / "val"

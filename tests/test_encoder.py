@@ -161,7 +161,7 @@ def test_depth_input_options_are_validated():
 def test_effnet_encoder_and_decoder_end_to_end_with_the_ceiling_row(tiny_subject, tmp_path):
     """--config demo with model.arch=effnet-lite0: encoder, self-supervised decoder, reconstruct with D(E(x)),
     evaluate scoring D(E(x)) as a row of its own."""
-    from brainrecon.evaluate import EvalOptions, evaluate_runs
+    from brainrecon.evaluation.identification import EvalOptions, evaluate_runs
     from brainrecon.reconstruct import load_reconstructions, reconstruct, with_ceilings
     from brainrecon.train.decoder import train_decoder
     sets = tiny_overrides(**{"train.epochs": 1, "train.milestones": "[]", "model.input_size": 32,

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from brainrecon.errors import UserError
-from brainrecon.evaluate import (EvalOptions, distance_matrix, evaluate_runs, exhaustive_two_way, identification,
-                                 pixcorr_distance, ssim_distance)
+from brainrecon.evaluation.distances import distance_matrix, pixcorr_distance, ssim_distance
+from brainrecon.evaluation.identification import EvalOptions, evaluate_runs
+from brainrecon.evaluation.statistics import exhaustive_two_way, identification
 
 
 def images(rng, n=20, size=16, c=3):

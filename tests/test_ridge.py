@@ -5,7 +5,8 @@ import numpy as np
 import torch
 
 from brainrecon.config import load_config
-from brainrecon.evaluate import EvalOptions, evaluate_runs, pixcorr_distance
+from brainrecon.evaluation.distances import pixcorr_distance
+from brainrecon.evaluation.identification import EvalOptions, evaluate_runs
 from brainrecon.reconstruct import load_reconstructions, reconstruct
 from brainrecon.train.decoder import train_decoder
 from brainrecon.train.ridge import cross_validate, fit_ridge

@@ -2,8 +2,13 @@
 
 vgg16-release: the release's depth / RGBD VGG16 (METHOD §4); vgg16-imagenet: torchvision's (rgb); vgg16-random: a
 seeded random-init VGG16; effnet-lite0: real ImageNet features that ship in a wheel (models/effnet.py), available on
-every machine (rgb; a depth map is fed as a grey image). `auto` picks the
-first available in that order.
+every machine (rgb; a depth map is fed as a grey image).
+
+`auto` is the paper's network, never a fallback: vgg16-imagenet for rgb (torchvision's weights, fetched through its
+weights API on first use with its own progress and hash check) and vgg16-release for depth and rgbd (the release file,
+from `brainrecon fetch-data --only vgg`). When they cannot be had the run stops with one line naming what is missing
+and the two ways forward: get the weights, or name a stand-in (effnet-lite0, vgg16-random) explicitly. A stand-in is
+announced at the start of the run (`STAND_INS`) and recorded in metrics.json.
 """
 
 from __future__ import annotations
@@ -16,8 +21,7 @@ import torch.nn as nn
 from brainrecon.data import layout
 from brainrecon.data.transforms import N_CHANNELS, normalize_for_network
 from brainrecon.errors import UserError
-from brainrecon.models.vgg import (PERCEPTUAL_TAPS, TappedFeatures, build_vgg, imagenet_vgg_cached,
-                                   load_imagenet_vgg, load_release_vgg)
+from brainrecon.models.vgg import PERCEPTUAL_TAPS, TappedFeatures, build_vgg, load_imagenet_vgg, load_release_vgg
 
 
 class PerceptualNet(nn.Module):
@@ -37,14 +41,24 @@ class PerceptualNet(nn.Module):
         return self.features(normalize_for_network(images, self.modality))
 
 
-def resolve_kind(kind: str, modality: str, root: Path) -> str:
+STAND_INS = {"effnet-lite0": "the EfficientNet-Lite0 that ships with brainrecon (ImageNet weights)",
+             "vgg16-random": "a randomly initialised VGG16 (no trained weights)"}
+"""The perceptual networks that are not the paper's, with what they are: announced at the start of a run."""
+
+
+def resolve_kind(kind: str, modality: str, root: Path | None) -> str:
+    """`auto` -> the paper's network for the modality; a named network stays as named."""
     if kind != "auto":
         return kind
-    if modality != "rgb" and layout.release_vgg_file(root, "vgg16", modality).exists():
-        return "vgg16-release"
-    if modality == "rgb" and imagenet_vgg_cached("vgg16"):
-        return "vgg16-imagenet"
-    return "vgg16-random"
+    return "vgg16-imagenet" if modality == "rgb" else "vgg16-release"
+
+
+def stand_in_note(name: str, modality: str) -> str | None:
+    """One line for a run on a network other than the paper's; None for the paper's."""
+    if name not in STAND_INS:
+        return None
+    paper = "vgg16-imagenet" if modality == "rgb" else "vgg16-release"
+    return f"perceptual loss on {name}: {STAND_INS[name]}, a stand-in for the paper's {paper}"
 
 
 def build_perceptual_net(kind: str, modality: str, root: Path, seed: int = 0,
@@ -58,7 +72,12 @@ def build_perceptual_net(kind: str, modality: str, root: Path, seed: int = 0,
     if kind == "vgg16-release":
         if modality == "rgb":
             raise UserError("perceptual_net=vgg16-release has no rgb network in the release; use vgg16-imagenet")
-        vgg = load_release_vgg(layout.release_vgg_file(root, "vgg16", modality), "vgg16", N_CHANNELS[modality])
+        path = layout.release_vgg_file(Path(root or "."), "vgg16", modality)
+        if not path.exists():
+            raise UserError(f"{path}: the release's {modality} VGG16 for the perceptual loss is missing; run "
+                            f"`brainrecon fetch-data --only vgg`, or name a stand-in: --set "
+                            f"loss.perceptual_net=effnet-lite0 (shipped) or vgg16-random")
+        vgg = load_release_vgg(path, "vgg16", N_CHANNELS[modality])
     elif kind == "vgg16-imagenet":
         if modality != "rgb":
             raise UserError(f"perceptual_net=vgg16-imagenet takes rgb only, not {modality}; use vgg16-release")

@@ -71,9 +71,11 @@ def load_imagenet_vgg(arch: str) -> nn.Module:
     try:
         return getattr(tv_vgg, arch)(weights=weights)
     except Exception as e:  # noqa: BLE001 - URLError, HTTPError, socket errors
-        raise UserError(f"torchvision {arch} ImageNet weights are not cached and cannot be downloaded ({e}); "
-                        "connect to the internet once, or use backbone_weights=none / perceptual_net=vgg16-random") \
-            from None
+        raise UserError(f"torchvision's ImageNet {arch} weights are not in the torch hub cache "
+                        f"({torch.hub.get_dir()}) and could not be downloaded ({type(e).__name__}: {e}); connect to "
+                        "the internet once (they are fetched and hash-checked on first use), or name a stand-in: "
+                        "--set loss.perceptual_net=effnet-lite0 (shipped) or vgg16-random; for an encoder "
+                        "--backbone-weights none") from None
 
 
 def imagenet_vgg_cached(arch: str) -> bool:

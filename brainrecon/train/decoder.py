@@ -19,7 +19,7 @@ from brainrecon.data.datasets import (as_float, channel_norms, load_paired, load
                                       unpaired_fmri_batch)
 from brainrecon.errors import UserError
 from brainrecon.models.decoder import Decoder, DecoderArch
-from brainrecon.models.perceptual import build_perceptual_net
+from brainrecon.models.perceptual import build_perceptual_net, stand_in_note
 from brainrecon.train import checkpoint, core, runlock
 from brainrecon.train.encoder import load_encoder
 from brainrecon.train.frozen_cache import FrozenCache, fill_in_order
@@ -156,6 +156,8 @@ def _train_decoder(cfg: DecoderConfig, runtime: core.Runtime, data_root: Path, r
     optimizer = torch.optim.Adam(raw.parameters(), lr=t.lr, amsgrad=True)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, t.milestones, t.gamma)
     monitor = Monitor(run_dir, enabled=runtime.is_main, quiet=quiet)
+    if step.perceptual is not None and (note := stand_in_note(step.perceptual.name, cfg.modality)):
+        monitor.say(note)
     steps = core.steps_per_epoch(len(data.train_images), t.batch_size, runtime, cfg.data.val_fraction == 0)
     cache_start = time.perf_counter()
     cache = step.fill_caches(monitor.counting)

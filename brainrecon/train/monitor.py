@@ -80,6 +80,11 @@ class Monitor:
                     self.writer.add_scalar(k, v, record.get("epoch", 0))
             self.writer.flush()
 
+    def say(self, message: str) -> None:
+        """An information line on rank 0, shown even when quiet (what a run is made of, e.g. a stand-in network)."""
+        if self.enabled:
+            console.print(message, highlight=False)
+
     def note(self, message: str) -> None:
         """A warning line on rank 0, shown even when quiet (the demo runs its trainers quietly)."""
         if self.enabled:

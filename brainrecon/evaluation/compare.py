@@ -30,7 +30,7 @@ def paired_difference(a: np.ndarray, b: np.ndarray, seed: int = 0, n_boot: int =
     if a.shape != b.shape or a.ndim != 1:
         raise UserError(f"a paired comparison needs the same images in both runs; found {a.shape} and {b.shape} "
                         "per-image scores")
-    from brainrecon.evaluate import bootstrap_ci
+    from brainrecon.evaluation.statistics import bootstrap_ci
     d = a - b
     ci_low, ci_high = bootstrap_ci(d, np.random.default_rng([seed, 1]), n_boot)     # resampling images, paired
     signs = np.random.default_rng([seed, 2]).choice((-1.0, 1.0), (n_perm, len(d)))

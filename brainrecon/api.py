@@ -1,0 +1,164 @@
+"""The Python API: trained runs as objects a script can call.
+
+    from brainrecon import load_decoder, load_encoder
+    decoder = load_decoder("runs/decoder")            # a train-decoder --out folder (deep or ridge)
+    images = decoder.decode(voxels)                    # (N, V) fMRI -> (N, H, W, C) floats in [0, 1]
+    encoder = load_encoder("runs/encoder")
+    predicted = encoder.predict(images)                # (N, H, W, C) images -> (N, V) voxels
+
+Arrays in and out are numpy; the networks run on the device asked for (`auto`: CUDA, else MPS, else CPU), in
+batches. `decode` takes the run's ROI voxels (V columns, preprocessed as the training data: the release's sbj_<N>.npz
+or convert-god / convert-nsd output); `roi_voxels` reduces an array over the subject file's whole voxel axis with the
+run's ROI mask. Channels: rgb 3, depth 1, rgbd 4 (RGB then depth).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from brainrecon.errors import UserError
+
+
+@dataclass
+class TrainedDecoder:
+    """A train-decoder run: `decode(voxels)` -> images. `config` is the run's resolved DecoderConfig."""
+    run: Path
+    model: torch.nn.Module
+    config: object
+    device: torch.device
+
+    @property
+    def n_voxels(self) -> int:
+        return int(self.model.n_voxels)
+
+    @property
+    def modality(self) -> str:
+        return self.config.modality
+
+    def decode(self, voxels, batch: int = 64) -> np.ndarray:
+        """(N, V) fMRI (the run's ROI, normalised as its training data) -> (N, H, W, C) float32 images in [0, 1]."""
+        x = check_voxels(voxels, self.n_voxels, self.run)
+        with torch.no_grad():
+            out = [self.model(x[i:i + batch].to(self.device)).float().clamp(0, 1).cpu()
+                   for i in range(0, len(x), batch)]
+        return torch.cat(out).permute(0, 2, 3, 1).numpy()
+
+
+@dataclass
+class TrainedEncoder:
+    """A train-encoder run: `predict(images)` -> voxels. `config` is the run's resolved EncoderConfig."""
+    run: Path
+    model: torch.nn.Module
+    config: object
+    device: torch.device
+
+    @property
+    def n_voxels(self) -> int:
+        return int(self.model.arch.n_voxels)
+
+    @property
+    def modality(self) -> str:
+        return self.config.modality
+
+    def predict(self, images, batch: int = 64) -> np.ndarray:
+        """(N, H, W, C) images (uint8, or floats in [0, 1]) -> (N, V) predicted voxels (float32). Any side: the
+        encoder resizes to its input size."""
+        x = as_images(images, {"rgb": 3, "depth": 1, "rgbd": 4}[self.modality], self.run)
+        with torch.no_grad():
+            out = [self.model(x[i:i + batch].to(self.device)).float().cpu() for i in range(0, len(x), batch)]
+        return torch.cat(out).numpy()
+
+
+def check_voxels(voxels, n_voxels: int, run: Path) -> torch.Tensor:
+    a = np.asarray(voxels)
+    if a.ndim == 1:
+        a = a[None]
+    if a.ndim != 2 or a.shape[1] != n_voxels:
+        raise UserError(f"fMRI of shape {a.shape}: the decoder of {run} takes (N, {n_voxels}) arrays (its ROI's "
+                        f"voxels, one row per sample)")
+    if not np.issubdtype(a.dtype, np.number) or not np.isfinite(a).all():
+        raise UserError(f"fMRI of dtype {a.dtype}: expected finite numbers")
+    return torch.as_tensor(a, dtype=torch.float32)
+
+
+def as_images(images, channels: int, run: Path) -> torch.Tensor:
+    a = np.asarray(images)
+    if a.ndim == 3 and channels == 1:
+        a = a[..., None]
+    if a.ndim != 4 or a.shape[-1] != channels:
+        raise UserError(f"images of shape {a.shape}: the encoder of {run} takes (N, H, W, {channels}) arrays")
+    t = torch.as_tensor(np.ascontiguousarray(a)).permute(0, 3, 1, 2)
+    if a.dtype == np.uint8:
+        return t.float() / 255
+    if not np.issubdtype(a.dtype, np.floating) or a.min() < 0 or a.max() > 1:
+        raise UserError(f"images of dtype {a.dtype}: expected uint8, or floats in [0, 1]")
+    return t.float()
+
+
+def _device(device: str) -> torch.device:
+    from brainrecon.train.core import pick_device
+    return pick_device(device)
+
+
+def load_decoder(run: str | Path, device: str = "auto") -> TrainedDecoder:
+    """The best checkpoint of a train-decoder run (deep or ridge), ready to decode."""
+    from brainrecon.train.decoder import load_decoder as load
+    dev = _device(device)
+    model, cfg = load(Path(run), dev)
+    return TrainedDecoder(Path(run), model, cfg, dev)
+
+
+def load_encoder(run: str | Path, device: str = "auto") -> TrainedEncoder:
+    """The best checkpoint of a train-encoder run, ready to predict voxels."""
+    from brainrecon.train.encoder import load_encoder as load
+    dev = _device(device)
+    model = load(Path(run), dev)
+    return TrainedEncoder(Path(run), model, model.config, dev)
+
+
+def read_fmri(path: Path, key: str | None = None) -> np.ndarray:
+    """An fMRI array from a .npy file or a .npz file (`key`, or its only array); one line naming the fix otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--fmri {path}: no such file")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - not an npy/npz file
+        raise UserError(f"--fmri {path}: not a readable .npy or .npz file ({e})") from None
+    if isinstance(data, np.ndarray):
+        return data
+    with data:
+        names = list(data.files)
+        if key is None and len(names) == 1:
+            key = names[0]
+        if key not in names:
+            raise UserError(f"--fmri {path}: holds {', '.join(names) or 'no arrays'}; name the array with --key"
+                            + (f" (not {key!r})" if key else ""))
+        return data[key]
+
+
+def roi_voxels(voxels: np.ndarray, decoder: TrainedDecoder, data_dir: Path | None = None) -> np.ndarray:
+    """(N, V) as the decoder takes it: the run's ROI already (V columns), or the subject file's full voxel axis, which
+    is reduced with the run's ROI mask (read from sbj_<N>.npz in the run's data folder)."""
+    a = np.asarray(voxels)
+    a = a[None] if a.ndim == 1 else a
+    if a.ndim == 2 and a.shape[1] == decoder.n_voxels:
+        return a
+    from brainrecon.data import layout
+    from brainrecon.reconstruct import run_data_dir
+    cfg = decoder.config
+    subject_file = layout.subject_file(run_data_dir(decoder.run, data_dir), cfg.data.subject)
+    full = None
+    if subject_file.exists():
+        with np.load(subject_file) as npz:
+            mask = npz[cfg.data.roi] if cfg.data.roi in npz.files else None
+        if mask is not None and a.ndim == 2 and a.shape[1] == len(mask):
+            return a[:, mask.astype(bool)]
+        full = len(mask) if mask is not None else None
+    also = f", or (N, {full}) over the whole voxel axis of {subject_file.name}" if full else ""
+    raise UserError(f"fMRI of shape {a.shape}: the decoder of {decoder.run} takes (N, {decoder.n_voxels}) arrays "
+                    f"(subject {cfg.data.subject}, ROI {cfg.data.roi}){also}")
