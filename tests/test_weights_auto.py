@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from brainrecon.errors import UserError
-from brainrecon.models import perceptual, vgg
+from brainrecon.models import perceptual
 
 
 def test_auto_is_the_papers_network():

@@ -19,7 +19,7 @@ from brainrecon.atomic import write_text_atomic
 from brainrecon.config import ALL_METRICS
 from brainrecon.data import imagenet, layout
 from brainrecon.errors import UserError
-from brainrecon.evaluation.distances import (CLASSIFIER, WEIGHT_FREE, depth_errors, distance_matrix, metric_available,
+from brainrecon.evaluation.distances import (CLASSIFIER, depth_errors, distance_matrix, metric_available,
                                              semantic_identification)
 from brainrecon.evaluation.statistics import bootstrap_ci, exhaustive_two_way, identification
 
