@@ -52,6 +52,13 @@ CANDIDATES = {
                    "model.head_channels=8"],
                   ["data.resolution=48", "train.epochs=6", "train.milestones=[]", "train.unpaired_image_batch=24",
                    "train.unpaired_fmri_batch=8"]),
+    "e8-in48-d4": ({"n_unpaired": 1000},
+                   ["train.epochs=8", "train.lr=0.003", "model.head_channels=8", "model.input_size=48"],
+                   ["train.epochs=4", "train.milestones=[]", "train.unpaired_image_batch=24",
+                    "train.unpaired_fmri_batch=8"]),
+    "e5-d4": ({"n_unpaired": 1000},
+              ["train.epochs=5", "train.lr=0.003", "model.head_channels=8"],
+              ["train.epochs=4", "train.milestones=[]", "train.unpaired_image_batch=24", "train.unpaired_fmri_batch=8"]),
 }
 
 

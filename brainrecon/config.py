@@ -369,7 +369,7 @@ def preset_file(stage: str, name: str):
 
 
 def preset_names(stage: str) -> list[str]:
-    """Every preset shipped for a stage (modality files excluded), e.g. ['demo', 'quick']."""
+    """Every preset shipped for a stage (modality files excluded), e.g. ['demo', 'fast']."""
     names = (p.name[:-5] for p in resources.files("brainrecon.configs").joinpath(stage).iterdir()
              if p.name.endswith(".yaml"))
     return sorted(n for n in names if n not in MODALITIES)
@@ -416,7 +416,7 @@ def load_config(stage: str, modality: str, config: str = "paper", overrides: lis
         raise ConfigError(f"the shipped config configs/{stage}/{modality}.yaml is missing from the brainrecon "
                           f"install ({paper}); reinstall brainrecon")
     values = read_yaml(paper)
-    for name in (config or "paper").split(","):  # e.g. "demo,quick": presets and files merged in order
+    for name in (config or "paper").split(","):  # e.g. "demo,fast": presets and files merged in order
         name = name.strip()
         if name in ("paper", ""):
             continue

@@ -10,7 +10,7 @@ from brainrecon.errors import ConfigError
 
 SOURCE_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
-PRESETS = ["paper", "demo", "demo,quick"]
+PRESETS = ["paper", "demo", "demo,fast"]
 
 
 @pytest.mark.parametrize("stage", ["encoder", "decoder"])
@@ -29,7 +29,7 @@ def test_every_shipped_config_loads(stage, modality, preset):
 
 def test_every_yaml_file_is_used():
     files = {p.relative_to(SOURCE_CONFIGS).as_posix() for p in SOURCE_CONFIGS.rglob("*.yaml")}
-    expected = {f"{s}/{n}.yaml" for s in ("encoder", "decoder") for n in (*MODALITIES, "demo", "quick")}
+    expected = {f"{s}/{n}.yaml" for s in ("encoder", "decoder") for n in (*MODALITIES, "demo", "fast")}
     assert files == expected
 
 
@@ -38,7 +38,7 @@ def test_presets_are_read_through_the_package():
     for stage in ("encoder", "decoder"):
         for path in (SOURCE_CONFIGS / stage).glob("*.yaml"):
             assert config_module.preset_file(stage, path.stem).read_text() == path.read_text()
-    assert config_module.preset_names("decoder") == ["demo", "quick"]
+    assert config_module.preset_names("decoder") == ["demo", "fast"]
 
 
 def test_missing_modality_config_is_an_error_not_a_skip(monkeypatch, tmp_path):
@@ -48,12 +48,12 @@ def test_missing_modality_config_is_an_error_not_a_skip(monkeypatch, tmp_path):
 
 
 def test_unknown_preset_lists_the_presets():
-    with pytest.raises(ConfigError, match="presets for decoder: paper, demo, quick"):
+    with pytest.raises(ConfigError, match="presets for decoder: paper, demo, fast"):
         load_config("decoder", "rgbd", "dmeo")
 
 
 @pytest.mark.parametrize("stage", ["encoder", "decoder"])
-@pytest.mark.parametrize("preset", ["paper", "demo,quick"])
+@pytest.mark.parametrize("preset", ["paper", "demo,fast"])
 def test_config_show_loads_back_to_the_same_config(stage, preset, tmp_path):
     sets = ["--set", "train.lr=0.002", "--set", "data.subject=2"]
     result = CliRunner().invoke(app, ["config", "show", "--stage", stage, "--modality", "depth", "--config", preset,
@@ -74,7 +74,8 @@ def test_a_preset_section_applies_to_its_modality_only(tmp_path):
     for modality in ("rgb", "depth"):
         assert load_config("encoder", modality, "demo").model.depth_input == "grey"
         assert load_config("encoder", modality, "demo").train.epochs == 18
-    assert load_config("encoder", "rgbd", "demo,quick").model.depth_input == "grey"  # quick keeps the VGG19
+    assert load_config("encoder", "rgbd", "demo,fast").model.depth_input == "branch"   # fast keeps the branch
+    assert load_config("encoder", "rgbd", "demo,fast").train.epochs < load_config("encoder", "rgbd", "demo").train.epochs
     own = tmp_path / "mine.yaml"
     own.write_text("train: {lr: 0.01}\ndepth: {train: {lr: 0.02}}\n")
     assert load_config("encoder", "depth", str(own)).train.lr == 0.02

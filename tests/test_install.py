@@ -2,7 +2,7 @@
 
 The wheel is built offline (`--no-deps --no-build-isolation`), unpacked outside the checkout and imported from another
 working directory; every stage x modality x preset must resolve to the same config as the source tree, and
-`brainrecon demo --quick` must run end to end from that install.
+`brainrecon demo` must run end to end from that install.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import pytest
 from brainrecon.config import MODALITIES, STAGES, load_config, to_dict
 
 ROOT = Path(__file__).resolve().parents[1]
-PRESETS = ("paper", "demo", "demo,quick")
+PRESETS = ("paper", "demo", "demo,fast")
 DUMP = """
 import json, brainrecon
 from brainrecon.config import load_config, to_dict
 out = {f"{s}/{m}/{p}": to_dict(load_config(s, m, p)) for s in ("encoder", "decoder")
-       for m in ("rgb", "depth", "rgbd") for p in ("paper", "demo", "demo,quick")}
+       for m in ("rgb", "depth", "rgbd") for p in ("paper", "demo", "demo,fast")}
 print(json.dumps({"file": brainrecon.__file__, "configs": out}))
 """
 
@@ -80,21 +80,21 @@ def test_installed_configs_equal_the_source_tree(installs, kind, tmp_path):
                 assert dumped["configs"][f"{s}/{m}/{p}"] == to_dict(load_config(s, m, p)), (s, m, p)
 
 
-@pytest.mark.slow  # 6 min on a 2-core CPU without bf16: CI runs it in its second pass (.ci/run)
-def test_demo_quick_from_the_installed_wheel(installs, tmp_path):
-    """The whole pipeline in about two minutes from a wheel install; re-running resumes finished stages."""
+@pytest.mark.slow  # ~5 min on a 2-core CPU: CI runs it in its second pass (.ci/run)
+def test_demo_from_the_installed_wheel(installs, tmp_path):
+    """The default demo from a wheel install, outside the checkout; a rerun reuses every finished stage."""
     cwd = tmp_path / "elsewhere"
     cwd.mkdir()
-    result = run_installed(installs["wheel"], ["-m", "brainrecon", "demo", "--quick", "--out", "demo"], cwd)
+    result = run_installed(installs["wheel"], ["-m", "brainrecon", "demo", "--out", "demo"], cwd, timeout=1800)
     assert result.returncode == 0, result.stdout + result.stderr
     out = cwd / "demo"
-    assert "SIMULATED" in result.stdout + result.stderr
+    assert "SIMULATED" in result.stdout + result.stderr and "tensorboard --logdir" in result.stderr
     assert (out / "decoder_rgbd/reconstruct_test/gallery.png").exists()
+    assert (out / "evaluation/gallery_vs_ridge.png").exists()
     records = json.loads((out / "evaluation/identification.json").read_text())
-    # On the SOC subject the quick demo's 2 decoder epochs leave RGB at chance (2-way pixcorr 0.54 [0.45-0.64],
-    # measured); its depth channel is clearly above it (0.74 [0.67-0.81]), so that is what shows the pipeline learned.
-    two_way = [r for r in records if r["ways"] == 2 and r["metric"] == "pixcorr" and r["channel"] == "depth"
-               and r["run"] == "decoder_rgbd"][0]
-    assert two_way["ci_low"] > two_way["chance"], two_way      # above chance by more than its CI
-    again = run_installed(installs["wheel"], ["-m", "brainrecon", "demo", "--quick", "--out", "demo"], cwd)
+    ten_way = {(r["run"], r["channel"], r["metric"]): r for r in records if r["ways"] == 10 and r["mode"] == "percent"}
+    for channel, metric in (("rgb", "ssim"), ("depth", "pixcorr")):     # the deep decoder learned, above chance
+        row = ten_way[("decoder_rgbd", channel, metric)]
+        assert row["ci_low"] > row["chance"], row
+    again = run_installed(installs["wheel"], ["-m", "brainrecon", "demo", "--out", "demo"], cwd)
     assert again.returncode == 0 and again.stderr.count("already done") == 6, again.stderr

@@ -55,13 +55,25 @@ def ssim_distance(recon: np.ndarray, pool: np.ndarray, chunk: int = 2048) -> np.
     return (1 - out.view(n, m)).numpy()
 
 
+_POOL_FEATURES: dict = {}
+POOL_CACHE_ITEMS = 4
+"""Features of the last few candidate pools, by network and content: runs scored together share their ground truth,
+whose features are then computed once (the same values)."""
+
+
 def _perceptual_distance(net, recon: np.ndarray, pool: np.ndarray, chunk: int = 64) -> np.ndarray:
+    import hashlib
     from brainrecon.losses import unit_channels
     with torch.no_grad():
         def feats(images):
             fs = [net(_float(images[i:i + chunk])) for i in range(0, len(images), chunk)]
             return {k: unit_channels(torch.cat([f[k] for f in fs])) for k in fs[0]}
-        fa, fb = feats(recon), feats(pool)
+        key = (id(net), pool.shape, hashlib.sha1(np.ascontiguousarray(pool).tobytes()).hexdigest())
+        if key not in _POOL_FEATURES:
+            while len(_POOL_FEATURES) >= POOL_CACHE_ITEMS:
+                _POOL_FEATURES.pop(next(iter(_POOL_FEATURES)))
+            _POOL_FEATURES[key] = feats(pool)
+        fa, fb = feats(recon), _POOL_FEATURES[key]
         total = 0
         for k in fa:  # mean over layers of (1 - channel cosine), averaged over locations
             a, b = fa[k].flatten(2), fb[k].flatten(2)                                   # (N, C, L), (M, C, L)
