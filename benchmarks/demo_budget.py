@@ -34,9 +34,9 @@ STAGES = ("simulate", "train-encoder", "train-decoder", "ridge", "reconstruct", 
 SHOWN = (("rgb", "pixcorr"), ("rgb", "ssim"), ("rgb", "perceptual-effnet"), ("depth", "pixcorr"), ("depth", "ssim"))
 
 # name -> (simulation overrides, encoder overrides, decoder overrides), all on top of the converged `demo` preset and
-# the full demo's subject. The default budget's preset (configs/*/fast.yaml) is the chosen row, written out.
+# the full demo's subject. The default budget's preset (configs/*/fast.yaml) is the chosen row (e5-d4), written
+# out; `--candidates default` (or full) runs the shipped budget itself.
 CANDIDATES = {
-    "full": ({}, [], []),
     "e12-d2": ({"n_unpaired": 1000},
                ["train.epochs=12", "train.lr=0.003", "model.head_channels=8"],
                ["train.epochs=2", "train.milestones=[]", "train.unpaired_image_batch=24", "train.unpaired_fmri_batch=8"]),
@@ -75,11 +75,14 @@ def cpu_name() -> str:
 def run_candidate(out: Path, name: str, seed: int, amp_off: bool) -> list[dict]:
     import torch
     from brainrecon.demo import BUDGETS, DemoBudget, run_demo
-    sim, enc, dec = CANDIDATES[name]
-    full = BUDGETS["full"]
     seed_sets = [f"train.seed={seed}"] if seed else []
-    budget = DemoBudget(name, replace(full.simulation, **sim), "demo", tuple([*enc, *seed_sets]),
-                        tuple([*dec, *seed_sets]), sets=("train.amp=false",) if amp_off else ())
+    amp = ("train.amp=false",) if amp_off else ()
+    if name in BUDGETS:          # exactly what `brainrecon demo` (default) or `demo --full` runs, with this seed
+        budget = replace(BUDGETS[name], encoder_sets=tuple(seed_sets), decoder_sets=tuple(seed_sets), sets=amp)
+    else:
+        sim, enc, dec = CANDIDATES[name]
+        budget = DemoBudget(name, replace(BUDGETS["full"].simulation, **sim), "demo", tuple([*enc, *seed_sets]),
+                            tuple([*dec, *seed_sets]), sets=amp)
     folder = out / f"{name}_seed{seed}"
     result = run_demo(folder, "rgbd", budget, say=lambda s: print(s, file=sys.stderr, flush=True))
     stages = result["stage_seconds"]
@@ -164,26 +167,61 @@ def report(out: Path) -> None:
             print(f"    {channel:5s} {metric:18s} {text}")
 
 
+def markdown(out: Path) -> str:
+    """The candidates (wall time per stage, deep - ridge per metric with its CI) and, for a candidate with several
+    seeds, the mean and SD over seeds: the tables of docs/performance.md."""
+    import numpy as np
+    rows = list(csv.DictReader(open(out / "demo_budget.csv")))
+    stages = list(csv.DictReader(open(out / "demo_budget_stages.csv")))
+    head = "| candidate (seed) | wall s | " + " | ".join(f"{c} {m}" for c, m in SHOWN) + " |"
+    lines = [head, "|" + "---|" * (2 + len(SHOWN))]
+    for st in stages:
+        mine = {(r["channel"], r["metric"]): r for r in rows if r["candidate"] == st["candidate"]
+                and r["seed"] == st["seed"]}
+        cells = [f"{float(mine[k]['diff']):+.3f} [{float(mine[k]['diff_ci_low']):+.2f}, "
+                 f"{float(mine[k]['diff_ci_high']):+.2f}]" for k in SHOWN]
+        lines.append(f"| {st['candidate']} ({st['seed']}) | {float(st['wall_seconds']):.0f} | " + " | ".join(cells) + " |")
+    for name in dict.fromkeys(r["candidate"] for r in rows):
+        seeds = sorted({r["seed"] for r in rows if r["candidate"] == name})
+        if len(seeds) < 2:
+            continue
+        lines += ["", f"{name}, {len(seeds)} seeds: | deep mean ± SD over seeds | ridge | deep - ridge per seed |",
+                  "|---|---|---|---|"]
+        for c, m in SHOWN:
+            mine = [r for r in rows if r["candidate"] == name and (r["channel"], r["metric"]) == (c, m)]
+            deep = np.array([float(r["deep"]) for r in mine])
+            diffs = ", ".join(f"{float(r['diff']):+.3f} [{float(r['diff_ci_low']):+.2f}, "
+                              f"{float(r['diff_ci_high']):+.2f}]" for r in mine)
+            lines.append(f"| {c} {m} | {deep.mean():.3f} ± {deep.std(ddof=1):.3f} | {float(mine[0]['ridge']):.3f} | "
+                         f"{diffs} |")
+        walls = [float(s["wall_seconds"]) for s in stages if s["candidate"] == name]
+        lines.append(f"wall: {np.mean(walls):.0f} s (range {min(walls):.0f}-{max(walls):.0f})")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.demo_budget", description=__doc__.split("\n\n")[1])
     ap.add_argument("action", choices=("run", "report"))
     ap.add_argument("out", type=Path)
-    ap.add_argument("--candidates", default=",".join(c for c in CANDIDATES if c != "full"))
+    ap.add_argument("--candidates", default=",".join(CANDIDATES), help="names from CANDIDATES, or default / full")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--as-avx2", action="store_true", help="measure as a CPU without AVX-512 (see above)")
     args = ap.parse_args(argv)
     if args.action == "report":
-        return report(args.out)
+        report(args.out)
+        print(markdown(args.out))
+        return
     if args.as_avx2 and os.environ.get("ATEN_CPU_CAPABILITY") != "avx2":   # before torch is imported
         os.environ["ATEN_CPU_CAPABILITY"] = "avx2"
         os.execv(sys.executable, [sys.executable, "-m", "benchmarks.demo_budget", *sys.argv[1:]])
     args.out.mkdir(parents=True, exist_ok=True)
     for seed in (int(s) for s in args.seeds.split(",")):
         for name in args.candidates.split(","):
-            if name not in CANDIDATES:
-                sys.exit(f"unknown candidate {name!r}; choose from {', '.join(CANDIDATES)}")
+            if name not in CANDIDATES and name not in ("default", "full"):
+                sys.exit(f"unknown candidate {name!r}; choose from default, full, {', '.join(CANDIDATES)}")
             run_candidate(args.out, name, seed, args.as_avx2)
     report(args.out)
+    print(markdown(args.out))
 
 
 if __name__ == "__main__":

@@ -24,20 +24,24 @@ from brainrecon.errors import UserError
 
 
 @dataclass
-class TrainedDecoder:
-    """A train-decoder run: `decode(voxels)` -> images. `config` is the run's resolved DecoderConfig."""
+class TrainedRun:
+    """A trained run folder's best network on a device, with the run's resolved config."""
     run: Path
     model: torch.nn.Module
     config: object
     device: torch.device
 
     @property
-    def n_voxels(self) -> int:
-        return int(self.model.n_voxels)
-
-    @property
     def modality(self) -> str:
         return self.config.modality
+
+
+class TrainedDecoder(TrainedRun):
+    """A train-decoder run: `decode(voxels)` -> images. `config` is the run's resolved DecoderConfig."""
+
+    @property
+    def n_voxels(self) -> int:
+        return int(self.model.n_voxels)
 
     def decode(self, voxels, batch: int = 64) -> np.ndarray:
         """(N, V) fMRI (the run's ROI, normalised as its training data) -> (N, H, W, C) float32 images in [0, 1]."""
@@ -48,21 +52,12 @@ class TrainedDecoder:
         return torch.cat(out).permute(0, 2, 3, 1).numpy()
 
 
-@dataclass
-class TrainedEncoder:
+class TrainedEncoder(TrainedRun):
     """A train-encoder run: `predict(images)` -> voxels. `config` is the run's resolved EncoderConfig."""
-    run: Path
-    model: torch.nn.Module
-    config: object
-    device: torch.device
 
     @property
     def n_voxels(self) -> int:
         return int(self.model.arch.n_voxels)
-
-    @property
-    def modality(self) -> str:
-        return self.config.modality
 
     def predict(self, images, batch: int = 64) -> np.ndarray:
         """(N, H, W, C) images (uint8, or floats in [0, 1]) -> (N, V) predicted voxels (float32). Any side: the

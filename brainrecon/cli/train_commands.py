@@ -77,4 +77,5 @@ def train_decoder_cmd(
              **({"train": {"self_supervision": False}} if no_self_supervision else {})}
     cfg = load_config("decoder", modality, config, _overrides(sets, device, epochs, threads), extra)
     m = train_decoder(cfg, root, out, encoder_run=encoder, resume=resume)
-    _say(f"decoder ({model}) trained in {m['seconds']:.0f}s -> {out}")
+    _say(f"decoder ({model}): test pixcorr {m['test_pixcorr']:.3f} (selected on the validation split; "
+         f"{m['seconds']:.0f}s) -> {out}; next: brainrecon reconstruct {out}")
