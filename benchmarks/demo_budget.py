@@ -36,13 +36,14 @@ SHOWN = (("rgb", "pixcorr"), ("rgb", "ssim"), ("rgb", "perceptual-effnet"), ("de
 # name -> (simulation overrides, encoder overrides, decoder overrides), all on top of the converged `demo` preset and
 # the full demo's subject. The default budget's preset (configs/*/fast.yaml) is the chosen row (e5-d4), written
 # out; `--candidates default` (or full) runs the shipped budget itself.
+SMALL_UNPAIRED = ("train.milestones=[]", "train.unpaired_image_batch=24", "train.unpaired_fmri_batch=8")
 CANDIDATES = {
     "e12-d2": ({"n_unpaired": 1000},
                ["train.epochs=12", "train.lr=0.003", "model.head_channels=8"],
-               ["train.epochs=2", "train.milestones=[]", "train.unpaired_image_batch=24", "train.unpaired_fmri_batch=8"]),
+               ["train.epochs=2", *SMALL_UNPAIRED]),
     "e6-d4": ({"n_unpaired": 1000},
               ["train.epochs=6", "train.lr=0.003", "model.head_channels=8"],
-              ["train.epochs=4", "train.milestones=[]", "train.unpaired_image_batch=24", "train.unpaired_fmri_batch=8"]),
+              ["train.epochs=4", *SMALL_UNPAIRED]),
     "v1000-e6-d5": ({"n_unpaired": 1000, "n_voxels": 1000},
                     ["train.epochs=6", "train.lr=0.003", "model.head_channels=8"],
                     ["train.epochs=5", "train.milestones=[]", "train.unpaired_image_batch=16",
@@ -54,11 +55,10 @@ CANDIDATES = {
                    "train.unpaired_fmri_batch=8"]),
     "e8-in48-d4": ({"n_unpaired": 1000},
                    ["train.epochs=8", "train.lr=0.003", "model.head_channels=8", "model.input_size=48"],
-                   ["train.epochs=4", "train.milestones=[]", "train.unpaired_image_batch=24",
-                    "train.unpaired_fmri_batch=8"]),
+                   ["train.epochs=4", *SMALL_UNPAIRED]),
     "e5-d4": ({"n_unpaired": 1000},
               ["train.epochs=5", "train.lr=0.003", "model.head_channels=8"],
-              ["train.epochs=4", "train.milestones=[]", "train.unpaired_image_batch=24", "train.unpaired_fmri_batch=8"]),
+              ["train.epochs=4", *SMALL_UNPAIRED]),
 }
 
 
@@ -162,7 +162,8 @@ def report(out: Path) -> None:
         for channel, metric in SHOWN:
             mine_r = [r for r in rows if r["candidate"] == name and r["channel"] == channel and r["metric"] == metric]
             text = "; ".join(f"seed {r['seed']}: deep {float(r['deep']):.3f} ridge {float(r['ridge']):.3f} diff "
-                             f"{float(r['diff']):+.3f} [{float(r['diff_ci_low']):+.2f}, {float(r['diff_ci_high']):+.2f}]"
+                             f"{float(r['diff']):+.3f} [{float(r['diff_ci_low']):+.2f}, "
+                             f"{float(r['diff_ci_high']):+.2f}]"
                              for r in mine_r)
             print(f"    {channel:5s} {metric:18s} {text}")
 
@@ -180,12 +181,13 @@ def markdown(out: Path) -> str:
                 and r["seed"] == st["seed"]}
         cells = [f"{float(mine[k]['diff']):+.3f} [{float(mine[k]['diff_ci_low']):+.2f}, "
                  f"{float(mine[k]['diff_ci_high']):+.2f}]" for k in SHOWN]
-        lines.append(f"| {st['candidate']} ({st['seed']}) | {float(st['wall_seconds']):.0f} | " + " | ".join(cells) + " |")
+        name = f"{st['candidate']} ({st['seed']})"
+        lines.append(f"| {name} | {float(st['wall_seconds']):.0f} | " + " | ".join(cells) + " |")
     for name in dict.fromkeys(r["candidate"] for r in rows):
         seeds = sorted({r["seed"] for r in rows if r["candidate"] == name})
         if len(seeds) < 2:
             continue
-        lines += ["", f"{name}, {len(seeds)} seeds: | deep mean ± SD over seeds | ridge | deep - ridge per seed |",
+        lines += ["", f"| {name}, {len(seeds)} seeds | deep mean ± SD over seeds | ridge | deep - ridge per seed |",
                   "|---|---|---|---|"]
         for c, m in SHOWN:
             mine = [r for r in rows if r["candidate"] == name and (r["channel"], r["metric"]) == (c, m)]

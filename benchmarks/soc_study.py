@@ -164,8 +164,8 @@ def seeds(out: Path, n_seeds: int = 3, train: bool = True) -> None:
     seed 0, then every arm's seed 1, ...), so that a study cut short still pairs every arm. Per arm and metric: the
     mean over seeds with the seed spread (SD of the seed means) beside the image-bootstrap CI of the seed-averaged
     per-image scores; per pair: the paired difference of the seed-averaged per-image scores (paired bootstrap CI and
-    sign-flip p over images, brainrecon.evaluation.compare). With train=False (mode seeds-report) only the runs already done are
-    scored, each arm over the seeds it has. -> OUT/seeds_arms.csv, OUT/seeds_pairs.csv"""
+    sign-flip p over images, brainrecon.evaluation.compare). With train=False (mode seeds-report) only the runs
+    already done are scored, each arm over the seeds it has. -> OUT/seeds_arms.csv, OUT/seeds_pairs.csv"""
     import numpy as np
     from brainrecon.evaluation.compare import paired_difference
     from brainrecon.evaluation.statistics import bootstrap_ci

@@ -42,13 +42,15 @@ class DemoBudget:
     """Overrides for both stages (train.threads, train.amp, ...)."""
 
 
-# Measured with `python -m benchmarks.demo_budget` (benchmarks/results/demo_budget.csv); see configs/*/fast.yaml.
+# The default budget was chosen with `python -m benchmarks.demo_budget` (benchmarks/results/demo_budget*.csv,
+# docs/performance.md); its training settings are configs/*/fast.yaml.
 BUDGETS = {
     "default": DemoBudget("default", SimulationConfig(subject=3, seed=0, n_voxels=1500, n_unpaired=1000,
                                                       resolution=64), "demo,fast",
-                          expected="about 4 min on 2 CPU cores without AVX-512 (AMD EPYC, fp32)"),
+                          expected="about 4.5 min on 2 CPU cores without AVX-512 (4.2-4.7 min measured, fp32), less "
+                                   "with native bf16"),
     "full": DemoBudget("full", SimulationConfig(subject=3, seed=0, n_voxels=1500, n_unpaired=3000, resolution=64),
-                       "demo", expected="about 35 min on 2 CPU cores without native bf16 (Intel Xeon, fp32)"),
+                       "demo", expected="about 35 min on 2 CPU cores without native bf16 (measured on an Intel Xeon, fp32)"),
 }
 
 

@@ -48,8 +48,9 @@ def test_api_decodes_what_reconstruct_writes(runs, tiny_subject):
 def test_api_encoder_predicts_voxels(runs, tiny_subject):
     enc, _ = runs
     encoder = brainrecon.load_encoder(enc, device="cpu")
-    with np.load(layout.rgbd_file(tiny_subject, 32)) as npz:
-        images = npz["test_images"]
+    from brainrecon.data.release import load_stimuli
+    images = load_stimuli(tiny_subject, "rgbd", 32).test                    # uint8 (N, 32, 32, 4)
+    assert images.dtype == np.uint8
     voxels = encoder.predict(images)
     assert voxels.shape == (len(images), encoder.n_voxels) and np.isfinite(voxels).all()
     assert np.allclose(encoder.predict(images.astype(np.float32) / 255), voxels, atol=1e-5)

@@ -15,12 +15,12 @@ CASES = [
     (["train-encoder", "--device", "tpu"], "--device 'tpu'", "auto, cpu, cuda, mps"),
     (["train-encoder", "--modality", "foo"], "--modality 'foo'", "rgb, depth, rgbd"),
     (["train-decoder", "--roi", "V9"], "--roi 'V9'", "V1"),
-    (["train-encoder", "--epochs", "abc"], "'--epochs'", "abc"),
+    (["train-encoder", "--epochs", "abc"], "--epochs 'abc'", "integer"),
     (["demo", "--nosuch"], "--nosuch", ""),
 ]
 
 
-@pytest.mark.parametrize("argv,flag,choices", CASES, ids=[c[0][1] + c[0][2] for c in CASES])
+@pytest.mark.parametrize("argv,flag,choices", CASES, ids=[" ".join(c[0]) for c in CASES])
 def test_bad_value_is_one_line_naming_the_flag(argv, flag, choices, capsys, monkeypatch):
     before = set(sys.modules)
     assert main(argv) == 2

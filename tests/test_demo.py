@@ -14,9 +14,9 @@ from brainrecon.demo import STAGE_RECORD, BUDGETS, DemoBudget, Stages, run_demo
 from brainrecon.errors import UserError
 from tests.conftest import TINY, tiny_overrides
 
-TINY_SETS = tuple(tiny_overrides(**{"train.epochs": 1, "train.milestones": "[]", "train.threads": 1}))
+TINY_SETS = tuple(tiny_overrides(**{"train.milestones": "[]", "train.threads": 1}))
 ENCODER_SETS = ("model.input_size=32", "model.head_channels=8")
-DECODER_SETS = ("train.unpaired_image_batch=8", "train.unpaired_fmri_batch=4")
+DECODER_SETS = ("train.epochs=1", "train.unpaired_image_batch=8", "train.unpaired_fmri_batch=4")
 
 
 def tiny_budget(name: str, encoder_epochs: int = 1) -> DemoBudget:

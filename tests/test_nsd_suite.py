@@ -6,7 +6,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from brainrecon import nsd_suite as suite
+from brainrecon.evaluation import nsd_suite as suite
 
 pytest.importorskip("skimage", reason="scikit-image (brainrecon[nsd]) computes the suite's SSIM")
 
