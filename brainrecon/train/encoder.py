@@ -70,6 +70,19 @@ def build_encoder(cfg: EncoderConfig, n_voxels: int, root: Path) -> Encoder:
     return Encoder(arch, backbone)
 
 
+def backbone_note(cfg: EncoderConfig) -> str | None:
+    """One line for an encoder on a backbone other than the paper's (announced at the start; config.yaml records it)."""
+    m = cfg.model
+    paper = "VGG19 with the release's weights" if cfg.modality != "rgb" else "VGG19 with torchvision's ImageNet weights"
+    if m.arch == "effnet-lite0":
+        weights = "the shipped ImageNet weights" if m.backbone_weights == "imagenet" else "randomly initialised"
+        return f"encoder backbone: EfficientNet-Lite0, {weights}, a stand-in for the paper's {paper}"
+    if m.backbone_weights == "none":
+        return (f"encoder backbone: {m.arch} randomly initialised (backbone_weights none), a stand-in for the paper's "
+                f"{paper}")
+    return None
+
+
 def encoder_loss(model: Encoder, pred, target, cfg: EncoderConfig) -> tuple[torch.Tensor, dict]:
     lc = cfg.loss
     crit = losses.voxel_loss(pred, target, lc.mse, lc.cosine)
@@ -109,6 +122,8 @@ def _train_encoder(cfg: EncoderConfig, runtime: core.Runtime, data_root: Path, r
     optimizer = torch.optim.Adam(raw.trainable_parameters(), lr=t.lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, t.milestones, t.gamma)
     monitor = Monitor(run_dir, enabled=runtime.is_main, quiet=quiet)
+    if (note := backbone_note(cfg)) is not None:
+        monitor.say(note)
 
     steps = core.steps_per_epoch(len(data.train_images), t.batch_size, runtime, cfg.data.val_fraction == 0)
 
