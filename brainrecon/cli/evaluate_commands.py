@@ -171,8 +171,9 @@ def print_tables(records: list, depth: list) -> None:
 def classify(
     recons: List[Path] = typer.Argument(..., help="reconstructions.npz files, run folders, or plain image arrays "
                                         "(.npy, or .npz with one array; (N, H, W, 3) uint8 or floats in [0, 1])."),
-    class_images: Path = typer.Option(..., "--class-images", help="ImageNet-style tree, one folder per class (e.g. "
-                                      "ILSVRC-2012 train): the class pool and its prototypes."),
+    class_images: Path = typer.Option(..., "--class-images", help="ImageNet-style tree, one folder per class: the "
+                                      "class pool and its prototypes (for GOD: its 50 test synsets beside the "
+                                      "ILSVRC-2012 classes)."),
     test_classes: Optional[Path] = typer.Option(None, "--test-classes", help="One class folder name per line (or "
                                                 "`class,file name`), in test-image order (default: GOD's 50 test "
                                                 "images)."),
