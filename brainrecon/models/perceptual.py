@@ -57,7 +57,7 @@ def stand_in_note(name: str, modality: str) -> str | None:
     """One line for a run on a network other than the paper's; None for the paper's."""
     if name not in STAND_INS:
         return None
-    paper = "vgg16-imagenet" if modality == "rgb" else "vgg16-release"
+    paper = resolve_kind("auto", modality, None)
     return f"perceptual loss on {name}: {STAND_INS[name]}, a stand-in for the paper's {paper}"
 
 
