@@ -59,6 +59,9 @@ CANDIDATES = {
     "e5-d4": ({"n_unpaired": 1000},
               ["train.epochs=5", "train.lr=0.003", "model.head_channels=8"],
               ["train.epochs=4", *SMALL_UNPAIRED]),
+    "e5-d4-m3": ({"n_unpaired": 1000},
+                 ["train.epochs=5", "train.lr=0.003", "model.head_channels=8"],
+                 ["train.epochs=4", *SMALL_UNPAIRED, "train.milestones=[3]"]),
 }
 
 
