@@ -34,7 +34,7 @@ STAGES = ("simulate", "train-encoder", "train-decoder", "ridge", "reconstruct", 
 SHOWN = (("rgb", "pixcorr"), ("rgb", "ssim"), ("rgb", "perceptual-effnet"), ("depth", "pixcorr"), ("depth", "ssim"))
 
 # name -> (simulation overrides, encoder overrides, decoder overrides), all on top of the converged `demo` preset and
-# the full demo's subject. The default budget's preset (configs/*/fast.yaml) is the chosen row (e5-d4), written
+# the full demo's subject. The default budget's preset (configs/*/fast.yaml) is the chosen row (e5-d4-m3), written
 # out; `--candidates default` (or full) runs the shipped budget itself.
 SMALL_UNPAIRED = ("train.milestones=[]", "train.unpaired_image_batch=24", "train.unpaired_fmri_batch=8")
 CANDIDATES = {

@@ -47,8 +47,8 @@ class DemoBudget:
 BUDGETS = {
     "default": DemoBudget("default", SimulationConfig(subject=3, seed=0, n_voxels=1500, n_unpaired=1000,
                                                       resolution=64), "demo,fast",
-                          expected="about 4.5 min on 2 CPU cores (measured: 4.2-4.7 min without AVX-512 in fp32, "
-                                   "4.3 min with native bf16)"),
+                          expected="about 4 min on 2 CPU cores (measured: 4.0-4.3 min without AVX-512 in fp32, "
+                                   "3.9 min with native bf16)"),
     "full": DemoBudget("full", SimulationConfig(subject=3, seed=0, n_voxels=1500, n_unpaired=3000, resolution=64),
                        "demo", expected="about 35 min on 2 CPU cores without native bf16 (measured on an Intel Xeon, fp32)"),
 }

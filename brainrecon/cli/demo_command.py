@@ -22,7 +22,7 @@ def demo(
                               "(about 35 min on 2 CPU cores without native bf16)."),
     threads: Optional[int] = ThreadsOpt,
 ):
-    """The whole method on a built-in SIMULATED subject, on a CPU: about 5 minutes on 2 cores (--full: about 35)."""
+    """The whole method on a built-in SIMULATED subject, on a CPU: about 4 minutes on 2 cores (--full: about 35)."""
     from brainrecon.config import MODALITIES
     _choice("--modality", modality, MODALITIES)
     from brainrecon.demo import run_demo
