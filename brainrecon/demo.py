@@ -15,7 +15,7 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -38,7 +38,7 @@ class DemoBudget:
     decoder_sets: tuple[str, ...] = ()
     expected: str = ""
     """What to expect, in words, shown at the start (measured durations, with the machine)."""
-    sets: tuple[str, ...] = field(default=())
+    sets: tuple[str, ...] = ()
     """Overrides for both stages (train.threads, train.amp, ...)."""
 
 
@@ -54,12 +54,15 @@ BUDGETS = {
 }
 
 
-def check_options(modality: str, budget: str) -> None:
-    """Refuse bad options before any work (one line each)."""
+def check_options(modality: str, budget: str | DemoBudget) -> DemoBudget:
+    """Refuse bad options before any work (one line each); the budget, by name or as given."""
     if modality not in MODALITIES:
         raise UserError(f"--modality {modality!r} is not a modality; choose one of {', '.join(MODALITIES)}")
+    if isinstance(budget, DemoBudget):
+        return budget
     if budget not in BUDGETS:
         raise UserError(f"demo budget {budget!r}; choose one of {', '.join(BUDGETS)}")
+    return BUDGETS[budget]
 
 
 def _key(what: dict) -> str:
@@ -67,10 +70,11 @@ def _key(what: dict) -> str:
 
 
 class Stages:
-    """The stage records of one --out folder: `fresh(folder, what)` says whether a stage's output can be reused."""
+    """The stage records of one --out folder: `reusable(folder, what, done)` says whether a stage's output can be
+    reused, `begin(folder, what)` records what a stage is about to run with."""
 
-    def __init__(self, out: Path, say: Callable[[str], None]):
-        self.out, self.say = out, say
+    def __init__(self, say: Callable[[str], None]):
+        self.say = say
 
     def reusable(self, folder: Path, what: dict, done: Path) -> bool:
         """True when `folder` holds this stage finished with the same inputs. A folder made with other inputs is
@@ -108,8 +112,7 @@ def run_demo(out: Path, modality: str = "rgbd", budget: str | DemoBudget = "defa
              say: Callable[[str], None] = print, threads: int = 0, quiet: bool = False) -> dict:
     """The whole method on the simulated subject; returns the evaluation records, comparisons and picture paths.
     `quiet` turns the trainers' progress off (tests); the stage lines are always said."""
-    check_options(modality, budget if isinstance(budget, str) else "default")
-    b = budget if isinstance(budget, DemoBudget) else BUDGETS[budget]
+    b = check_options(modality, budget)
     from brainrecon.config import load_config, to_dict
     from brainrecon.simulation.simulate import simulate_subject
     from brainrecon.train.decoder import train_decoder
@@ -118,7 +121,7 @@ def run_demo(out: Path, modality: str = "rgbd", budget: str | DemoBudget = "defa
     out = Path(out)
     data = out / "data"
     sets = [*b.sets, *([f"train.threads={threads}"] if threads else [])]
-    stages, timings = Stages(out, say), {}
+    stages, timings = Stages(say), {}
     start = time.perf_counter()
     say(f"brainrecon demo ({b.name}) on a SIMULATED subject: procedural RGBD scenes and simulated voxel responses, "
         "not real fMRI")
@@ -133,7 +136,7 @@ def run_demo(out: Path, modality: str = "rgbd", budget: str | DemoBudget = "defa
     else:
         if data.exists():
             shutil.rmtree(data)
-        sim_key = stages.begin(data, sim_what)
+        stages.begin(data, sim_what)
         t = time.perf_counter()
         m = simulate_subject(data, b.simulation)
         timings["simulate"] = time.perf_counter() - t

@@ -101,6 +101,15 @@ def _device(flag: str, value: Optional[str]) -> None:
         raise UserError(f"{flag} {value!r}: choose one of {', '.join(DEVICES)} (or cuda:N)")
 
 
+def _training_options(modality: str, roi: Optional[str], device: Optional[str], data_dir: Optional[Path]) -> Path:
+    """The checks every training command makes before torch is imported; returns the data folder."""
+    from brainrecon.config import MODALITIES, ROIS
+    _choice("--modality", modality, MODALITIES)
+    _choice("--roi", roi, ROIS)
+    _device("--device", device)
+    return _data_dir(data_dir)
+
+
 def _overrides(sets, device, epochs, threads=None) -> list[str]:
     out = list(sets or [])
     if device:

@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from brainrecon.cli.common import (ConfigOpt, DataDir, DeviceOpt, EpochsOpt, ModalityOpt, ResumeOpt, Sets, SubjectOpt,
-                                   ThreadsOpt, _choice, _data_dir, _device, _overrides, _say, app, config_app,
+                                   ThreadsOpt, _choice, _overrides, _say, _training_options, app, config_app,
                                    user_errors)
 
 
@@ -36,12 +36,9 @@ def train_encoder_cmd(
     sets: Optional[List[str]] = Sets, device: Optional[str] = DeviceOpt, threads: Optional[int] = ThreadsOpt,
 ):
     """Train the image -> voxels encoder."""
-    from brainrecon.config import MODALITIES, ROIS, load_config
-    _choice("--modality", modality, MODALITIES)
-    _choice("--roi", roi, ROIS)
     _choice("--backbone-weights", backbone_weights, ("release", "imagenet", "none"))
-    _device("--device", device)
-    root = _data_dir(data_dir)
+    root = _training_options(modality, roi, device, data_dir)
+    from brainrecon.config import load_config
     from brainrecon.train.encoder import train_encoder
     extra = {"data": {"subject": subject, **({"roi": roi} if roi else {})},
              **({"model": {"backbone_weights": backbone_weights}} if backbone_weights else {})}
@@ -66,12 +63,9 @@ def train_decoder_cmd(
     sets: Optional[List[str]] = Sets, device: Optional[str] = DeviceOpt, threads: Optional[int] = ThreadsOpt,
 ):
     """Train the voxels -> image decoder (supervised + self-supervised), or the ridge baseline."""
-    from brainrecon.config import MODALITIES, ROIS, load_config
-    _choice("--modality", modality, MODALITIES)
     _choice("--model", model, ("deep", "ridge"))
-    _choice("--roi", roi, ROIS)
-    _device("--device", device)
-    root = _data_dir(data_dir)
+    root = _training_options(modality, roi, device, data_dir)
+    from brainrecon.config import load_config
     from brainrecon.train.decoder import train_decoder
     extra = {"data": {"subject": subject, **({"roi": roi} if roi else {})}, "model": {"kind": model},
              **({"train": {"self_supervision": False}} if no_self_supervision else {})}
