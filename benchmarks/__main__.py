@@ -3,7 +3,7 @@
 - where one demo decoder step spends its time, part by part, before and after the exact caches and the matrix-form
   upsampling (benchmarks/decoder_profile.py);
 - the demo's encoder and decoder steps (demo configs): fp32 (baseline) vs channels_last vs bf16 autocast vs both, and
-  "as trained" (what `train.amp: auto` and brainrecon.train.core.CHANNELS_LAST choose on this machine). Each line also
+  "as trained" (what `train.amp: auto` and brainrecon.runtime.CHANNELS_LAST choose on this machine). Each line also
   gives the step's share of the machine's measured matmul throughput (FLOPs of one step counted by torch's
   FlopCounterMode / step time, over a large matmul's GFLOP/s in the same dtype): the distance to the physical floor;
 - encoder / decoder training step (ms/step at paper batch sizes, 112 px): eager fp32 (baseline) vs channels_last vs
@@ -23,7 +23,8 @@ import torch
 
 from brainrecon.config import load_config
 from brainrecon.models.decoder import Decoder, DecoderArch
-from brainrecon.train import core
+from brainrecon.runtime import autocast, cpu_bf16, resolve_amp, setup
+from brainrecon.train.distributed import place
 from brainrecon.train.encoder import build_encoder, encoder_loss
 
 
@@ -72,7 +73,7 @@ def time_step(variant: str, loss_fn, optimizer, reps: int, base: float | None, d
     ms = timed(step, reps)
     extra = ""
     if device is not None:
-        dtype = torch.bfloat16 if "bf16" in variant or "as trained" in variant and core.cpu_bf16()[0] \
+        dtype = torch.bfloat16 if "bf16" in variant or "as trained" in variant and cpu_bf16()[0] \
             else torch.float32
         gflops = step_flops(step) / (ms / 1000) / 1e9
         peak = matmul_gflops(device, dtype)
@@ -134,12 +135,12 @@ VARIANTS = ("fp32 (baseline)", "channels_last", "bf16 autocast", "bf16 + channel
 def _variant(name: str, device, *nets):
     """Apply a variant's memory format to the nets; return (autocast context of frozen nets, of the trained net)."""
     if name == "as trained":  # what train-encoder / train-decoder do on this machine
-        runtime = core.setup(device.type, "auto")
+        runtime = setup(device.type, "auto")
         for net, role in zip(nets, ("encoder", "decoder", "perceptual")):
-            core.place(net, runtime, role)
+            place(net, runtime, role)
         # the encoder trains under autocast; the decoder trains in fp32 (autocast off inside the frozen nets' context)
-        trained = core.autocast(runtime) if len(nets) == 1 else torch.autocast(device.type, enabled=False)
-        return core.autocast(runtime), trained
+        trained = autocast(runtime) if len(nets) == 1 else torch.autocast(device.type, enabled=False)
+        return autocast(runtime), trained
     if "channels_last" in name:
         for net in nets:
             net.to(memory_format=torch.channels_last)
@@ -149,8 +150,8 @@ def _variant(name: str, device, *nets):
 
 
 def demo_steps(device, reps: int) -> None:
-    """The demo's own steps (configs/*/demo.yaml, default demo subject size): what `train.amp: auto` and the
-    channels_last choice in brainrecon.train.core were decided on."""
+    """The demo's own steps (configs/*/demo.yaml, the --full demo's subject size): what `train.amp: auto` and the
+    channels_last choice in brainrecon.runtime were decided on."""
     from brainrecon import losses
     from brainrecon.models.perceptual import build_perceptual_net
     n_voxels = 1425
@@ -259,7 +260,7 @@ def main() -> None:
     device = torch.device(args.device)
     reps = 1 if args.quick else 3
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}; "
-          f"train.amp auto here: {core.resolve_amp('auto', device)[1]}")
+          f"train.amp auto here: {resolve_amp('auto', device)[1]}")
     demo_steps(device, reps)
     from benchmarks.decoder_profile import profile
     profile(device, 3 if args.quick else 5)

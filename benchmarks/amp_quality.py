@@ -1,6 +1,6 @@
 """python -m benchmarks.amp_quality OUT: the quality check behind `train.amp: auto` on CPUs with native bf16.
 
-On the default demo subject, with the demo configs and the same seed, trains the encoder and the self-supervised
+On the --full demo's subject (DEMO_SUBJECT), with the demo configs and the same seed, trains the encoder and the self-supervised
 decoder twice, autocast off (fp32) and on (bf16), and prints the encoder's median r / ceiling and the decoder's
 n-way identification (RGB pixcorr and perceptual-effnet, 95 % bootstrap CIs). The bf16 numbers must lie inside the
 fp32 run's 95 % CI. Long: about 15 minutes on 2 cores (speed is measured by `python -m benchmarks`, not here).

@@ -31,7 +31,8 @@ from brainrecon import losses
 from brainrecon.config import load_config
 from brainrecon.models.decoder import Decoder, DecoderArch
 from brainrecon.models.perceptual import build_perceptual_net
-from brainrecon.train import core
+from brainrecon.runtime import autocast, setup
+from brainrecon.train.distributed import place
 from brainrecon.train.encoder import build_encoder
 
 N_VOXELS = 1425
@@ -60,13 +61,13 @@ def parts(device, variant: str, reps: int) -> tuple[dict, float]:
     """{part: ms} and the whole step's ms for a variant (before | after) as trained on this machine."""
     enc_cfg, cfg = load_config("encoder", "rgbd", "demo"), load_config("decoder", "rgbd", "demo")
     t, lc = cfg.train, cfg.loss
-    runtime = core.setup(device.type, "auto")
+    runtime = setup(device.type, "auto")
     torch.manual_seed(0)
-    encoder = core.place(build_encoder(enc_cfg, N_VOXELS, None).eval().requires_grad_(False), runtime, "encoder")
+    encoder = place(build_encoder(enc_cfg, N_VOXELS, None).eval().requires_grad_(False), runtime, "encoder")
     decoder = Decoder(DecoderArch(N_VOXELS, "rgbd", cfg.model.channels, cfg.data.resolution // 8))
-    decoder = core.place(torch_upsampling(decoder) if variant == "before" else decoder, runtime, "decoder")
+    decoder = place(torch_upsampling(decoder) if variant == "before" else decoder, runtime, "decoder")
     net = build_perceptual_net("effnet-lite0", "rgbd", None)
-    image_loss = core.place(losses.ImageLoss("rgbd", torch.full((4,), 0.4), net, lc.perceptual_weights), runtime,
+    image_loss = place(losses.ImageLoss("rgbd", torch.full((4,), 0.4), net, lc.perceptual_weights), runtime,
                             "perceptual")
     optimizer = torch.optim.Adam(decoder.parameters(), lr=t.lr, amsgrad=True)
     res = cfg.data.resolution
@@ -74,7 +75,7 @@ def parts(device, variant: str, reps: int) -> tuple[dict, float]:
     voxels = {k: torch.randn(n, N_VOXELS, device=device) for k, n in (("D", n_d), ("ED", n_ed), ("DE", n_de))}
     targets = torch.rand(n_d + n_ed, 4, res, res, device=device)
     snr = torch.ones(N_VOXELS, device=device)
-    frozen = lambda: core.autocast(runtime)  # noqa: E731  (the decoder trains in fp32, see train/decoder.py)
+    frozen = lambda: autocast(runtime)  # noqa: E731  (the decoder trains in fp32, see train/decoder.py)
     cached = variant == "after"
     feats = image_loss.target_features(targets)
 
@@ -135,7 +136,7 @@ def parts(device, variant: str, reps: int) -> tuple[dict, float]:
 
 
 def depth_input_cost(device, reps: int) -> None:
-    runtime = core.setup(device.type, "auto")
+    runtime = setup(device.type, "auto")
     dec_cfg = load_config("decoder", "rgbd", "demo")
     res, n_ed, n_de = dec_cfg.data.resolution, dec_cfg.train.unpaired_image_batch, dec_cfg.train.unpaired_fmri_batch
     print(f"demo rgbd encoder by depth input ({N_VOXELS} voxels, {device}, {runtime.amp_reason}; median ms of {reps})")
@@ -144,21 +145,21 @@ def depth_input_cost(device, reps: int) -> None:
     for depth_input in ("grey", "branch"):
         cfg = load_config("encoder", "rgbd", "demo", [f"model.depth_input={depth_input}"])
         torch.manual_seed(0)
-        encoder = core.place(build_encoder(cfg, N_VOXELS, None), runtime, "encoder")
+        encoder = place(build_encoder(cfg, N_VOXELS, None), runtime, "encoder")
         images = torch.rand(cfg.train.batch_size, 4, res, res, device=device)
 
         def step():
             encoder.zero_grad()
-            with core.autocast(runtime):
+            with autocast(runtime):
                 encoder(images).float().sum().backward()
 
         def ed():
-            with torch.no_grad(), core.autocast(runtime):
+            with torch.no_grad(), autocast(runtime):
                 encoder(images[:n_ed])
 
         def de():
             x = images[:n_de].clone().requires_grad_()
-            with core.autocast(runtime):
+            with autocast(runtime):
                 encoder(x).float().sum().backward()
 
         encoder.train()
@@ -171,7 +172,7 @@ def depth_input_cost(device, reps: int) -> None:
 
 
 def profile(device, reps: int) -> None:
-    runtime = core.setup(device.type, "auto")
+    runtime = setup(device.type, "auto")
     print(f"demo decoder step, part by part (demo.yaml, {N_VOXELS} voxels, {device}, {runtime.amp_reason}; "
           f"channels_last: {', '.join(sorted(runtime.channels_last)) or 'none'})")
     results = {v: parts(device, v, reps) for v in ("before", "after")}

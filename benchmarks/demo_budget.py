@@ -210,7 +210,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("--candidates", default=",".join(CANDIDATES), help="names from CANDIDATES, or default / full")
     ap.add_argument("--seeds", default="0")
-    ap.add_argument("--as-avx2", action="store_true", help="measure as a CPU without AVX-512 (see above)")
+    ap.add_argument("--as-avx2", action="store_true", help="measure as on a CPU without AVX-512: "
+                    "torch's kernels at AVX2, fp32")
     args = ap.parse_args(argv)
     if args.action == "report":
         report(args.out)

@@ -1,5 +1,5 @@
 """python -m benchmarks.encoder_backbones OUT [--study backbone|depth] [--epochs N]: the encoder's backbone on the
-default demo subject.
+--full demo's subject (brainrecon.demo.DEMO_SUBJECT).
 
 --study backbone (default): three arms, everything else the demo config (rgbd, 64 px, heads of 16 channels, frozen
 backbone), a constant learning rate (the demo's milestone dropped) so that each validation curve shows where it stops
@@ -35,7 +35,8 @@ from brainrecon.data import layout
 from brainrecon.data.datasets import load_paired
 from brainrecon.demo import DEMO_SUBJECT
 from brainrecon.simulation.simulate import simulate_subject
-from brainrecon.train.encoder import SIGNAL_CEILING, load_encoder, predict, train_encoder, voxel_correlation
+from brainrecon.train.checkpoint import load_encoder
+from brainrecon.train.encoder import SIGNAL_CEILING, predict, train_encoder, voxel_correlation
 
 # every arm names its backbone and depth input in full, so the study does not follow later changes of the demo preset
 EFFNET = ["model.arch=effnet-lite0", "model.width=1.0", "model.backbone_weights=imagenet", "model.depth_input=grey"]

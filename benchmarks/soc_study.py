@@ -1,7 +1,7 @@
 """python -m benchmarks.soc_study {ablation|luminance|epochs|seeds|seeds-report} OUT [SEEDS]: the method against
 ridge on the SOC subject.
 
-All three on the default demo subject (brainrecon.demo.DEMO_SUBJECT, seed 0), the demo configs, the same seeds, 95 %
+All three on the --full demo's subject (brainrecon.demo.DEMO_SUBJECT, seed 0), the demo configs, the same seeds, 95 %
 bootstrap CIs; every stage already done in OUT is reused (the ablation reuses a `brainrecon demo --out OUT` folder).
 
 - ablation:  ridge, supervised-only deep, self-supervised without the DE cycle, self-supervised (the demo's decoder),

@@ -9,18 +9,27 @@
 Arrays in and out are numpy; the networks run on the device asked for (`auto`: CUDA, else MPS, else CPU), in
 batches. `decode` takes the run's ROI voxels (V columns, preprocessed as the training data: the release's sbj_<N>.npz
 or convert-god / convert-nsd output); `roi_voxels` reduces an array over the subject file's whole voxel axis with the
-run's ROI mask. Channels: rgb 3, depth 1, rgbd 4 (RGB then depth).
+run's ROI mask. Channels: rgb 3, depth 1, rgbd 4 (RGB then depth). `decode_fmri` (reconstruct --fmri) decodes an fMRI
+file into pictures.
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from brainrecon.atomic import write_atomic
+from brainrecon.data import layout
+from brainrecon.data.transforms import to_float
 from brainrecon.errors import UserError
+from brainrecon.reconstruct import run_data_dir
+from brainrecon.runtime import pick_device
+from brainrecon.train import checkpoint
+from brainrecon.viz import grid, save_png
 
 
 @dataclass
@@ -86,32 +95,22 @@ def as_images(images, channels: int, run: Path) -> torch.Tensor:
         a = a[..., None]
     if a.ndim != 4 or a.shape[-1] != channels:
         raise UserError(f"images of shape {a.shape}: the encoder of {run} takes (N, H, W, {channels}) arrays")
-    t = torch.as_tensor(np.ascontiguousarray(a)).permute(0, 3, 1, 2)
-    if a.dtype == np.uint8:
-        return t.float() / 255
-    if not np.issubdtype(a.dtype, np.floating) or a.min() < 0 or a.max() > 1:
+    if a.dtype != np.uint8 and (not np.issubdtype(a.dtype, np.floating) or a.min() < 0 or a.max() > 1):
         raise UserError(f"images of dtype {a.dtype}: expected uint8, or floats in [0, 1]")
-    return t.float()
-
-
-def _device(device: str) -> torch.device:
-    from brainrecon.train.core import pick_device
-    return pick_device(device)
+    return to_float(a)
 
 
 def load_decoder(run: str | Path, device: str = "auto") -> TrainedDecoder:
     """The best checkpoint of a train-decoder run (deep or ridge), ready to decode."""
-    from brainrecon.train.decoder import load_decoder as load
-    dev = _device(device)
-    model, cfg = load(Path(run), dev)
+    dev = pick_device(device)
+    model, cfg = checkpoint.load_decoder(Path(run), dev)
     return TrainedDecoder(Path(run), model, cfg, dev)
 
 
 def load_encoder(run: str | Path, device: str = "auto") -> TrainedEncoder:
     """The best checkpoint of a train-encoder run, ready to predict voxels."""
-    from brainrecon.train.encoder import load_encoder as load
-    dev = _device(device)
-    model = load(Path(run), dev)
+    dev = pick_device(device)
+    model = checkpoint.load_encoder(Path(run), dev)
     return TrainedEncoder(Path(run), model, model.config, dev)
 
 
@@ -143,8 +142,6 @@ def roi_voxels(voxels: np.ndarray, decoder: TrainedDecoder, data_dir: Path | Non
     a = a[None] if a.ndim == 1 else a
     if a.ndim == 2 and a.shape[1] == decoder.n_voxels:
         return a
-    from brainrecon.data import layout
-    from brainrecon.reconstruct import run_data_dir
     cfg = decoder.config
     subject_file = layout.subject_file(run_data_dir(decoder.run, data_dir), cfg.data.subject)
     full = None
@@ -157,3 +154,29 @@ def roi_voxels(voxels: np.ndarray, decoder: TrainedDecoder, data_dir: Path | Non
     also = f", or (N, {full}) over the whole voxel axis of {subject_file.name}" if full else ""
     raise UserError(f"fMRI of shape {a.shape}: the decoder of {decoder.run} takes (N, {decoder.n_voxels}) arrays "
                     f"(subject {cfg.data.subject}, ROI {cfg.data.roi}){also}")
+
+
+DECODED = "decoded.npz"
+
+
+def decode_fmri(run_dir: Path, fmri: Path, key: str | None = None, out: Path | None = None,
+                data_dir: Path | None = None, device: str = "auto") -> Path:
+    """Decode any fMRI array (reconstruct --fmri): `decoded.npz` (reconstructions uint8 (N, H, W, C), the source
+    file and key), one PNG per sample and grid.png into `out` (default: RUN/decoded_<file stem>)."""
+    run_dir = Path(run_dir)
+    decoder = load_decoder(run_dir, device)
+    voxels = roi_voxels(read_fmri(fmri, key), decoder, data_dir)
+    images = decoder.decode(voxels)
+    recon_u8 = np.round(images * 255).astype(np.uint8)
+    out = Path(out) if out else run_dir / f"decoded_{Path(fmri).stem}"
+
+    def writer(tmp: Path):
+        buf = io.BytesIO()
+        np.savez(buf, reconstructions=recon_u8, modality=decoder.modality, subject=decoder.config.data.subject,
+                 source=str(Path(fmri).resolve()), key=key or "", run=str(run_dir.name))
+        tmp.write_bytes(buf.getvalue())
+    write_atomic(out / DECODED, writer)
+    for i, image in enumerate(recon_u8):
+        save_png(grid(image[None], columns=1), out / f"{i:03d}.png")
+    save_png(grid(recon_u8), out / "grid.png")
+    return out / DECODED

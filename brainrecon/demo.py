@@ -108,125 +108,140 @@ class Stages:
         return json.loads((folder / STAGE_RECORD).read_text())["key"]
 
 
+@dataclass
+class Stage:
+    """One row of the demo's stage table: where it writes, what it runs with (its record), the file that says it
+    finished, and the work itself."""
+    label: str
+    folder: Path
+    what: dict
+    done: str
+    run: Callable[[], tuple[str, float | None]]
+    """Does the work; returns the line to say and the seconds to report (None: the stage's wall time)."""
+    timing: str = ""
+    """The name its seconds are reported under (stage_seconds); '' for none."""
+    fresh: bool = False
+    """Start from an empty folder (a cut-short simulation is made again, not resumed)."""
+    start: str = ""
+    """Said when the stage starts ('' for nothing)."""
+
+    @property
+    def key(self) -> str:
+        return _key(self.what)
+
+
 def run_demo(out: Path, modality: str = "rgbd", budget: str | DemoBudget = "default",
-             say: Callable[[str], None] = print, threads: int = 0, quiet: bool = False) -> dict:
+             say: Callable[[str], None] = print, threads: int = 0, quiet: bool = False,
+             resume_hint: str = "the same demo command", seed: int | None = None, device: str | None = None) -> dict:
     """The whole method on the simulated subject; returns the evaluation records, comparisons and picture paths.
-    `quiet` turns the trainers' progress off (tests); the stage lines are always said."""
+    `quiet` turns the trainers' progress off (tests); the stage lines are always said. `resume_hint` is how an
+    interrupted trainer says to continue (a rerun of the demo resumes the stage that was cut short). `seed`: the
+    training seed of both networks (train.seed; the simulated subject stays the same); `device`: where they train
+    and decode (train.device)."""
     b = check_options(modality, budget)
     from brainrecon.config import load_config, to_dict
+    from brainrecon.reconstruct import NPZ, reconstruct
     from brainrecon.simulation.simulate import simulate_subject
     from brainrecon.train.decoder import train_decoder
     from brainrecon.train.encoder import train_encoder
 
     out = Path(out)
     data = out / "data"
-    sets = [*b.sets, *([f"train.threads={threads}"] if threads else [])]
-    stages, timings = Stages(say), {}
+    sets = [*b.sets, *([f"train.threads={threads}"] if threads else []),
+            *([f"train.seed={seed}"] if seed is not None else []), *([f"train.device={device}"] if device else [])]
+    book, timings = Stages(say), {}
     start = time.perf_counter()
     say(f"brainrecon demo ({b.name}) on a SIMULATED subject: procedural RGBD scenes and simulated voxel responses, "
         "not real fMRI")
     if b.expected:
         say(f"  expect {b.expected}; writing to {out}")
     say(f"  training curves: tensorboard --logdir {out}")
-    steps = 6
-
-    sim_what = {"simulation": asdict(b.simulation), "version": __version__}
-    if stages.reusable(data, sim_what, data / "simulated.json"):
-        say(f"[1/{steps}] simulate: already done in {data}")
-    else:
-        if data.exists():
-            shutil.rmtree(data)
-        stages.begin(data, sim_what)
-        t = time.perf_counter()
-        m = simulate_subject(data, b.simulation)
-        timings["simulate"] = time.perf_counter() - t
-        say(f"[1/{steps}] simulate: {m['rois']['VC']} VC voxels, {b.simulation.n_unpaired} unpaired images "
-            f"({timings['simulate']:.0f}s)")
-    sim_key = stages.key_of(data)
 
     enc_dir, dec_dir, ridge_dir = (out / f"{s}_{modality}" for s in ("encoder", "decoder", "ridge"))
     enc_cfg = load_config("encoder", modality, b.preset, [*b.encoder_sets, *sets])
-    enc_what = {"config": to_dict(enc_cfg), "data": sim_key, "preset": b.preset}
-    if stages.reusable(enc_dir, enc_what, enc_dir / "metrics.json"):
-        say(f"[2/{steps}] train-encoder: already done in {enc_dir}")
-    else:
-        stages.begin(enc_dir, enc_what)
-        say(f"[2/{steps}] train-encoder: {enc_cfg.train.epochs} epochs ({enc_cfg.model.arch}) -> {enc_dir}")
-        m = train_encoder(enc_cfg, data, enc_dir, resume=(enc_dir / "last.pt").exists(), quiet=quiet)
-        timings["train-encoder"] = m["seconds"]
-        say(f"[2/{steps}] train-encoder: median test r {m['median_r']:.3f}, r/ceiling {m['median_r_over_ceiling']:.2f} "
-            f"({m['seconds']:.0f}s)")
-    enc_key = stages.key_of(enc_dir)
-
     dec_cfg = load_config("decoder", modality, b.preset, [*b.decoder_sets, *sets])
-    dec_what = {"config": to_dict(dec_cfg), "data": sim_key, "encoder": enc_key, "preset": b.preset}
-    if stages.reusable(dec_dir, dec_what, dec_dir / "metrics.json"):
-        say(f"[3/{steps}] train-decoder: already done in {dec_dir}")
-    else:
-        stages.begin(dec_dir, dec_what)
-        say(f"[3/{steps}] train-decoder (self-supervised): {dec_cfg.train.epochs} epochs -> {dec_dir}")
-        m = train_decoder(dec_cfg, data, dec_dir, encoder_run=enc_dir, resume=(dec_dir / "last.pt").exists(),
-                          quiet=quiet)
-        timings["train-decoder"] = m["seconds"]
-        say(f"[3/{steps}] train-decoder (self-supervised, perceptual net {m['perceptual_net']}): {m['epochs']} epochs "
-            f"({m['seconds']:.0f}s)")
-    dec_key = stages.key_of(dec_dir)
-
     ridge_cfg = load_config("decoder", modality, b.preset, [*b.decoder_sets, "model.kind=ridge", *sets])
-    ridge_what = {"config": to_dict(ridge_cfg), "data": sim_key, "preset": b.preset}
-    if stages.reusable(ridge_dir, ridge_what, ridge_dir / "metrics.json"):
-        say(f"[4/{steps}] ridge baseline: already done in {ridge_dir}")
-    else:
-        stages.begin(ridge_dir, ridge_what)
+    sim = {"simulation": asdict(b.simulation), "version": __version__}
+    sim_key = _key(sim)
+    enc = {"config": to_dict(enc_cfg), "data": sim_key, "preset": b.preset}
+    dec = {"config": to_dict(dec_cfg), "data": sim_key, "encoder": _key(enc), "preset": b.preset}
+    ridge = {"config": to_dict(ridge_cfg), "data": sim_key, "preset": b.preset}
+
+    def simulate():
+        m = simulate_subject(data, b.simulation)
+        return f"{m['rois']['VC']} VC voxels, {b.simulation.n_unpaired} unpaired images", None
+
+    def encoder():
+        m = train_encoder(enc_cfg, data, enc_dir, resume=(enc_dir / "last.pt").exists(), quiet=quiet,
+                          resume_hint=resume_hint)
+        return f"median test r {m['median_r']:.3f}, r/ceiling {m['median_r_over_ceiling']:.2f}", m["seconds"]
+
+    def decoder():
+        m = train_decoder(dec_cfg, data, dec_dir, encoder_run=enc_dir, resume=(dec_dir / "last.pt").exists(),
+                          quiet=quiet, resume_hint=resume_hint)
+        return f"perceptual net {m['perceptual_net']}, {m['epochs']} epochs", m["seconds"]
+
+    def ridge_baseline():
         m = train_decoder(ridge_cfg, data, ridge_dir, quiet=quiet)
-        timings["ridge"] = m["seconds"]
-        say(f"[4/{steps}] ridge baseline: lambda {m['lambda']:g} chosen by {ridge_cfg.ridge_folds}-fold CV "
-            f"({m['seconds']:.0f}s)")
-    ridge_key = stages.key_of(ridge_dir)
+        return f"lambda {m['lambda']:g} chosen by {ridge_cfg.ridge_folds}-fold CV", m["seconds"]
+
+    def decoded(run: Path):
+        return lambda: (str(reconstruct(run, "test", data_dir=data, device=device or "auto")), None)
+
+    table = [
+        Stage("simulate", data, sim, "simulated.json", simulate, "simulate", fresh=True),
+        Stage("train-encoder", enc_dir, enc, "metrics.json", encoder, "train-encoder",
+              start=f"{enc_cfg.train.epochs} epochs ({enc_cfg.model.arch}) -> {enc_dir}"),
+        Stage("train-decoder (self-supervised)", dec_dir, dec, "metrics.json", decoder, "train-decoder",
+              start=f"{dec_cfg.train.epochs} epochs -> {dec_dir}"),
+        Stage("ridge baseline", ridge_dir, ridge, "metrics.json", ridge_baseline, "ridge"),
+        Stage("reconstruct", dec_dir / "reconstruct_test", {"run": _key(dec)}, NPZ, decoded(dec_dir), "reconstruct"),
+        Stage("reconstruct", ridge_dir / "reconstruct_test", {"run": _key(ridge)}, NPZ, decoded(ridge_dir),
+              "reconstruct"),
+    ]
+    steps = 6                                                       # the two reconstructions are step 5, evaluation 6
+    for stage in table:
+        step = min(table.index(stage) + 1, 5)
+        if book.reusable(stage.folder, stage.what, stage.folder / stage.done):
+            say(f"[{step}/{steps}] {stage.label}: already done in {stage.folder}")
+            continue
+        if stage.fresh and stage.folder.exists():
+            shutil.rmtree(stage.folder)
+        book.begin(stage.folder, stage.what)
+        if stage.start:
+            say(f"[{step}/{steps}] {stage.label}: {stage.start}")
+        t = time.perf_counter()
+        line, seconds = stage.run()
+        seconds = time.perf_counter() - t if seconds is None else seconds
+        if stage.timing:
+            timings[stage.timing] = timings.get(stage.timing, 0.0) + seconds
+        say(f"[{step}/{steps}] {stage.label}: {line} ({seconds:.0f}s)")
 
     t = time.perf_counter()
-    recon_paths = [_reconstruct(stages, run, key, data, say, steps) for run, key in ((dec_dir, dec_key),
-                                                                                     (ridge_dir, ridge_key))]
-    timings["reconstruct"] = time.perf_counter() - t
-    t = time.perf_counter()
-    result = _evaluate(out, recon_paths, data)
+    result = _evaluate(out, [dec_dir / "reconstruct_test" / NPZ, ridge_dir / "reconstruct_test" / NPZ], data)
     timings["evaluate"] = time.perf_counter() - t
     say(f"[6/{steps}] evaluate: {result['csv']} ({time.perf_counter() - start:.0f}s in all)")
-    return {**result, "gallery": recon_paths[0].parent / "gallery.png", "seconds": time.perf_counter() - start,
+    return {**result, "gallery": dec_dir / "reconstruct_test" / "gallery.png", "seconds": time.perf_counter() - start,
             "stage_seconds": timings, "budget": b.name}
-
-
-def _reconstruct(stages: Stages, run: Path, run_key: str, data: Path, say, steps: int) -> Path:
-    from brainrecon.reconstruct import NPZ, reconstruct
-    folder = run / "reconstruct_test"
-    what = {"run": run_key}
-    if stages.reusable(folder, what, folder / NPZ):
-        say(f"[5/{steps}] reconstruct: already done in {folder}")
-        return folder / NPZ
-    stages.begin(folder, what)
-    path = reconstruct(run, "test", data_dir=data)
-    say(f"[5/{steps}] reconstruct: {path}")
-    return path
 
 
 def _evaluate(out: Path, recon_paths: list[Path], data: Path) -> dict:
     """Always computed afresh from the reconstructions (seconds): identification, deep - ridge, the galleries."""
-    from brainrecon.evaluation.compare import compare_runs
-    from brainrecon.evaluation.identification import EvalOptions, evaluate_runs, write_outputs
-    from brainrecon.reconstruct import load_reconstructions, with_ceilings
+    from brainrecon.evaluation.identification import EvalOptions
+    from brainrecon.evaluation.run_evaluation import evaluate_reconstructions
+    from brainrecon.reconstruct import load_reconstructions
     from brainrecon.viz import comparison_grid
     opts = EvalOptions(ways=(2, 5, 10), metrics=("pixcorr", "ssim", "perceptual-effnet"), repeats=100,
                        mode="percent")
-    records, depth = evaluate_runs(with_ceilings([load_reconstructions(p) for p in recon_paths]), opts, data)
-    comparisons = compare_runs(records)                                       # the deep decoder - ridge, image by image
-    paths = write_outputs(records, depth, out / "evaluation", comparisons)
+    result = evaluate_reconstructions(recon_paths, opts, data, out / "evaluation")   # deep - ridge, image by image
     deep, ridge = (load_reconstructions(p) for p in recon_paths)
     shown = {"deep": deep["reconstructions"], "ridge": ridge["reconstructions"]}
     if "ceiling_reconstructions" in deep:
         shown["deep D(E(x))"] = deep["ceiling_reconstructions"]
     comparison_grid(deep["ground_truth"], shown, out / "evaluation" / "gallery_vs_ridge.png")
-    return {"records": records, "depth": depth, "comparisons": comparisons, "csv": paths["csv"],
-            "plot": paths["png"], "gallery_vs_ridge": out / "evaluation" / "gallery_vs_ridge.png"}
+    return {"records": result.records, "depth": result.depth, "comparisons": result.comparisons,
+            "csv": result.paths["csv"], "plot": result.paths["png"],
+            "gallery_vs_ridge": out / "evaluation" / "gallery_vs_ridge.png"}
 
 
 DEMO_SUBJECT = BUDGETS["full"].simulation

@@ -2,6 +2,9 @@
 
 Output PNGs are named by the image's position in ImageFolder order (`00000000.png`, ...), so the data layer's natural
 sort pairs them with the tree. Each PNG is written atomically; existing ones are skipped (resume).
+A stimulus npz is made by default as the release's RGBD file is (MiDaS large on the stimuli at 224 px), under the name
+the trainers read (`rgbd_<res>_from_224_large_png_uint8.npz`); another model or source size gets its own name, which
+the trainers do not read, and make-depth says so.
 """
 
 from __future__ import annotations
@@ -30,11 +33,16 @@ def net_shape(h: int, w: int, net_size: int) -> tuple[int, int]:
     return (max(32, int(math.ceil(h * scale / 32) * 32)), max(32, int(math.ceil(w * scale / 32) * 32)))
 
 
-def predict(model, images: list[np.ndarray], device) -> list[np.ndarray]:
-    """uint8 RGB images of one size -> uint8 depth maps at the image size, min-max scaled per image."""
+RGBD_MODEL, RGBD_SOURCE_SIZE = "large", 224
+"""How the release's RGBD stimulus file was made, and so what `make-depth --rgbd-npz` does by default."""
+
+
+def predict(model, images: list[np.ndarray], device, net_size: int | None = None) -> list[np.ndarray]:
+    """uint8 RGB images of one size -> uint8 depth maps at the image size, min-max scaled per image. MiDaS runs with the
+    shorter side near `net_size` (default the model's own: 384 large, 256 small)."""
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div(255).to(device)
     h, w = x.shape[-2:]
-    x = F.interpolate(x, size=net_shape(h, w, model.spec.net_size), mode="bicubic", align_corners=False)
+    x = F.interpolate(x, size=net_shape(h, w, net_size or model.spec.net_size), mode="bicubic", align_corners=False)
     with torch.inference_mode():
         pred = model(normalize_imagenet(x.clamp(0, 1)))
         pred = F.interpolate(pred.unsqueeze(1), size=(h, w), mode="bicubic", align_corners=False).squeeze(1)
@@ -60,7 +68,8 @@ def resolve_weights(weights: Path | None, model: str, data_dir: Path) -> Path:
     return Path(weights) if weights else layout.midas_file(data_dir, model)
 
 
-def depth_tree(images: Path, out: Path, model, device, batch_size: int = 8, progress=None) -> DepthReport:
+def depth_tree(images: Path, out: Path, model, device, batch_size: int = 8, progress=None,
+               net_size: int | None = None) -> DepthReport:
     """Write one depth PNG per image of the tree; corrupt images are reported and skipped."""
     files = imagenet.list_images(images)
     out.mkdir(parents=True, exist_ok=True)
@@ -76,7 +85,7 @@ def depth_tree(images: Path, out: Path, model, device, batch_size: int = 8, prog
 
     def flush(shape):
         items = buckets.pop(shape)
-        for ((i, _), _image), d in zip(items, predict(model, [a for _, a in items], device)):
+        for ((i, _), _image), d in zip(items, predict(model, [a for _, a in items], device, net_size)):
             write_atomic(out / f"{i:08d}.png", lambda p, d=d: Image.fromarray(d).save(p, format="PNG"))
         report.written += len(items)
         if progress:
@@ -100,17 +109,23 @@ def depth_tree(images: Path, out: Path, model, device, batch_size: int = 8, prog
     return report
 
 
+def rgbd_name(resolution: int, source_size: int, size_name: str) -> str:
+    """rgbd_<res>_from_<src>_<model>_png_uint8.npz; with the release's recipe, the name the trainers read."""
+    return f"rgbd_{resolution}_from_{source_size}_{size_name}_png_uint8.npz"
+
+
 def rgbd_npz(stimuli: Path, out_dir: Path, model, device, size_name: str, source_size: int | None = None,
-             batch_size: int = 8) -> Path:
-    """images_<res>.npz -> rgbd_<res>_from_<src>_<model>_png_uint8.npz: depth computed at the source size, stored as
-    uint8 (as the PNG route does), resized to <res> and appended as a 4th channel in [0, 1]."""
+             batch_size: int = 8, net_size: int | None = None) -> Path:
+    """images_<res>.npz -> rgbd_<res>_from_<src>_<model>_png_uint8.npz: depth computed at the source size (default
+    224, the release's), stored as uint8 (as the PNG route does), resized to <res> and appended as a 4th channel in
+    [0, 1]."""
     try:
         with np.load(stimuli) as z:
             train, test = z["train_images"], z["test_images"]
     except (OSError, KeyError, ValueError) as e:
         raise DataError(f"{stimuli}: not an images_<res>.npz stimulus file ({e})") from None
     res = train.shape[1]
-    src = source_size or res
+    src = source_size or RGBD_SOURCE_SIZE
     rgbd = {}
     for key, imgs in (("train_images", train), ("test_images", test)):
         u8 = imgs if imgs.dtype == np.uint8 else np.round(np.clip(imgs, 0, 1) * 255).astype(np.uint8)
@@ -120,12 +135,12 @@ def rgbd_npz(stimuli: Path, out_dir: Path, model, device, size_name: str, source
         src_u8 = x.round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
         depth = []
         for i in range(0, len(src_u8), batch_size):
-            depth += predict(model, list(src_u8[i:i + batch_size]), device)
+            depth += predict(model, list(src_u8[i:i + batch_size]), device, net_size)
         d = torch.from_numpy(np.stack(depth)).float().unsqueeze(1)
         d = F.interpolate(d, size=(res, res), mode="bilinear", align_corners=False, antialias=True) / 255
         rgbd[key] = np.concatenate([u8 / np.float32(255), d.clamp(0, 1).permute(0, 2, 3, 1).numpy()],
                                    axis=-1).astype(np.float32)
-    path = Path(out_dir) / f"rgbd_{res}_from_{src}_{size_name}_png_uint8.npz"
+    path = Path(out_dir) / rgbd_name(res, src, size_name)
 
     def writer(tmp: Path):
         buf = io.BytesIO()

@@ -77,17 +77,6 @@ def unit_channels(f: torch.Tensor) -> torch.Tensor:
     return f / (torch.sqrt((f ** 2).sum(1, keepdim=True) + 1e-10) + 1e-10)
 
 
-def perceptual_distance(fa: dict, fb: dict, weights=None, reduce: bool = True) -> torch.Tensor:
-    """Per layer: mean over locations of (1 - channel cosine of unit-normalised features), weighted sum over layers.
-    With reduce=False returns one value per sample."""
-    total = 0
-    for k, name in enumerate(fa):
-        d = 1 - (unit_channels(fa[name]) * unit_channels(fb[name])).sum(1)        # (B, h, w)
-        d = d.flatten(1).mean(1)
-        total = total + (weights[k] if weights is not None else 1.0 / len(fa)) * d
-    return total.mean() if reduce else total
-
-
 class ImageLoss(torch.nn.Module):
     """Perceptual (post-pool VGG16 taps) + channel-norm-scaled RGB and depth L1 + total variation."""
 

@@ -13,11 +13,11 @@ from brainrecon.atomic import write_atomic
 from brainrecon.config import to_dict
 from brainrecon.data import layout
 from brainrecon.data.datasets import load_paired
-from brainrecon.data.transforms import to_uint8
+from brainrecon.data.transforms import as_float, to_uint8
 from brainrecon.errors import UserError
+from brainrecon.runtime import pick_device
 from brainrecon.train import checkpoint
-from brainrecon.train.core import pick_device
-from brainrecon.train.decoder import load_decoder
+from brainrecon.train.checkpoint import load_decoder, load_encoder
 from brainrecon.viz import gallery, save_png, side_by_side
 
 NPZ = "reconstructions.npz"
@@ -38,8 +38,6 @@ def encoded_ceiling(run_dir: Path, model, images: torch.Tensor, dev) -> np.ndarr
     """D(E(x)): the decoder applied to its encoder's prediction for each image -- what it makes of noise-free,
     perfectly encoded activity (uint8, like the reconstructions). None for a run without an encoder (ridge, or a
     supervised-only decoder trained without one) or when the encoder run is gone."""
-    from brainrecon.data.datasets import as_float
-    from brainrecon.train.encoder import load_encoder
     encoder_run = checkpoint.load(Path(run_dir) / checkpoint.BEST).get("encoder_run") or ""
     if not encoder_run or not (Path(encoder_run) / checkpoint.BEST).exists():
         return None
@@ -108,13 +106,24 @@ def reconstruct(run_dir: Path, split: str = "test", out: Path | None = None, dat
         buf = io.BytesIO()
         extra = {"ceiling_reconstructions": ceiling} if ceiling is not None else {}
         np.savez(buf, reconstructions=recon_u8, ground_truth=truth_u8, indices=indices, modality=cfg.modality,
-                 subject=cfg.data.subject, run_config=run_config, run=str(run_dir.name), **extra)
+                 subject=cfg.data.subject, run_config=run_config, run=str(run_dir.name), split=split,
+                 run_dir=str(run_dir.resolve()), unpaired_pool=recorded_pool(run_dir), **extra)
         tmp.write_bytes(buf.getvalue())
     write_atomic(out / NPZ, writer)
     for i, (t, r) in enumerate(zip(truth_u8, recon_u8)):
         save_png(side_by_side(t, r), out / f"{i:03d}.png")
     save_png(gallery(truth_u8, recon_u8, columns=5 if truth_u8.shape[-1] != 4 else 3), out / "gallery.png")
     return out / NPZ
+
+
+def recorded_pool(run_dir: Path) -> str:
+    """The run's unpaired-pool record (metrics.json `unpaired_pool`, JSON text; 'null' when the run used none or
+    predates the record), so that `classify` can say whether the run trained on its test classes."""
+    import json
+    try:
+        return json.dumps(json.loads((Path(run_dir) / "metrics.json").read_text()).get("unpaired_pool", "unrecorded"))
+    except (OSError, ValueError):
+        return json.dumps("unrecorded")
 
 
 def load_reconstructions(path: Path) -> dict:
@@ -144,31 +153,3 @@ def load_reconstructions(path: Path) -> dict:
     data["path"] = path
     data.setdefault("run", np.array(path.parent.name))
     return data
-
-
-DECODED = "decoded.npz"
-
-
-def decode_fmri(run_dir: Path, fmri: Path, key: str | None = None, out: Path | None = None,
-                data_dir: Path | None = None, device: str = "auto") -> Path:
-    """Decode any fMRI array (reconstruct --fmri): `decoded.npz` (reconstructions uint8 (N, H, W, C), the source
-    file and key), one PNG per sample and grid.png into `out` (default: RUN/decoded_<file stem>)."""
-    from brainrecon.api import load_decoder as load_trained, read_fmri, roi_voxels
-    from brainrecon.viz import grid
-    run_dir = Path(run_dir)
-    decoder = load_trained(run_dir, device)
-    voxels = roi_voxels(read_fmri(fmri, key), decoder, data_dir)
-    images = decoder.decode(voxels)
-    recon_u8 = np.round(images * 255).astype(np.uint8)
-    out = Path(out) if out else run_dir / f"decoded_{Path(fmri).stem}"
-
-    def writer(tmp: Path):
-        buf = io.BytesIO()
-        np.savez(buf, reconstructions=recon_u8, modality=decoder.modality, subject=decoder.config.data.subject,
-                 source=str(Path(fmri).resolve()), key=key or "", run=str(run_dir.name))
-        tmp.write_bytes(buf.getvalue())
-    write_atomic(out / DECODED, writer)
-    for i, image in enumerate(recon_u8):
-        save_png(grid(image[None], columns=1), out / f"{i:03d}.png")
-    save_png(grid(recon_u8), out / "grid.png")
-    return out / DECODED

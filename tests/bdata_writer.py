@@ -12,12 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 from PIL import Image
 
 from brainrecon.config import ROIS
 from brainrecon.data import layout
+from brainrecon.sources.bdata import write_bdata
 
 TRAIN_RUN, TEST_RUN = 50, 12   # samples per run
 
@@ -57,31 +57,6 @@ def write_lists(folder: Path, n_train: int, n_test: int) -> tuple[Path, Path, li
         paths.append(p)
     ids = [np.array([float(f"{s}.{n:06d}") for s, n in items]) for items in (train, test)]
     return paths[0], paths[1], [image_name(*t) for t in train], [image_name(*t) for t in test], ids[0], ids[1]
-
-
-def write_bdata(path: Path, fields: dict[str, np.ndarray], voxels: np.ndarray, voxel_rows: dict[str, np.ndarray],
-                old_names: bool = False, dtype=np.float64, drop_keys: tuple[str, ...] = ()) -> Path:
-    """One BData file: per-sample `fields` (one column each) then the voxel columns."""
-    n_fields = len(fields)
-    data = np.hstack([np.stack(list(fields.values()), 1), voxels]).astype(dtype)
-    n_cols = data.shape[1]
-    keys, values, desc = [], [], []
-    for i, name in enumerate(fields):
-        row = np.full(n_cols, np.nan)
-        row[i] = 1
-        keys.append(name), values.append(row), desc.append(f"1 = {name} column")
-    for name, per_voxel in {"VoxelData": np.ones(voxels.shape[1]), **voxel_rows}.items():
-        row = np.full(n_cols, np.nan)                                    # NaN over the per-sample columns
-        row[n_fields:] = per_voxel
-        keys.append(name), values.append(row), desc.append(f"{name} of each voxel")
-    keep = [i for i, k in enumerate(keys) if k not in drop_keys]
-    with h5py.File(path, "w") as f:
-        f.create_dataset("dataSet" if old_names else "dataset", data=data)
-        meta = f.create_group("metaData" if old_names else "metadata")
-        meta.create_dataset("key", data=np.array([keys[i].encode() for i in keep]))
-        meta.create_dataset("description", data=np.array([desc[i].encode() for i in keep]))
-        meta.create_dataset("value", data=np.stack([values[i] for i in keep]))
-    return path
 
 
 def write_photos(folder: Path, names: list[str], images: np.ndarray, grey: int | None = None,

@@ -16,6 +16,16 @@ TINY = SimulationConfig(subject=3, seed=0, n_voxels=150, n_unpaired=64, resoluti
 DEVICE = os.environ.get("TORCH_DEVICE", "cpu")
 
 
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests run wherever CUDA is available and are skipped elsewhere."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (marked gpu)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def tiny_subject(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_subject")

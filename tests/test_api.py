@@ -12,7 +12,8 @@ import brainrecon
 from brainrecon.config import load_config
 from brainrecon.data import layout
 from brainrecon.errors import UserError
-from brainrecon.reconstruct import decode_fmri, load_reconstructions, reconstruct
+from brainrecon.api import decode_fmri
+from brainrecon.reconstruct import load_reconstructions, reconstruct
 from brainrecon.train.decoder import train_decoder
 from brainrecon.train.encoder import train_encoder
 from tests.conftest import tiny_overrides

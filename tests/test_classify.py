@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from brainrecon.correlation import correlation_distance
 from brainrecon.errors import UserError
-from brainrecon.evaluation.classify import ClassifyOptions, correlation_distance, trial_accuracy
+from brainrecon.evaluation.classify import ClassifyOptions, trial_accuracy
 from brainrecon.evaluation.classify_runs import classify_runs, paired, write_outputs
 
 
@@ -36,12 +37,12 @@ def test_protocol_matches_a_direct_computation(rng):
     feats[:3] += 2 * protos[[4, 9, 1]]                       # three images near their class, three not
     true = np.array([4, 9, 1, 0, 7, 14])
     opts = ClassifyOptions(ways=(2, 5, 15), tops=(1, 5), trials=40, seed=3)
-    got = trial_accuracy(correlation_distance(feats, protos), true, opts)
+    got = trial_accuracy(correlation_distance(feats, protos, cross=True), true, opts)
     for ways in opts.ways:
         for top in opts.tops:
             want = direct(feats, protos, true, ways, top, opts.trials, opts.seed)
             assert np.allclose(got[(ways, top)], want), (ways, top)
-    assert np.allclose(correlation_distance(feats, protos)[0, 3], 1 - np.corrcoef(feats[0], protos[3])[0, 1])
+    assert np.allclose(correlation_distance(feats, protos, cross=True)[0, 3], 1 - np.corrcoef(feats[0], protos[3])[0, 1])
     assert got[(5, 5)].min() == 1.0                          # top-5 of a 5-way always holds
 
 

@@ -1,20 +1,23 @@
-"""The CLI layer: help, exit codes, one-line errors, and the quick demo end to end."""
+"""The CLI layer: help, exit codes and one-line errors (the demo's own tests: test_demo.py, and the installed wheel's
+demo end to end: test_install.py, slow)."""
 
 import json
 
+import typer
 from typer.testing import CliRunner
 
 from brainrecon.cli import app
 
-COMMANDS = ("config", "convert-god", "fetch-data", "simulate", "make-depth", "train-encoder", "train-decoder",
-            "reconstruct", "evaluate", "demo")
+COMMANDS = ("fetch-data", "simulate", "convert-god", "convert-nsd", "make-depth", "train-encoder", "train-decoder",
+            "reconstruct", "evaluate", "classify", "demo", "config")
 
 
 def test_help_lists_every_subcommand():
+    assert sorted(typer.main.get_command(app).commands) == sorted(COMMANDS)   # a new command is added here too
     result = CliRunner().invoke(app, ["--help"])
     assert result.exit_code == 0
-    for c in COMMANDS:
-        assert c in result.output
+    listed = [line.strip("│ ").split(" ")[0] for line in result.output.splitlines()]
+    assert sorted(c for c in listed if c in COMMANDS) == sorted(COMMANDS), result.output  # each on a line of its own
 
 
 def test_bad_config_key_is_one_line_exit_2(tmp_path):

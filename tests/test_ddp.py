@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from brainrecon.train import core
+from brainrecon.runtime import setup, teardown
+from brainrecon.train.distributed import all_reduce_mean, epoch_order, unwrap, wrap
 
 
 def _free_port() -> int:
@@ -20,23 +21,23 @@ def _worker(rank: int, world: int, port: int, out: str):
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    runtime = core.setup("cpu", amp=False, seed=0)
-    model = core.wrap(torch.nn.Linear(6, 2), runtime, "decoder")
+    runtime = setup("cpu", amp=False, seed=0)
+    model = wrap(torch.nn.Linear(6, 2), runtime, "decoder")
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(64, 6, generator=g), torch.randn(64, 2, generator=g)
     for epoch in range(3):
-        order = core.epoch_order(64, seed=0, epoch=epoch, runtime=runtime)
+        order = epoch_order(64, seed=0, epoch=epoch, runtime=runtime)
         for s in range(0, len(order), 8):
             idx = order[s:s + 8]
             loss = torch.nn.functional.mse_loss(model(x[idx]), y[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
-    mean_loss = core.all_reduce_mean(float(loss), runtime)
-    torch.save({"weight": core.unwrap(model).weight.detach().clone(), "shard": order.tolist(), "mean": mean_loss},
+    mean_loss = all_reduce_mean(float(loss), runtime)
+    torch.save({"weight": unwrap(model).weight.detach().clone(), "shard": order.tolist(), "mean": mean_loss},
                f"{out}/rank{rank}.pt")
-    core.teardown()
+    teardown()
 
 
 @pytest.mark.ddp

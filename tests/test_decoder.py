@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from brainrecon import losses
 from brainrecon.config import load_config
@@ -138,7 +139,9 @@ def test_short_run_lowers_every_loss_and_reconstructs(tiny_subject, tiny_encoder
     rec = load_reconstructions(tmp_path / "dec")
     assert rec["reconstructions"].shape == rec["ground_truth"].shape == (12, 32, 32, 4)
     assert rec["reconstructions"].dtype == np.uint8 and str(rec["modality"]) == "rgbd"
-    assert "decoder" in str(rec["run_config"]) or "loss" in str(rec["run_config"])
+    run_config = yaml.safe_load(str(rec["run_config"]))   # the run's resolved config travels with its reconstructions
+    assert run_config == yaml.safe_load((tmp_path / "dec/config.yaml").read_text())
+    assert run_config["modality"] == "rgbd" and run_config["model"]["kind"] == "deep"
     from PIL import Image
     with Image.open(npz.parent / "gallery.png") as g:
         assert g.size[0] > 3 * 32 * 4 and g.size[1] > 4 * 32
@@ -157,9 +160,9 @@ def test_modality_mismatch_with_encoder(tiny_subject, tiny_encoder, tmp_path):
 def test_frozen_caches_leave_the_step_unchanged(tiny_subject, tiny_encoder, budget_mb):
     """A step with the caches (all items, or part of them: the rest is computed per step) gives the same losses and
     decoder gradients as one without, within float round-off; the caches hold what metrics.json says."""
-    from brainrecon.train import core
+    from brainrecon.runtime import setup
     from brainrecon.train.decoder import DecoderStep
-    runtime = core.setup("cpu", False, 0)
+    runtime = setup("cpu", False, 0)
     results = []
     for mb in (budget_mb, 0.0):
         step = DecoderStep(decoder_cfg(1, **{"train.cache_mb": mb}), runtime, tiny_subject, tiny_encoder)
@@ -222,7 +225,8 @@ def test_de_cycle_reads_the_fmri_it_is_told_to_and_says_so(tiny_subject, tiny_en
 
 def test_val_fraction_zero_uses_every_pair_every_epoch(tiny_subject, tiny_encoder, tmp_path, monkeypatch):
     import brainrecon.train.decoder as mod
-    from brainrecon.train.core import Runtime, steps_per_epoch
+    from brainrecon.runtime import Runtime
+    from brainrecon.train.distributed import steps_per_epoch
     seen = []
     real = mod.DecoderStep.loss
 

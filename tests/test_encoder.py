@@ -10,7 +10,8 @@ from brainrecon.errors import UserError
 from brainrecon.data.transforms import N_CHANNELS
 from brainrecon.models.encoder import Encoder, EncoderArch
 from brainrecon.models.vgg import build_vgg, load_release_vgg
-from brainrecon.train.encoder import encoder_loss, load_encoder, train_encoder, voxel_correlation
+from brainrecon.train.checkpoint import load_encoder
+from brainrecon.train.encoder import encoder_loss, train_encoder, voxel_correlation
 from tests.conftest import tiny_overrides
 
 
@@ -81,7 +82,8 @@ def test_short_training_learns_and_beats_shuffled_control(tiny_subject, tmp_path
     history = [json.loads(s) for s in (tmp_path / "enc/metrics.jsonl").read_text().splitlines()]
     assert history[-1]["train_criterion"] < history[0]["train_criterion"]
     enc = load_encoder(tmp_path / "enc")
-    from brainrecon.data.datasets import as_float, load_paired
+    from brainrecon.data.datasets import load_paired
+    from brainrecon.data.transforms import as_float
     data = load_paired(tiny_subject, cfg.data, "rgbd")
     with torch.no_grad():
         pred = enc(as_float(data.test_images))
@@ -96,7 +98,7 @@ def test_short_training_learns_and_beats_shuffled_control(tiny_subject, tmp_path
 @pytest.mark.parametrize("modality,taps", [("rgb", (16, 24, 40, 112)), ("rgbd", (32, 48, 80, 224))])
 def test_effnet_backbone_taps_shapes_and_frozen_state(modality, taps):
     from brainrecon.models.effnet import load_effnet_lite0
-    from brainrecon.models.encoder import build_effnet
+    from brainrecon.models.effnet_taps import build_effnet
     enc = Encoder(EncoderArch(n_voxels=20, modality=modality, arch="effnet-lite0", input_size=32, head_channels=8,
                               dropout=0), build_effnet(True))
     shipped = load_effnet_lite0().state_dict()
@@ -120,7 +122,7 @@ def test_effnet_backbone_taps_shapes_and_frozen_state(modality, taps):
 def test_effnet_depth_inputs_train_only_their_depth_part(modality, depth_input, taps):
     """stem / branch: the shipped network stays frozen (weights, BN statistics, no gradient), the new depth part
     trains (gradient, BN in train mode), and the taps keep the VGG taps' sides."""
-    from brainrecon.models.encoder import build_effnet
+    from brainrecon.models.effnet_taps import build_effnet
     enc = Encoder(EncoderArch(n_voxels=20, modality=modality, arch="effnet-lite0", input_size=32, head_channels=8,
                               dropout=0, depth_input=depth_input), build_effnet(True))
     x = torch.rand(3, N_CHANNELS[modality], 32, 32)

@@ -98,7 +98,7 @@ def test_ways_out_of_range_and_missing_weights(rng):
     truth = images(rng, 10)
     with pytest.raises(UserError, match="--ways 11 must lie in 2..10"):
         evaluate_runs([run_of(truth, truth)], EvalOptions(ways=(11,), metrics=("pixcorr",)))
-    with pytest.raises(UserError, match="lpips"):
+    with pytest.raises(UserError, match="--metric 'lpips-alex' is unknown; choose from pixcorr, ssim"):
         evaluate_runs([run_of(truth, truth)], EvalOptions(ways=(2,), metrics=("lpips-alex",)))
     with pytest.raises(UserError, match="depth-perceptual needs"):
         evaluate_runs([run_of(truth[..., :1], truth[..., :1], "depth")],

@@ -4,16 +4,16 @@ import hashlib
 import io
 import json
 import tarfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from typer.testing import CliRunner
 
-from brainrecon.cli import app
-from brainrecon.data import fetch
+from brainrecon.cli import app, fetch_screen
+from brainrecon.data import archive, download
 from brainrecon.errors import UserError
+from brainrecon.simulation.serve import FileServer
+from brainrecon.sources import god_fetch, release_files
 
 FILES = {"images_112.npz": b"stimuli" * 10000, "sbj_1.npz": b"one" * 500, "sbj_3.npz": b"three" * 500,
          "sbj_2.npz": b"2", "sbj_4.npz": b"4", "sbj_5.npz": b"5"}
@@ -29,48 +29,10 @@ def tarball(members: dict) -> bytes:
     return buf.getvalue()
 
 
-class Server:
-    def __init__(self, files):
-        self.files, self.truncate, self.requests, self.delay = dict(files), set(), [], 0.0
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def do_GET(self):
-                name = self.path.rsplit("/", 1)[-1]
-                server.requests.append((name, self.headers.get("Range")))
-                time.sleep(server.delay)
-                if name not in server.files:
-                    self.send_error(404)
-                    return
-                data = server.files[name]
-                start = int(self.headers["Range"].split("=")[1].split("-")[0]) if self.headers.get("Range") else 0
-                body = data[start:]
-                self.send_response(206 if start else 200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if name in server.truncate:
-                    self.wfile.write(body[:len(body) // 2])
-                    self.wfile.flush()
-                    self.close_connection = True
-                    return
-                self.wfile.write(body)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def downloads(self, name):
-        return sum(1 for n, _ in self.requests if n == name)
-
-
 @pytest.fixture
 def server():
-    s = Server(FILES)
-    yield s
-    s.httpd.shutdown()
+    with FileServer(FILES) as s:
+        yield s
 
 
 @pytest.fixture(autouse=True)
@@ -82,17 +44,21 @@ def cli(*args):
     return CliRunner().invoke(app, ["fetch-data", "--yes", *args])
 
 
-def test_registry_lists_every_release_file():
-    entries = fetch.load_registry()
-    assert len(entries) == 22 and {e.group for e in entries} == set(fetch.GROUPS) - {"nsd"}  # nsd: built per subject
+def test_each_source_declares_its_files():
+    entries = release_files.entries()
+    assert len(entries) == 17 and {e.group for e in entries} == set(release_files.GROUPS)
+    assert len(god_fetch.entries()) == 5 and set(fetch_screen.GROUPS) == {*release_files.GROUPS, "god-h5", "nsd"}
+    entries += god_fetch.entries()
     assert all(e.sha256 is None for e in entries)     # unknown: trusted on first use, never invented
+    sized = {e.name: e for e in entries if e.size is not None}   # only MiDaS's (from its published tensor shapes)
+    assert set(sized) == {"model-f6b98070.pt", "model-small-70d6b9c8.pt"} and all(e.approx for e in sized.values())
 
 
 def test_first_download_locks_hashes_and_second_run_downloads_nothing(server, tmp_path):
     r = cli("--data-dir", str(tmp_path), "--base-url", server.url, "--only", "stimuli")
     assert r.exit_code == 0, r.output
     assert "Terms" in r.output and "ImageNet" in r.output
-    lock = json.loads((tmp_path / fetch.LOCK).read_text())
+    lock = json.loads((tmp_path / download.LOCK).read_text())
     assert lock["files"]["images_112.npz"]["sha256"] == hashlib.sha256(FILES["images_112.npz"]).hexdigest()
     r2 = cli("--data-dir", str(tmp_path), "--base-url", server.url, "--only", "stimuli")
     assert r2.exit_code == 0 and server.downloads("images_112.npz") == 1 and "Terms" not in r2.output
@@ -118,10 +84,10 @@ def test_registry_hash_takes_precedence(server, tmp_path):
 
 @pytest.mark.parametrize("member", ["../evil.txt", "/tmp/evil-absolute.txt"])
 def test_unsafe_tar_members_are_refused(tmp_path, member):
-    archive = tmp_path / "a.tar.gz"
-    archive.write_bytes(tarball({"val/n1/ok.JPEG": b"x", member: b"evil"}))
+    tarpath = tmp_path / "a.tar.gz"
+    tarpath.write_bytes(tarball({"val/n1/ok.JPEG": b"x", member: b"evil"}))
     with pytest.raises(UserError, match="refused"):
-        fetch.extract(archive, tmp_path / "out")
+        archive.extract(tarpath, tmp_path / "out")
     assert not (tmp_path / "out/val").exists() and not (tmp_path / "evil.txt").exists()
 
 
@@ -130,7 +96,7 @@ def test_archives_unpack_into_the_data_layout_once(server, tmp_path):
     r = cli("--data-dir", str(tmp_path), "--base-url", server.url, "--only", "imagenet")
     assert r.exit_code == 0, r.output
     assert (tmp_path / "imagenet/val/n01/a.JPEG").read_bytes() == b"img"
-    assert fetch.extract(tmp_path / "imagenet_val.tar.gz", tmp_path / "imagenet") is False   # idempotent
+    assert archive.extract(tmp_path / "imagenet_val.tar.gz", tmp_path / "imagenet") is False   # idempotent
 
 
 def test_server_down_is_one_line_exit_2(tmp_path):
@@ -157,32 +123,127 @@ def test_only_and_subjects_select(server, tmp_path):
     r = cli("--data-dir", str(tmp_path), "--base-url", server.url, "--only", "fmri", "--subjects", "1,3")
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in tmp_path.glob("sbj_*.npz")) == ["sbj_1.npz", "sbj_3.npz"]
-    entries = fetch.select(fetch.load_registry(), ["vgg", "model-f6b98070.pt"], "1")
+    entries = release_files.select(["vgg", "model-f6b98070.pt"], [1])
     assert len(entries) == 6 and all(e.key.startswith("imagenet_rgbd/") for e in entries if e.group == "vgg")
     with pytest.raises(UserError, match="neither a group"):
-        fetch.select(fetch.load_registry(), ["bogus"], "1")
+        fetch_screen.select(["bogus"], None, None)
 
 
-def test_list_and_dry_run(server, tmp_path):
-    r = CliRunner().invoke(app, ["fetch-data", "--data-dir", str(tmp_path), "--list"])
-    assert r.exit_code == 0 and "sbj_5.npz" in r.output and "missing" in r.output
-    d = CliRunner().invoke(app, ["fetch-data", "--data-dir", str(tmp_path), "--dry-run", "--only", "midas"])
-    assert d.exit_code == 0 and "model-f6b98070.pt" in d.output and not list(tmp_path.glob("*.pt"))
+def test_list_shows_sizes_offline_and_from_the_server(server, tmp_path):
+    """--list: MiDaS's declared estimates when no server answers (the tests reach no network); the server's sizes
+    with --base-url; nothing created either way."""
+    data = tmp_path / "d"
+    r = CliRunner().invoke(app, ["fetch-data", "--data-dir", str(data), "--list"])
+    assert r.exit_code == 0 and "sbj_5.npz" in r.output and "missing" in r.output, r.output
+    assert "~422.3 MB" in r.output and "~85.6 MB" in r.output and "?" in r.output
+    r = CliRunner().invoke(app, ["fetch-data", "--data-dir", str(data), "--list", "--only", "fmri", "--base-url",
+                                 server.url])
+    assert r.exit_code == 0 and "1.5 kB" in r.output and "2.5 kB" in r.output and "?" not in r.output, r.output
+    assert not data.exists()
 
 
-def test_terms_must_be_accepted(server, tmp_path):
-    r = CliRunner().invoke(app, ["fetch-data", "--data-dir", str(tmp_path), "--base-url", server.url,
+def test_dry_run_shows_sizes_total_and_destination_and_creates_nothing(server, tmp_path):
+    """Sizes the declarations do not know come from the server (HEAD); a file whose size the server does not say
+    shows `?` and makes the total a lower bound; MiDaS's estimate is replaced by the server's answer."""
+    server.files["model-small-70d6b9c8.pt"] = b"m" * 2_500_000
+    server.files["model-f6b98070.pt"] = b"L" * 10
+    server.hide_size.update({"model-f6b98070.pt", "sbj_3.npz"})
+    data = tmp_path / "new" / "data"
+    r = CliRunner().invoke(app, ["fetch-data", "--data-dir", str(data), "--base-url", server.url, "--dry-run",
+                                 "--only", "stimuli", "--only", "fmri", "--subjects", "1,3", "--only", "midas"])
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.output.split())
+    assert f"5 file(s) to download into {data}" in out and "a new folder" in out
+    assert "images_112.npz 70.0 kB" in out and "sbj_1.npz 1.5 kB" in out and "sbj_3.npz ? " in out
+    assert "model-small-70d6b9c8.pt 2.5 MB" in out and "model-f6b98070.pt ~422.3 MB" in out   # server silent
+    assert f"<- {server.url}/images_112.npz" in out
+    assert "total: at least 424.8 MB (1 file(s) of unknown size: the server did not say; the total is a lower bound;" \
+        " ~: an estimate)" in out
+    assert "free space at the destination" in out
+    assert ("sbj_1.npz", None, "HEAD") in server.requests and server.downloads("sbj_1.npz") == 0
+    assert not (tmp_path / "new").exists()
+    server.hide_size.clear()
+    r = CliRunner().invoke(app, ["fetch-data", "--data-dir", str(data), "--base-url", server.url, "--dry-run",
                                  "--only", "stimuli"])
-    assert r.exit_code == 2 and "--yes" in r.output and not (tmp_path / "images_112.npz").exists()
+    assert "total: 70.0 kB" in " ".join(r.output.split()) and not (tmp_path / "new").exists()
+
+
+def test_sizes_follow_redirects_and_servers_without_head(server):
+    assert download.remote_size(f"{server.root}/redirect/images_112.npz") == 70_000
+    server.no_head.add("sbj_3.npz")
+    assert download.remote_size(f"{server.url}/sbj_3.npz") == 2_500               # a one-byte ranged GET instead
+    server.hide_size.add("sbj_1.npz")
+    assert download.remote_size(f"{server.url}/sbj_1.npz") is None
+    assert download.remote_size("http://127.0.0.1:9/v1/x") is None                 # nobody there
+
+
+def test_terms_must_be_accepted_and_a_refusal_leaves_no_folder(server, tmp_path, monkeypatch):
+    data = tmp_path / "d"
+    r = CliRunner().invoke(app, ["fetch-data", "--data-dir", str(data), "--base-url", server.url,
+                                 "--only", "stimuli"])
+    assert r.exit_code == 2 and "--yes" in r.output and "70.0 kB" in r.output and not data.exists()
+    monkeypatch.setattr(fetch_screen, "ask", lambda question: "n")
+    r = CliRunner().invoke(app, ["fetch-data", "--data-dir", str(data), "--base-url", server.url,
+                                 "--only", "stimuli"])
+    assert r.exit_code == 2 and "terms not accepted" in r.output and not data.exists()
+    monkeypatch.setattr(fetch_screen, "ask", lambda question: "y")
+    r = CliRunner().invoke(app, ["fetch-data", "--data-dir", str(data), "--base-url", server.url,
+                                 "--only", "stimuli"])
+    assert r.exit_code == 0 and (data / "images_112.npz").exists()
+    assert json.loads((data / download.LOCK).read_text())["terms_accepted"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--subjects", "9"], "--subjects 9: GOD has subjects 1-5"),
+    (["--only", "god-h5", "--subjects", "2,6"], "GOD has subjects 1-5, not 6"),
+    (["--only", "nsd", "--subjects", "9"], "NSD has subjects 1-8"),
+    (["--only", "stimuli", "--subjects", "3"], "--subjects applies to"),
+    (["--only", "fmri", "--sessions", "1-3"], "--sessions applies to --only nsd"),
+], ids=["god-9", "god-h5-6", "nsd-9", "no-subject-group", "sessions-without-nsd"])
+def test_bad_subjects_are_one_line_and_leave_no_folder(server, tmp_path, args, message):
+    data = tmp_path / "d"
+    r = CliRunner().invoke(app, ["fetch-data", "--yes", "--data-dir", str(data), "--base-url", server.url, *args])
+    assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output
+    assert len(r.output.strip().splitlines()) == 1 and not data.exists()
+
+
+def test_next_line_names_the_subject_fetched(server, tmp_path):
+    r = cli("--data-dir", str(tmp_path), "--base-url", server.url, "--only", "fmri", "--subjects", "1")
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.output.split())
+    assert f"Next: `brainrecon train-encoder --data-dir {tmp_path} --modality rgb --subject 1`" in out
+    r = cli("--data-dir", str(tmp_path), "--base-url", server.url, "--only", "stimuli")
+    assert "Next:" not in r.output                                   # nothing fetched that a command trains on
+    server.files["Subject2.h5"] = b"bdata"
+    r = cli("--data-dir", str(tmp_path), "--base-url", server.url, "--only", "god-h5", "--subjects", "2")
+    assert r.exit_code == 0 and "figshare article 7387130" in r.output, r.output   # its own terms, asked once
+    assert f"Next: `brainrecon convert-god --subject 2 --images PHOTOS --data-dir {tmp_path}`" in \
+        " ".join(r.output.split())
+
+
+def test_data_layer_imports_no_source_module():
+    """brainrecon.data (L2) knows no source, no screen and no trainer: not at module level, not inside a function
+    (tests/test_layers.py holds the whole layer order; this names what fetching used to reach for)."""
+    import ast
+    from pathlib import Path
+    import brainrecon.data
+    folder = Path(brainrecon.data.__file__).parent
+    forbidden = ("brainrecon.sources", "brainrecon.cli", "brainrecon.train")
+    for path in sorted(folder.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            for name in names:
+                assert not name.startswith(forbidden), f"{path.name} imports {name}"
+    assert (folder / "download.py").is_file() and (folder / "archive.py").is_file()
 
 
 def test_god_h5_group_is_per_subject_and_only_when_named():
-    entries = fetch.load_registry()
-    god = fetch.select(entries, ["god-h5"], "3,5")
+    god = [e for part in fetch_screen.select(["god-h5"], "3,5", None) for e in part.entries]
     assert [e.name for e in god] == ["Subject3.h5", "Subject5.h5"]
     assert all(e.url.startswith("https://ndownloader.figshare.com/files/") for e in god)
-    assert not any(e.group == "god-h5" for e in fetch.select(entries, ["all"], "1,2,3,4,5"))
-    assert any("figshare" in source for source in fetch.TERMS)
+    assert not any(e.group == "god-h5" for part in fetch_screen.select(["all"], None, None) for e in part.entries)
+    assert any("figshare" in source for source in god_fetch.TERMS.items)
 
 
 def test_two_fetches_on_one_data_folder(server, tmp_path):
@@ -207,7 +268,7 @@ def test_two_fetches_on_one_data_folder(server, tmp_path):
     message = " ".join(second.stderr.split())
     assert "another process is writing into this data folder" in message and f"pid {first.pid}" in message and \
         "brainrecon fetch-data" in message, message
-    lock = json.loads((tmp_path / fetch.LOCK).read_text())
+    lock = json.loads((tmp_path / download.LOCK).read_text())
     for name, data in FILES.items():
         assert hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
         assert lock["files"][name]["sha256"] == hashlib.sha256(data).hexdigest()
@@ -225,17 +286,18 @@ def test_nsd_group_downloads_the_tree_convert_nsd_reads(tmp_path):
     for path in wanted:
         p = mini.root / path
         served[path.rsplit("/", 1)[-1]] = p.read_bytes() if p.exists() else b"absent in the mini tree"
-    s = Server(served)
+    s = FileServer(served)
     try:
         data = tmp_path / "data"
         args = ["fetch-data", "--only", "nsd", "--subjects", "1", "--sessions", "1-3", "--data-dir", str(data),
                 "--base-url", s.url]
         refused = CliRunner().invoke(app, args)
         assert refused.exit_code == 2 and "Natural Scenes Dataset" in refused.output and "forms.gle" in refused.output
-        assert "NSD: 17 files to download" in refused.output and "--yes" in refused.output
+        assert "17 file(s) to download" in refused.output and "--yes" in refused.output
+        assert not data.exists()                                         # refused: no folder made
         result = CliRunner().invoke(app, args + ["--yes"])
         assert result.exit_code == 0, result.output
-        lock = json.loads((data / fetch.LOCK).read_text())
+        lock = json.loads((data / download.LOCK).read_text())
         assert lock["nsd_terms_accepted"] and "terms_accepted" not in lock
         for path in wanted:
             got = (data / "nsd" / path).read_bytes()
@@ -244,7 +306,7 @@ def test_nsd_group_downloads_the_tree_convert_nsd_reads(tmp_path):
         again = CliRunner().invoke(app, args + ["--yes"])
         assert again.exit_code == 0 and s.downloads("betas_session01.hdf5") == 1
     finally:
-        s.httpd.shutdown()
+        s.shutdown()
     for path in wanted:  # what the mini tree lacks came as placeholders: remove them, as absent optional files
         if not (mini.root / path).exists():
             (data / "nsd" / path).unlink()

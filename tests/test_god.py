@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from brainrecon.cli import app
 from brainrecon.config import ROIS
 from brainrecon.data import layout, release
-from brainrecon.sources.god import ConvertOptions, carried_lists, convert_god, stimulus_id
+from brainrecon.sources.god import ConvertOptions, convert_god
+from brainrecon.sources.god_lists import carried_lists, stimulus_id
 from brainrecon.errors import DataError
 from tests.bdata_writer import god_from_subject
 

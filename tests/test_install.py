@@ -98,3 +98,14 @@ def test_demo_from_the_installed_wheel(installs, tmp_path):
         assert row["ci_low"] > row["chance"], row
     again = run_installed(installs["wheel"], ["-m", "brainrecon", "demo", "--out", "demo"], cwd)
     assert again.returncode == 0 and again.stderr.count("already done") == 6, again.stderr
+
+
+def test_torch_has_no_upper_bound():
+    """A torch (CUDA or CPU-only) installed before brainrecon must be kept: the dependencies set lower bounds only."""
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = {d.split(">")[0].split("<")[0].split("=")[0].strip(): d for d in project["dependencies"]}
+    for name in ("torch", "torchvision"):
+        assert ">=" in pins[name] and "<" not in pins[name] and "==" not in pins[name], pins[name]
+    assert "pytest" in " ".join(project["optional-dependencies"]["dev"])
+    assert not any("pytest" in d for d in project["dependencies"])          # the demo needs only `pip install -e .`

@@ -2,6 +2,7 @@ import json
 import warnings
 
 import numpy as np
+import pytest
 import torch
 
 from brainrecon.config import load_config
@@ -41,16 +42,32 @@ def test_ridge_run_is_interior_deterministic_and_beats_mean_image(tiny_subject, 
     assert metrics["model"] == "ridge" and len(metrics["cv_pixcorr"]) == len(metrics["cv_lambdas"])
 
 
-def test_ridge_recovers_a_linear_map_in_both_forms(rng):
-    for n, v in ((60, 200), (300, 40)):  # dual (n <= V) and primal (V < n)
-        x = torch.tensor(rng.standard_normal((n, v)))
-        w = torch.tensor(rng.standard_normal((v, 30)))
-        y = x @ w + 0.01 * torch.tensor(rng.standard_normal((n, 30)))
-        scores = cross_validate((x - x.mean(0)) / x.std(0), y, [1e-3, 1e-1, 1e1, 1e3, 1e5], 4, 0)
-        if n > v:
-            assert int(np.argmax(scores)) < 3 and scores.max() > 0.99
-        state = fit_ridge(x, y, 1e-3)
-        z = (x - state["voxel_mean"].double()) / state["voxel_std"].double()
-        pred = z @ state["left"].double() @ state["right"].double() + state["intercept"].double()
-        if n > v:
-            torch.testing.assert_close(pred, y, atol=0.05, rtol=0)
+def test_ridge_recovers_a_linear_map(rng):
+    """More samples than voxels (the primal form): CV picks a small lambda and the fit reproduces the map."""
+    n, v = 300, 40
+    x = torch.tensor(rng.standard_normal((n, v)))
+    w = torch.tensor(rng.standard_normal((v, 30)))
+    y = x @ w + 0.01 * torch.tensor(rng.standard_normal((n, 30)))
+    scores = cross_validate((x - x.mean(0)) / x.std(0), y, [1e-3, 1e-1, 1e1, 1e3, 1e5], 4, 0)
+    assert int(np.argmax(scores)) < 3 and scores.max() > 0.99
+    state = fit_ridge(x, y, 1e-3)
+    z = (x - state["voxel_mean"].double()) / state["voxel_std"].double()
+    pred = z @ state["left"].double() @ state["right"].double() + state["intercept"].double()
+    torch.testing.assert_close(pred, y, atol=0.05, rtol=0)
+
+
+@pytest.mark.parametrize("n,v", [(60, 200), (300, 40)], ids=["dual", "primal"])
+def test_both_forms_give_the_closed_form_ridge_map(rng, n, v):
+    """The factors that fit_ridge keeps predict, on new voxels, exactly what the textbook ridge map
+    W = (Z'Z + lam I)^-1 Z'(Y - mean Y) predicts: with fewer samples than voxels through the dual form (factors of
+    rank n, from the n x n Gram matrix), otherwise through the primal form (rank V)."""
+    x = torch.tensor(rng.standard_normal((n, v)))
+    y = x @ torch.tensor(rng.standard_normal((v, 30))) + 0.1 * torch.tensor(rng.standard_normal((n, 30)))
+    lam = 10.0
+    state = fit_ridge(x, y, lam)
+    assert tuple(state["left"].shape) == (v, min(n, v))          # n factors: the dual path; V: the primal one
+    z = (x - x.mean(0)) / x.std(0).clamp_min(1e-6)
+    w = torch.linalg.solve(z.T @ z + lam * torch.eye(v, dtype=z.dtype), z.T @ (y - y.mean(0)))
+    new = (torch.tensor(rng.standard_normal((20, v))) - x.mean(0)) / x.std(0)
+    pred = new @ state["left"].double() @ state["right"].double() + state["intercept"].double()
+    torch.testing.assert_close(pred, new @ w + y.mean(0), rtol=1e-4, atol=1e-3)

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from brainrecon.errors import UserError
-from brainrecon.train import runlock
+from brainrecon import locks
 
 
 def _dead_pid() -> int:
@@ -23,8 +23,8 @@ def _dead_pid() -> int:
 
 HOLDER = """
 import sys
-from brainrecon.train import runlock
-with runlock.hold(sys.argv[1]):
+from brainrecon import locks
+with locks.hold(sys.argv[1]):
     print("held", flush=True)
     sys.stdin.read()              # hold the lock until the test closes stdin
 """
@@ -50,28 +50,28 @@ def test_second_start_is_refused_before_any_data_or_model(tmp_path):
     finally:
         holder.stdin.close()
         holder.wait(timeout=60)
-    assert holder.returncode == 0 and not (out / runlock.LOCK).exists()      # released when the holder ends
+    assert holder.returncode == 0 and not (out / locks.LOCK).exists()      # released when the holder ends
 
 
 def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
     stale = {"host": socket.gethostname(), "pid": _dead_pid(), "started": time.time() - 60}
-    (tmp_path / runlock.LOCK).write_text(json.dumps(stale))
+    (tmp_path / locks.LOCK).write_text(json.dumps(stale))
     with pytest.warns(UserWarning, match="taking over the lock"):
-        with runlock.hold(tmp_path) as path:
+        with locks.hold(tmp_path) as path:
             assert json.loads(path.read_text())["pid"] == os.getpid()
-    assert not (tmp_path / runlock.LOCK).exists()
+    assert not (tmp_path / locks.LOCK).exists()
 
 
 def test_live_lock_and_foreign_host_are_refused(tmp_path):
-    (tmp_path / runlock.LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getppid(),
+    (tmp_path / locks.LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getppid(),
                                                      "started": time.time()}))
     with pytest.raises(UserError, match=f"pid {os.getppid()}"):
-        runlock.acquire(tmp_path)
-    (tmp_path / runlock.LOCK).write_text(json.dumps({"host": "node-17.cluster", "pid": 1, "started": time.time()}))
+        locks.acquire(tmp_path)
+    (tmp_path / locks.LOCK).write_text(json.dumps({"host": "node-17.cluster", "pid": 1, "started": time.time()}))
     with pytest.raises(UserError, match="node-17.cluster.*delete"):
-        runlock.acquire(tmp_path)
+        locks.acquire(tmp_path)
 
 
 def test_only_rank_zero_takes_the_lock(tmp_path):
-    with runlock.hold(tmp_path, is_main=False) as path:
-        assert path is None and not (tmp_path / runlock.LOCK).exists()
+    with locks.hold(tmp_path, is_main=False) as path:
+        assert path is None and not (tmp_path / locks.LOCK).exists()

@@ -1,8 +1,9 @@
-"""The command line: one thin command per subcommand over library functions (brainrecon.cli.*_commands).
+"""The command line: one thin command per subcommand over library functions (brainrecon.cli.*_commands), registered
+from the table in brainrecon.cli.commands.
 
-UserError (bad input a user can fix, a full disk) -> one line on stderr, exit 2; click's own usage errors the same.
-Ctrl-C in training -> checkpoint kept, exit 130; SIGTERM / SIGUSR1 (preemption) -> the same, exit 143. Bugs keep
-their traceback.
+UserError (bad input a user can fix, a full disk) -> one line on stderr, exit 2; click's own usage errors (an unknown
+option, `--epochs abc`) the same. Ctrl-C in training -> checkpoint kept, exit 130; SIGTERM / SIGUSR1 (preemption) ->
+the same, exit 143. Bugs keep their traceback.
 """
 
 from __future__ import annotations
@@ -12,60 +13,52 @@ from typing import List, Optional
 
 import typer
 
-# importing a commands module registers its commands, in the order --help lists them
-from brainrecon.cli import data_commands  # noqa: F401, I001
-from brainrecon.cli import train_commands  # noqa: F401
-from brainrecon.cli import evaluate_commands  # noqa: F401
-from brainrecon.cli import demo_command  # noqa: F401
-from brainrecon.cli.common import app, err_console, out_console
+from brainrecon.cli.commands import build_app
+from brainrecon.cli.common import err_console, out_console, print_error
 
 __all__ = ["app", "main", "main_entry"]
 
+app = build_app()
 
-def _click_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
-    """(usage-error classes, abort classes): typer >= 0.29 carries its own copy of click, older ones use click."""
-    usage = {c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError"}
-    aborts = {typer.Abort}
+
+def _click_errors() -> tuple[type, ...]:
+    """The errors click raises for a usage mistake: typer >= 0.29 runs its own click, whose exceptions derive from
+    typer.TyperException; older typer runs on click."""
+    kinds: list[type] = [typer.TyperException] if hasattr(typer, "TyperException") else []
     try:
         import click
-        usage.add(click.exceptions.UsageError)
-        aborts.add(click.exceptions.Abort)
+        kinds.append(click.ClickException)
     except ImportError:
         pass
-    return tuple(usage), tuple(aborts)
+    return tuple(kinds)
 
 
-def _typed(argv: list[str], opts: list[str]) -> str | None:
-    """The value the user typed after one of an option's names (`--epochs abc` or `--epochs=abc`)."""
-    for k, token in enumerate(argv):
-        for opt in opts:
-            if token == opt and k + 1 < len(argv):
-                return argv[k + 1]
-            if token.startswith(opt + "="):
-                return token[len(opt) + 1:]
-    return None
+def usage_message(error) -> str:
+    """One line for a usage error: the flag in front of a bad value's message (the value parsers in cli.common put
+    the value as typed in it), and where to read the usage."""
+    param, ctx = getattr(error, "param", None), getattr(error, "ctx", None)
+    message = getattr(error, "message", None) or error.format_message()
+    if param is not None:
+        is_option = getattr(param, "param_type_name", "") == "option" and param.opts
+        name = param.opts[0] if is_option else (param.metavar or param.name.upper())
+        if name not in message:
+            message = f"{name} {message}" if message.startswith("'") else f"{name}: {message}"
+    hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+    return message + hint
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """The `brainrecon` entry point: click's own usage errors (an unknown option, `--epochs abc`) become the same
-    one line as every other bad input, `error: ...` on stderr with exit 2, instead of a boxed panel."""
-    from rich.markup import escape
-    usage_errors, aborts = _click_errors()
-    args = list(sys.argv[1:] if argv is None else argv)
+    """The `brainrecon` entry point: every error a user can fix is one line, `error: ...` on stderr with exit 2."""
     try:
-        result = app(args=args, standalone_mode=False)
-    except usage_errors as e:
+        result = app(args=list(sys.argv[1:] if argv is None else argv), standalone_mode=False)
+    except _click_errors() as e:
         ctx = getattr(e, "ctx", None)
         if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:   # bare `brainrecon` or `brainrecon config`
             out_console.print(ctx.get_help(), highlight=False, markup=False)
             return 0
-        param = getattr(e, "param", None)
-        typed = _typed(args, list(param.opts)) if param is not None and getattr(param, "opts", None) else None
-        message = (f"{param.opts[0]} {typed!r}: {e.message}" if typed is not None else e.format_message())
-        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-        err_console.print(f"[bold red]error:[/] {escape(message + hint)}", highlight=False, soft_wrap=True)
-        return 2
-    except aborts:
+        print_error(usage_message(e))
+        return getattr(e, "exit_code", 2) or 2
+    except typer.Abort:
         err_console.print("interrupted: stopped by the user", highlight=False, markup=False)
         return 130
     return result if isinstance(result, int) else 0

@@ -8,103 +8,134 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from brainrecon.cli.common import (DataDir, UserError, _choice, _data_dir, _device, _integers, app, err_console,
-                                   out_console, user_errors)
-from brainrecon.config import ALL_METRICS
+from brainrecon.cli.common import (DataDir, DeviceAutoOpt, LazyProgress, check_choice, check_device, check_run_folder,
+                                   err_console, integer, leaves_no_new_folder, out_console, parse_integers,
+                                   resolve_data_dir, user_errors)
+from brainrecon.errors import UserError
+from brainrecon.metric_specs import metric_help
 
 
-@app.command()
 @user_errors
 def reconstruct(
-    run: Path = typer.Argument(..., help="train-decoder --out folder."),
-    split: str = typer.Option("test", "--split", help="test | train"),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default: RUN/reconstruct_<split>, with "
-                                       "--fmri RUN/decoded_<file>)."),
+    run: Path = typer.Argument(..., metavar="RUN", help="A train-decoder --out folder."),
+    split: str = typer.Option("test", "--split", metavar="SPLIT", help="test or train."),
+    out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="Output folder (default: "
+                                       "RUN/reconstruct_<split>, with --fmri RUN/decoded_<file>)."),
     data_dir: Optional[Path] = DataDir,
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps"),
-    fmri: Optional[Path] = typer.Option(None, "--fmri", help="Decode this array instead of a split: .npy, or .npz "
-                                        "(--key names the array), shaped (N, V) over the run's ROI or over the "
-                                        "subject file's whole voxel axis (the run's ROI mask is applied)."),
-    key: Optional[str] = typer.Option(None, "--key", help="With --fmri FILE.npz: the array to decode."),
+    device: str = DeviceAutoOpt,
+    fmri: Optional[Path] = typer.Option(None, "--fmri", metavar="FILE", help="Decode this array instead of a split: "
+                                        ".npy, or .npz (--key names the array), shaped (N, V) over the run's ROI or "
+                                        "over the subject file's whole voxel axis (the run's ROI mask is "
+                                        "applied)."),
+    key: Optional[str] = typer.Option(None, "--key", metavar="NAME", help="With --fmri FILE.npz: the array to "
+                                      "decode."),
 ):
-    """Decode fMRI into images/depth: the run's test (or train) split, or any array with --fmri; arrays, PNGs and a
-    gallery."""
-    _choice("--split", split, ("test", "train"))
-    _device("--device", device)
+    """Decode fMRI into images and depth with a trained decoder: the run's test (or train) split, or any array with
+    --fmri; writes the arrays, PNGs and a gallery."""
+    check_choice("--split", split, ("test", "train"))
+    check_device("--device", device)
+    check_run_folder(run)
+    if fmri is not None and not fmri.is_file():
+        raise UserError(f"--fmri {fmri}: no such file; give a .npy or .npz array of voxel responses")
+    if data_dir is not None:
+        resolve_data_dir(data_dir)
     if fmri is not None:
-        from brainrecon.reconstruct import decode_fmri
-        path = decode_fmri(run, fmri, key, out, data_dir, device)
+        from brainrecon.api import decode_fmri
+        with leaves_no_new_folder(out):
+            path = decode_fmri(run, fmri, key, out, data_dir, device)
         out_console.print(f"decoded: {path}\ngrid: {path.parent / 'grid.png'}")
         return
     from brainrecon.reconstruct import reconstruct as run_reconstruct
-    path = run_reconstruct(run, split, out, data_dir, device)
+    with leaves_no_new_folder(out):
+        path = run_reconstruct(run, split, out, data_dir, device)
     out_console.print(f"reconstructions: {path}\ngallery: {path.parent / 'gallery.png'}")
 
 
-@app.command()
+def check_reconstructions(paths: List[Path]) -> None:
+    """Each RECONS argument is a run folder or a reconstructions .npz file (checked before numpy reads it)."""
+    for p in paths:
+        if not p.exists():
+            raise UserError(f"{p}: no such file or folder; give a reconstructions.npz file or a run folder")
+        if p.is_file() and p.suffix != ".npz":
+            raise UserError(f"{p}: not a reconstructions .npz file; give the reconstructions.npz that `brainrecon "
+                            f"reconstruct` writes, or its run folder")
+
+
 @user_errors
 def evaluate(
-    recons: List[Path] = typer.Argument(..., help="reconstructions.npz files or run folders."),
-    ways: str = typer.Option("2,5,10", "--ways", help="n of the n-way identification, comma separated."),
-    metric: Optional[List[str]] = typer.Option(None, "--metric", help=f"{', '.join(ALL_METRICS)} (repeatable; "
-                                               "default: all available)."),
-    repeats: int = typer.Option(100, "--repeats", help="Random draws of the n - 1 distractors per image."),
-    mode: str = typer.Option("both", "--mode", help="percent (% correct) | rank | both"),
-    seed: int = typer.Option(0, "--seed", help="Seed of the distractor draws and the bootstrap."),
-    distractors: str = typer.Option("test", "--distractors", help="test | imagenet | DIR"),
-    pool_size: int = typer.Option(1000, "--pool-size", help="Distractor images drawn from imagenet or DIR."),
-    exhaustive: bool = typer.Option(False, "--exhaustive", help="Every other image as a distractor in turn (2-way "
-                                    "only), no random draws."),
-    out: Path = typer.Option(Path("runs/evaluation"), "--out", help="Folder for the tables and plots."),
+    recons: List[Path] = typer.Argument(..., metavar="RECONS", help="reconstructions.npz files or run folders."),
+    ways: Optional[str] = typer.Option(None, "--ways", metavar="LIST", help="n of the n-way identification, comma "
+                                       "separated (default 2,5,10; with --exhaustive 2)."),
+    metric: Optional[List[str]] = typer.Option(None, "--metric", metavar="METRIC", help=metric_help()),
+    repeats: int = typer.Option(100, "--repeats", metavar="N", parser=integer(1), help="Random draws of the n - 1 "
+                                "distractors per image."),
+    mode: str = typer.Option("both", "--mode", metavar="MODE", help="percent (% correct), rank or both."),
+    seed: int = typer.Option(0, "--seed", metavar="N", parser=integer(), help="Seed of the distractor draws and the "
+                             "bootstrap."),
+    distractors: str = typer.Option("test", "--distractors", metavar="SOURCE", help="test (the other test images), "
+                                    "imagenet (the data folder's unpaired images) or a folder of images."),
+    pool_size: int = typer.Option(1000, "--pool-size", metavar="N", parser=integer(1), help="Distractor images drawn "
+                                  "from imagenet or the folder."),
+    exhaustive: bool = typer.Option(False, "--exhaustive", metavar="", help="The 2-way against every other test image "
+                                    "in turn instead of random draws (takes --distractors test and --ways 2)."),
+    out: Path = typer.Option(Path("runs/evaluation"), "--out", metavar="DIR", help="Folder for the tables and plots."),
     data_dir: Optional[Path] = DataDir,
-    suite: Optional[str] = typer.Option(None, "--suite", help="nsd: also the eight metrics of the NSD papers "
-                                        "(PixCorr, SSIM, AlexNet(2), AlexNet(5), InceptionV3, CLIP, EffNet-B, "
-                                        "SwAV) in their published layout; needs pip install 'brainrecon\\[nsd]'."),
-    download: bool = typer.Option(True, "--download/--no-download", help="With --suite nsd: fetch the metric "
-                                  "networks' weights on first use (else only cached weights; the rest unavailable)."),
-    device: str = typer.Option("auto", "--device", help="Where the --suite and MiDaS networks run."),
-    depth_from_rgb: bool = typer.Option(False, "--depth-from-rgb", help="Also score MiDaS's depth of each rgbd run's "
-                                        "RGB reconstructions (a row `<run> MiDaS(RGB)`) against the same ground "
-                                        "truth, and compare it with the run's directly decoded depth."),
-    midas: str = typer.Option("small", "--midas", help="With --depth-from-rgb: small (as the original) | large."),
+    suite: Optional[str] = typer.Option(None, "--suite", metavar="SUITE", help="nsd: also the eight metrics of the "
+                                        "NSD papers (PixCorr, SSIM, AlexNet(2), AlexNet(5), InceptionV3, CLIP, "
+                                        "EffNet-B, SwAV) in their published layout; needs pip install "
+                                        "'brainrecon\\[nsd]'."),
+    download: bool = typer.Option(True, "--download/--no-download", metavar="", help="With --suite nsd: fetch the "
+                                  "metric networks' weights on first use (else only cached weights; the rest "
+                                  "unavailable)."),
+    device: str = typer.Option("auto", "--device", metavar="DEVICE", help="Where the --suite and MiDaS networks run: "
+                               "auto, cpu, cuda, cuda:N or mps."),
+    depth_from_rgb: bool = typer.Option(False, "--depth-from-rgb", metavar="", help="Also score MiDaS's depth of RGB "
+                                        "reconstructions (the paper's arm: an rgb-only run's, given with an rgbd or "
+                                        "depth-only run of the same test images) against the same ground truth as "
+                                        "the directly decoded depth, and compare the two image by image."),
+    depth_arm: str = typer.Option("rgb-only", "--depth-arm", metavar="ARM", help="With --depth-from-rgb: rgb-only "
+                                  "(the paper's) or rgbd (MiDaS on an rgbd run's own RGB)."),
+    depth_gt: str = typer.Option("release", "--depth-gt", metavar="GT", help="With --depth-from-rgb: release (the "
+                                 "release's MiDaS-large depth) or midas-on-rgb (the same MiDaS on the ground-truth "
+                                 "RGB, the original's for this arm)."),
+    midas: str = typer.Option("small", "--midas", metavar="MODEL", help="With --depth-from-rgb: small (as the "
+                              "original) or large."),
 ):
-    """n-way identification (% correct and rank) with bootstrap CIs, tables and a plot."""
-    _choice("--mode", mode, ("percent", "rank", "both"))
-    _choice("--midas", midas, ("small", "large"))
-    _choice("--suite", suite, ("nsd",))
-    _device("--device", device)
-    root = _data_dir(data_dir)
-    from brainrecon.evaluation.compare import compare_runs
-    from brainrecon.evaluation.identification import EvalOptions, evaluate_runs, write_outputs
-    from brainrecon.reconstruct import load_reconstructions
-    ways_t = _integers("--ways", ways)
+    """n-way identification (% correct and rank) with bootstrap CIs, paired comparisons between runs, tables and a
+    plot."""
+    check_choice("--mode", mode, ("percent", "rank", "both"))
+    check_choice("--midas", midas, ("small", "large"))
+    check_choice("--depth-arm", depth_arm, ("rgb-only", "rgbd"))
+    check_choice("--depth-gt", depth_gt, ("release", "midas-on-rgb"))
+    check_choice("--suite", suite, ("nsd",))
+    check_device("--device", device)
+    if exhaustive and ways not in (None, "2"):
+        raise UserError(f"--exhaustive is the 2-way against every other test image: it takes no --ways {ways} (drop "
+                        "--ways, or --exhaustive for random n-way draws)")
+    if exhaustive and distractors != "test":
+        raise UserError(f"--exhaustive draws its distractors from the test images: it takes no --distractors "
+                        f"{distractors}")
+    ways_t = parse_integers("--ways", ways or ("2" if exhaustive else "2,5,10"))
+    if distractors not in ("test", "imagenet") and not Path(distractors).is_dir():
+        raise UserError(f"--distractors {distractors}: no such folder; give test, imagenet or a folder of images")
+    check_reconstructions(recons)
+    root = resolve_data_dir(data_dir)
+    from brainrecon.evaluation.identification import EvalOptions
+    from brainrecon.evaluation.run_evaluation import evaluate_reconstructions
     opts = EvalOptions(ways=ways_t, metrics=tuple(metric or ()), repeats=repeats, mode=mode, seed=seed,
                        distractors=distractors, pool_size=pool_size, exhaustive=exhaustive)
-    if suite not in (None, "nsd"):
-        raise UserError(f"--suite {suite!r}: the one suite is nsd")
-    from brainrecon.reconstruct import distinct_runs, with_ceilings
-    loaded = distinct_runs([load_reconstructions(p) for p in recons])
-    if depth_from_rgb:
-        from brainrecon.evaluation.depth_from_rgb import depth_from_rgb as midas_rows
-        from brainrecon.train.core import pick_device
-        loaded = midas_rows(loaded, midas, root, pick_device(device),
-                            say=lambda s: err_console.print(s, highlight=False))
-    loaded = with_ceilings(loaded)
-    records, depth = evaluate_runs(loaded, opts, root)
-    comparisons = compare_runs(records, seed) if len({r["run"] for r in records}) > 1 else []
-    suite_rows = []
-    if suite == "nsd":
-        from brainrecon.evaluation.nsd_suite import evaluate_suite
-        from brainrecon.train.core import pick_device
-        suite_rows = evaluate_suite(loaded, pick_device(device), offline=not download,
-                                    say=lambda s: err_console.print(f"--suite nsd: {s}", highlight=False))
-    paths = write_outputs(records, depth, out, comparisons, suite_rows)
-    print_tables(records, depth)
-    print_comparisons(comparisons)
-    print_suite(suite_rows)
+    with leaves_no_new_folder(out):
+        result = evaluate_reconstructions(recons, opts, root, out, depth_from_rgb=midas if depth_from_rgb else None,
+                                          depth_arm=depth_arm, depth_gt=depth_gt,
+                                          suite=suite, download=download, device=device,
+                                          say=lambda s: err_console.print(s, highlight=False))
+    print_tables(result.records, result.depth)
+    print_comparisons(result.comparisons)
+    print_suite(result.suite_rows)
+    paths = result.paths
     out_console.print(f"tables: {paths['csv']}  plot: {paths['png']}" +
-                      (f"  paired comparisons: {paths['comparisons_csv']}" if comparisons else "") +
-                      (f"  NSD suite: {paths['nsd_suite_csv']}" if suite_rows else ""))
+                      (f"  paired comparisons: {paths['comparisons_csv']}" if result.comparisons else "") +
+                      (f"  NSD suite: {paths['nsd_suite_csv']}" if result.suite_rows else ""))
 
 
 def print_suite(rows: list) -> None:
@@ -166,55 +197,86 @@ def print_tables(records: list, depth: list) -> None:
         out_console.print(d)
 
 
-@app.command()
 @user_errors
 def classify(
-    recons: List[Path] = typer.Argument(..., help="reconstructions.npz files, run folders, or plain image arrays "
-                                        "(.npy, or .npz with one array; (N, H, W, 3) uint8 or floats in [0, 1])."),
-    class_images: Path = typer.Option(..., "--class-images", help="ImageNet-style tree, one folder per class: the "
-                                      "class pool and its prototypes (for GOD: its 50 test synsets beside the "
-                                      "ILSVRC-2012 classes)."),
-    test_classes: Optional[Path] = typer.Option(None, "--test-classes", help="One class folder name per line (or "
-                                                "`class,file name`), in test-image order (default: GOD's 50 test "
-                                                "images)."),
-    features: str = typer.Option("alexnet", "--features", help="alexnet (the paper's: torchvision's ImageNet AlexNet "
-                                 "conv4, fetched on first use) | effnet-lite0 (shipped; a stand-in)."),
-    per_class: int = typer.Option(100, "--per-class", help="Images per class prototype (at most)."),
-    ways: str = typer.Option("50,100,500,1000", "--ways", help="Classes per trial (n), comma separated."),
-    top: str = typer.Option("1,5", "--top", help="Top-k accuracies, comma separated."),
-    trials: int = typer.Option(1000, "--trials", help="Random trials per test image and n."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the trial draws and the bootstrap."),
-    out: Path = typer.Option(Path("runs/classification"), "--out", help="Folder for the tables and the plot."),
-    cache: Optional[Path] = typer.Option(None, "--cache", help="Folder for the cached prototypes (default: the data "
-                                         "folder's cache/)."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps"),
+    recons: List[Path] = typer.Argument(..., metavar="RECONS", help="reconstructions.npz files, run folders, or "
+                                        "plain image arrays (.npy, or .npz with one array; (N, H, W, 3) uint8 or "
+                                        "floats in [0, 1])."),
+    class_images: Path = typer.Option(..., "--class-images", metavar="DIR", help="ImageNet-style tree, one folder per "
+                                      "class: the class pool and its prototypes (for GOD: its 50 test synsets beside "
+                                      "the ILSVRC-2012 classes)."),
+    test_classes: Optional[Path] = typer.Option(None, "--test-classes", metavar="FILE", help="One class folder name "
+                                                "per line (or `class,file name`), in test-image order (default: "
+                                                "GOD's 50 test images)."),
+    features: str = typer.Option("alexnet", "--features", metavar="NET", help="alexnet (the paper's: torchvision's "
+                                 "ImageNet AlexNet conv4, fetched on first use) | effnet-lite0 (shipped; a stand-in: "
+                                 "its stage 4, chosen to match conv4) | effnet-lite0-last (its last feature map)."),
+    size: str = typer.Option("112", "--size", metavar="SIZE", help="Side the images are classified at, bicubic resize "
+                             "(the authors: 112) | native (the reconstructions' own side)."),
+    jpeg: int = typer.Option(0, "--jpeg", metavar="QUALITY", parser=integer(0), help="JPEG round trip of the "
+                             "reconstructions at this quality first (the authors: 75); 0 = none."),
+    class_list: Optional[Path] = typer.Option(None, "--class-list", metavar="FILE", help="The class folders of "
+                                              "--class-images to use, one per line (default: every folder holding "
+                                              "images named like a synset, n + 8 digits, or like a test class)."),
+    allow_overlap: bool = typer.Option(False, "--allow-overlap", metavar="", help="Score even when prototype images "
+                                       "are among the run's unpaired training images (refused otherwise); rows say "
+                                       "so."),
+    per_class: int = typer.Option(100, "--per-class", metavar="N", parser=integer(1), help="Images per class "
+                                  "prototype (at most)."),
+    ways: str = typer.Option("50,100,500,1000", "--ways", metavar="LIST", help="Classes per trial (n), comma "
+                             "separated."),
+    top: str = typer.Option("1,5", "--top", metavar="LIST", help="Top-k accuracies, comma separated."),
+    trials: int = typer.Option(1000, "--trials", metavar="N", parser=integer(1), help="Random trials per test image "
+                               "and n."),
+    seed: int = typer.Option(0, "--seed", metavar="N", parser=integer(), help="Seed of the trial draws and the "
+                             "bootstrap."),
+    out: Path = typer.Option(Path("runs/classification"), "--out", metavar="DIR", help="Folder for the tables and the "
+                             "plot."),
+    cache: Optional[Path] = typer.Option(None, "--cache", metavar="DIR", help="Folder for the cached prototypes "
+                                         "(default: the data folder's cache/)."),
+    data_dir: Optional[Path] = DataDir,
+    device: str = DeviceAutoOpt,
 ):
-    """Large-scale semantic classification of reconstructions (n-way among ImageNet classes, the NeuroImage 2022
-    protocol): top-k accuracy vs n with bootstrap CIs, paired comparisons, a plot."""
-    from brainrecon.evaluation.classify import FEATURES
-    _choice("--features", features, FEATURES)
-    _device("--device", device)
-    ways_t, tops_t = _integers("--ways", ways), _integers("--top", top)
-    from rich.progress import Progress
-    from brainrecon.evaluation.classify import ClassifyOptions
+    """Large-scale semantic classification of reconstructions: n-way among ImageNet classes (the NeuroImage 2022
+    protocol), top-k accuracy vs n with bootstrap CIs, paired comparisons and a plot."""
+    check_device("--device", device)
+    ways_t, tops_t = parse_integers("--ways", ways), parse_integers("--top", top)
+    for p in recons:
+        if not p.exists():
+            raise UserError(f"{p}: no such file or folder; give reconstructions.npz files, run folders or image arrays")
+    if not class_images.is_dir():
+        raise UserError(f"--class-images {class_images}: no such folder; give an ImageNet-style tree, one folder per "
+                        "class")
+    for flag, path in (("--test-classes", test_classes), ("--class-list", class_list)):
+        if path is not None and not path.is_file():
+            raise UserError(f"{flag} {path}: no such file")
+    from brainrecon.evaluation.classify_options import FEATURES, ClassifyOptions, parse_size
+    check_choice("--features", features, FEATURES)
+    opts = ClassifyOptions(ways=ways_t, tops=tops_t, trials=trials, seed=seed, per_class=per_class,
+                           size=parse_size(size), jpeg=jpeg)
+    root = resolve_data_dir(data_dir)
     from brainrecon.evaluation.classify_runs import classify_runs, paired, write_outputs
-    from brainrecon.train.core import pick_device
-    opts = ClassifyOptions(ways=ways_t, tops=tops_t, trials=trials, seed=seed, per_class=per_class)
-    with Progress(console=err_console, transient=True) as bar:
-        task = bar.add_task("class prototypes", total=None)
-        rows = classify_runs(recons, class_images, opts, features, test_classes, cache, pick_device(device),
-                             say=lambda s: err_console.print(s, highlight=False),
-                             progress=lambda done, total: bar.update(task, completed=done, total=total))
+    from brainrecon.runtime import pick_device
+    with leaves_no_new_folder(cache or root / "cache"), LazyProgress("class prototypes") as bar:
+        rows = classify_runs(recons, class_images, opts, features, test_classes, cache or root / "cache",
+                             pick_device(device), say=lambda s: err_console.print(s, highlight=False),
+                             progress=lambda done, total: bar.update(completed=done, total=total),
+                             class_list=class_list, allow_overlap=allow_overlap)
     comparisons = paired(rows, seed)
-    paths = write_outputs(rows, comparisons, out)
+    with leaves_no_new_folder(out):
+        paths = write_outputs(rows, comparisons, out)
     t = Table(title=f"semantic classification ({features}); mean over images of each image's accuracy over {trials} "
                     "trials, 95% bootstrap CI", title_justify="left")
-    for c in ("run", "n", "top", "mean", "95% CI", "chance", "images"):
+    from brainrecon.evaluation.classify_runs import seen_in_training
+    for c in ("run", "n", "top", "mean", "95% CI", "chance", "images", "px", "test classes in training"):
         t.add_column(c, justify="left" if c == "run" else "right", no_wrap=True)
     for r in rows:
         t.add_row(r["run"], str(r["ways"]), str(r["top"]), f"{r['mean']:.3f}", f"{r['ci_low']:.3f}-{r['ci_high']:.3f}",
-                  f"{r['chance']:.3f}", str(r["images"]))
+                  f"{r['chance']:.3f}", str(r["images"]), str(r["size"]), seen_in_training(r))
     out_console.print(t)
+    from brainrecon.evaluation.classify_runs import run_notes
+    for line in run_notes(rows):
+        out_console.print(line, highlight=False)
     for c in comparisons:
         out_console.print(f"  {c['run_a']} - {c['run_b']}, {c['ways']}-way top-{c['top']}: {c['diff']:+.3f} "
                           f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}], p = {c['p_value']:.3g}", highlight=False)

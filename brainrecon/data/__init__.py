@@ -1,1 +1,2 @@
-"""Release formats, the data folder layout, image trees, datasets and fetch-data: where files are read and written."""
+"""Release formats, the data folder layout, image trees, datasets and the download library: where files are read and
+written."""

@@ -13,6 +13,7 @@ import torch
 
 from brainrecon.config import DataConfig
 from brainrecon.data import imagenet, layout, release
+from brainrecon.data.transforms import as_float
 
 
 @dataclass
@@ -62,21 +63,34 @@ def load_paired(root: Path, cfg: DataConfig, modality: str, seed: int = 0, devic
 
 
 def load_unpaired_images(root: Path, cfg: DataConfig, modality: str, device="cpu") -> torch.Tensor:
-    """The unpaired pool as uint8 (N, C, R, R) of the modality (depth from the configured MiDaS folder)."""
+    """The unpaired pool as uint8 (N, C, R, R) of the modality (depth from the configured MiDaS folder), the classes
+    of `data.exclude_classes` left out."""
     depth = layout.unpaired_depth_dir(root, cfg.depth_source) if modality != "rgb" else None
-    pool = imagenet.load_unpaired(layout.unpaired_image_dir(root), depth, cfg.resolution, cfg.max_unpaired)
+    pool = imagenet.load_unpaired(layout.unpaired_image_dir(root), depth, cfg.resolution, cfg.max_unpaired,
+                                  exclude=imagenet.exclusion_classes(cfg.exclude_classes))
     if modality == "depth":
         pool = pool[..., 3:]
     return _chw(pool).to(device)
 
 
-def as_float(images_uint8: torch.Tensor) -> torch.Tensor:
-    return images_uint8.float() / 255.0
+def unpaired_pool(root: Path, cfg: DataConfig) -> tuple[list[Path], dict]:
+    """(the unpaired pool's image files, its record for metrics.json): how many images and classes
+    `data.exclude_classes` removed, and how many GOD test synsets (and their images) the pool still holds."""
+    image_root = layout.unpaired_image_dir(root)
+    files, _, removed = imagenet.pool_files(image_root, None, cfg.max_unpaired,
+                                            imagenet.exclusion_classes(cfg.exclude_classes))
+    god = {c for c, _ in imagenet.god_test_list()}
+    held = [imagenet.class_of(p, image_root) for p in files]
+    held_god = [c for c in held if c in god]
+    record = {"root": str(Path(image_root).resolve()), "images": len(files), "classes": len(set(held)),
+              "exclude_classes": cfg.exclude_classes or "none", **removed,
+              "god_test_classes_held": len(set(held_god)), "god_test_images_held": len(held_god)}
+    return files, record
 
 
 def channel_norms(images_uint8: torch.Tensor) -> torch.Tensor:
     """Per-channel mean absolute value of [0, 1] training images (the image loss's L1 scale factors)."""
-    return (images_uint8.float() / 255.0).mean(dim=(0, 2, 3)).clamp_min(1e-6)
+    return as_float(images_uint8).mean(dim=(0, 2, 3)).clamp_min(1e-6)
 
 
 def unpaired_fmri_batch(trials: torch.Tensor, batch: int, fraction: float, gen: torch.Generator) -> torch.Tensor:

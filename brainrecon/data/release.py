@@ -34,7 +34,10 @@ FMRI_KEYS = {
 }
 FETCH_HINT = {
     "stimuli": "run `brainrecon fetch-data --only stimuli` (or `brainrecon simulate --out DIR` and pass --data-dir DIR)",
-    "rgbd": "run `brainrecon fetch-data --only rgbd` (or `brainrecon make-depth --rgbd-npz`)",
+    "rgbd": "make it from the stimuli with MiDaS (MIT): `brainrecon fetch-data --only midas --data-dir {root}` then "
+            "`brainrecon make-depth --rgbd-npz {root}/images_{res}.npz --out {root} --data-dir {root}`; or download "
+            "the authors' file (academic, non-commercial licence): `brainrecon fetch-data --only rgbd --data-dir "
+            "{root}`",
     "fmri": "run `brainrecon fetch-data --only fmri --subjects N` (or `brainrecon simulate --out DIR --subject N`)",
 }
 
@@ -67,23 +70,29 @@ class Subject:
         return self.train_fmri.shape[1]
 
 
+def _hint(hint: str, path: Path) -> str:
+    """The fix for a missing or bad file, with the data folder (and the resolution) filled in."""
+    res = path.name.split("_")[1] if path.name.startswith("rgbd_") else "112"
+    return FETCH_HINT[hint].format(root=path.parent, res=res)
+
+
 def _open_npz(path: Path, hint: str):
     if not path.exists():
-        raise DataError(f"{path}: file not found; {FETCH_HINT[hint]}")
+        raise DataError(f"{path}: file not found; {_hint(hint, path)}")
     try:
         return np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, ValueError, OSError) as e:
-        raise DataError(f"{path}: not a readable npz ({e}); delete it and {FETCH_HINT[hint]}") from None
+        raise DataError(f"{path}: not a readable npz ({e}); delete it and {_hint(hint, path)}") from None
 
 
 def _get(npz, path: Path, key: str, hint: str) -> np.ndarray:
     if key not in npz.files:
         raise DataError(f"{path}: key {key!r} missing (found {', '.join(npz.files) or 'none'}); "
-                        f"the file is not in the release format; {FETCH_HINT[hint]}")
+                        f"the file is not in the release format; {_hint(hint, path)}")
     try:
         return npz[key]
     except ValueError as e:
-        raise DataError(f"{path}: key {key!r} cannot be read ({e}); {FETCH_HINT[hint]}") from None
+        raise DataError(f"{path}: key {key!r} cannot be read ({e}); {_hint(hint, path)}") from None
 
 
 def _first(bad: np.ndarray) -> str:
@@ -126,6 +135,12 @@ def load_stimuli(root: Path, modality: str, resolution: int = 112) -> Stimuli:
     hint = "stimuli" if modality == "rgb" else "rgbd"
     if not path.exists():
         _check_other_resolutions(root, modality, resolution, path)
+        others = sorted(p.name for p in root.glob(f"rgbd_{resolution}_from_*_png_uint8.npz")) if hint == "rgbd" else []
+        if others:
+            raise DataError(f"{path}: not found; {root} holds {', '.join(others)}, made with another MiDaS model or "
+                            f"source size, which training does not read (it reads the release's recipe, MiDaS large "
+                            f"at 224 px): `brainrecon make-depth --rgbd-npz {root}/images_{resolution}.npz --out "
+                            f"{root} --data-dir {root}`")
     channels = (3,) if modality == "rgb" else (4,)
     with _open_npz(path, hint) as npz:
         train = _as_uint8_images(_get(npz, path, "train_images", hint), path, "train_images", channels)

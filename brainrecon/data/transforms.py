@@ -12,26 +12,26 @@ import torch.nn.functional as F
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEPTH_STD_FLOOR = 0.1
-CHANNELS = {"rgb": slice(0, 3), "depth": slice(3, 4), "rgbd": slice(0, 4)}
 N_CHANNELS = {"rgb": 3, "depth": 1, "rgbd": 4}
 
 
-def to_float(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """(N, H, W, C) uint8 or [0, 1] floats -> float32 (N, C, H, W) in [0, 1]."""
-    x = torch.as_tensor(np.asarray(images))
-    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-    return x.permute(0, 3, 1, 2).contiguous()
+def as_float(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 (0..255) -> floats in [0, 1], the layout kept (the training tensors are (N, C, H, W) uint8); a float
+    tensor is only cast. The one place uint8 becomes float."""
+    return images.to(dtype) / 255.0 if images.dtype == torch.uint8 else images.to(dtype)
+
+
+def to_float(images: np.ndarray | torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Images as files hold them, (N, H, W, C) uint8 or [0, 1] floats -> (N, C, H, W) in [0, 1] (a view where the
+    dtype allows: call .contiguous() where that matters)."""
+    x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(images))
+    return as_float(x.permute(0, 3, 1, 2), dtype)
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """float (N, C, H, W) in [0, 1] -> uint8 (N, H, W, C)."""
     x = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
     return x.permute(0, 2, 3, 1).cpu().numpy()
-
-
-def select_modality(rgbd: torch.Tensor, modality: str) -> torch.Tensor:
-    """Pick the modality's channels from a 4-channel RGBD tensor (B, 4, H, W)."""
-    return rgbd[:, CHANNELS[modality]]
 
 
 def normalize_imagenet(rgb: torch.Tensor) -> torch.Tensor:

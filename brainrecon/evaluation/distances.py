@@ -1,32 +1,55 @@
 """Distances between reconstructions and candidate images, one matrix per metric (reconstructions x pool, pool
-features extracted once), the semantic protocol and the depth errors."""
+features extracted once), the semantic protocol and the depth errors.
+
+Every metric declared in brainrecon/metric_specs.py is bound here to its function with `@distance(name)`: a weight-free
+one is `fn(recon, pool)`, one with a network `fn(recon, pool, net)`, the network built by `metric_network` through
+models/perceptual.py (the one door to the perceptual networks); the semantic protocol (`candidates="classes"`) is
+`fn(recon, truth, ways, repeats, rng)`. Dispatch, availability and the network all read the declaration.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from brainrecon.config import ALL_METRICS
+from brainrecon.correlation import pearson
 from brainrecon.data import layout
+from brainrecon.data.transforms import to_float
 from brainrecon.errors import UserError
+from brainrecon.losses import unit_channels
+from brainrecon.metric_specs import METRIC_NAMES, MetricSpec, metric_spec
+from brainrecon.models.effnet import INPUT_SIZE, load_effnet_lite0, preprocess
+from brainrecon.models.perceptual import build_perceptual_net, missing_weights
 
-WEIGHT_FREE = ("pixcorr", "ssim")
-CLASSIFIER = "effnet-lite0"  # named in every semantic-50way row
+METRIC_FUNCTIONS: dict[str, Callable] = {}
+"""Metric name -> its function; filled by `@distance` below, one entry per name of metric_specs.METRICS."""
 
 
-def _float(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
+def distance(*names: str):
+    """Binds the decorated function to declared metric names (an undeclared name is a bug, raised at import)."""
+    def bind(fn):
+        for name in names:
+            if name not in METRIC_NAMES:
+                raise KeyError(f"@distance({name!r}): declare it in brainrecon/metric_specs.py first")
+            METRIC_FUNCTIONS[name] = fn
+        return fn
+    return bind
 
 
+def channel_of(images: np.ndarray) -> str:
+    """(N, H, W, 3) -> rgb, (N, H, W, 1) -> depth."""
+    return "rgb" if images.shape[-1] == 3 else "depth"
+
+
+@distance("pixcorr")
 def pixcorr_distance(recon: np.ndarray, pool: np.ndarray) -> np.ndarray:
     """1 - Pearson r of flattened pixels, (N, M)."""
-    a, b = _float(recon).flatten(1).double(), _float(pool).flatten(1).double()
-    a = (a - a.mean(1, keepdim=True)) / (a.std(1, keepdim=True) + 1e-8)
-    b = (b - b.mean(1, keepdim=True)) / (b.std(1, keepdim=True) + 1e-8)
-    return (1 - (a @ b.T) / (a.shape[1] - 1)).numpy()
+    return (1 - pearson(to_float(recon).flatten(1).double(), to_float(pool).flatten(1).double(), cross=True)).numpy()
 
 
 def _gauss_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
@@ -35,9 +58,10 @@ def _gauss_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     return (g[:, None] * g[None, :]).view(1, 1, size, size)
 
 
+@distance("ssim")
 def ssim_distance(recon: np.ndarray, pool: np.ndarray, chunk: int = 2048) -> np.ndarray:
     """1 - SSIM (Gaussian 11x11 window, sigma 1.5, on [0, 1] images, averaged over channels), (N, M)."""
-    x, y = _float(recon), _float(pool)
+    x, y = to_float(recon), to_float(pool)
     c = x.shape[1]
     win = _gauss_window().repeat(c, 1, 1, 1)
     blur = lambda t: F.conv2d(t, win, groups=c)                                         # noqa: E731
@@ -61,12 +85,12 @@ POOL_CACHE_ITEMS = 4
 whose features are then computed once (the same values)."""
 
 
-def _perceptual_distance(net, recon: np.ndarray, pool: np.ndarray, chunk: int = 64) -> np.ndarray:
-    import hashlib
-    from brainrecon.losses import unit_channels
+@distance("perceptual-effnet", "perceptual-vgg", "depth-perceptual")
+def perceptual_distance(recon: np.ndarray, pool: np.ndarray, net, chunk: int = 64) -> np.ndarray:
+    """Mean over the network's taps of (1 - channel cosine of unit-normalised features), averaged over locations."""
     with torch.no_grad():
         def feats(images):
-            fs = [net(_float(images[i:i + chunk])) for i in range(0, len(images), chunk)]
+            fs = [net(to_float(images[i:i + chunk])) for i in range(0, len(images), chunk)]
             return {k: unit_channels(torch.cat([f[k] for f in fs])) for k in fs[0]}
         key = (id(net), pool.shape, hashlib.sha1(np.ascontiguousarray(pool).tobytes()).hexdigest())
         if key not in _POOL_FEATURES:
@@ -81,14 +105,14 @@ def _perceptual_distance(net, recon: np.ndarray, pool: np.ndarray, chunk: int = 
         return (total / len(fa)).numpy()
 
 
+@distance("semantic-50way")
 def semantic_identification(recon: np.ndarray, truth: np.ndarray, ways: int, repeats: int,
                             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """MinD-Vis-style n-way semantic identification: the classifier's top-1 class of the ground truth against n - 1
     random other classes; correct when the reconstruction's probability is highest for the truth's class."""
-    from brainrecon.models.effnet import load_effnet_lite0, preprocess
     net = _cached("effnet-classifier", load_effnet_lite0)
     with torch.no_grad():
-        logits = lambda x: torch.cat([net(preprocess(_float(x[i:i + 50]))) for i in range(0, len(x), 50)])  # noqa
+        logits = lambda x: torch.cat([net(preprocess(to_float(x[i:i + 50]))) for i in range(0, len(x), 50)])  # noqa
         target = logits(truth).argmax(1).numpy()
         probs = torch.softmax(logits(recon), 1).numpy()
     n_classes = probs.shape[1]
@@ -103,55 +127,38 @@ def semantic_identification(recon: np.ndarray, truth: np.ndarray, ways: int, rep
 _CACHE: dict = {}
 
 
-def _cached(key: str, build):
+def _cached(key, build):
     if key not in _CACHE:
         _CACHE[key] = build()
     return _CACHE[key]
 
 
-def _perceptual_net(metric: str, data_root: Path):
-    if metric == "perceptual-effnet":
-        from brainrecon.models.effnet import EffNetFeatures
-        return _cached("effnet-features", EffNetFeatures)
-    from brainrecon.models.perceptual import build_perceptual_net
-    from brainrecon.models.vgg import imagenet_vgg_cached
-    if metric == "perceptual-vgg":
-        if not imagenet_vgg_cached("vgg16"):
-            raise UserError("metric perceptual-vgg needs torchvision's ImageNet VGG16 weights, which are not cached; "
-                            "run once with internet (torchvision downloads them) or drop --metric perceptual-vgg")
-        return build_perceptual_net("vgg16-imagenet", "rgb", data_root)
-    path = layout.release_vgg_file(data_root, "vgg16", "depth", large=False)
-    if not path.exists():
-        raise UserError(f"metric depth-perceptual needs {path}; run `brainrecon fetch-data --only vgg` or drop it")
-    from brainrecon.models.perceptual import PerceptualNet
-    from brainrecon.models.vgg import load_release_vgg
-    return PerceptualNet(load_release_vgg(path, "vgg16", 1), "depth", "vgg16-release-depth")
+def metric_network(spec: MetricSpec, channel: str, data_root: Path):
+    """The network a metric needs for a channel, built once per process; never downloaded here: missing weights stop
+    with one line. Metrics use the release's small depth VGG16 and feed EfficientNet-Lite0 at its 224 px."""
+    missing = missing_weights(spec.network, channel, data_root, large=False)
+    if missing:
+        raise UserError(f"metric {spec.name} needs {missing}; or drop --metric {spec.name}")
+    return _cached((spec.network, channel, str(data_root)), lambda: build_perceptual_net(
+        spec.network, channel, data_root, input_size=INPUT_SIZE, large=False))
 
 
 def metric_available(metric: str, channel: str, data_root: Path) -> bool:
-    from brainrecon.models.vgg import imagenet_vgg_cached
-    if metric in WEIGHT_FREE or metric == "perceptual-effnet":
-        return True
-    if metric == "semantic-50way":
-        return channel == "rgb"
-    if metric == "perceptual-vgg":
-        return channel == "rgb" and imagenet_vgg_cached("vgg16")
-    if metric == "depth-perceptual":
-        return channel == "depth" and layout.release_vgg_file(data_root, "vgg16", "depth", large=False).exists()
-    return False
+    """The metric scores this channel and its network's weights are here (nothing is downloaded to find out)."""
+    spec = metric_spec(metric)
+    return channel in spec.channels and (spec.network is None or
+                                         missing_weights(spec.network, channel, data_root, large=False) is None)
 
 
 def distance_matrix(metric: str, recon: np.ndarray, pool: np.ndarray, data_root: Path | None = None) -> np.ndarray:
-    if metric == "pixcorr":
-        return pixcorr_distance(recon, pool)
-    if metric == "ssim":
-        return ssim_distance(recon, pool)
-    if metric in ("perceptual-vgg", "depth-perceptual", "perceptual-effnet"):
-        return _perceptual_distance(_perceptual_net(metric, data_root or layout.data_dir()), recon, pool)
-    if metric == "lpips-alex":
-        raise UserError("metric lpips-alex needs the `lpips` package and torchvision AlexNet weights, not available "
-                        "here; `pip install lpips` on a machine with internet, or drop --metric lpips-alex")
-    raise UserError(f"--metric {metric!r} is unknown; choose from {', '.join(ALL_METRICS)}")
+    """(N, M) distances of one image-candidate metric between reconstructions and the candidate pool."""
+    spec = metric_spec(metric)
+    if spec.candidates != "images":
+        raise ValueError(f"{metric} picks among {spec.candidates}, not images: it has no distance matrix")
+    if spec.network is None:
+        return METRIC_FUNCTIONS[metric](recon, pool)
+    net = metric_network(spec, channel_of(recon), Path(data_root) if data_root else layout.data_dir())
+    return METRIC_FUNCTIONS[metric](recon, pool, net)
 
 
 def depth_errors(recon: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray]:

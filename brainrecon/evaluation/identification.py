@@ -16,12 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from brainrecon.atomic import write_text_atomic
-from brainrecon.config import ALL_METRICS
 from brainrecon.data import imagenet, layout
 from brainrecon.errors import UserError
-from brainrecon.evaluation.distances import (CLASSIFIER, depth_errors, distance_matrix, metric_available,
-                                             semantic_identification)
+from brainrecon.evaluation.distances import METRIC_FUNCTIONS, depth_errors, distance_matrix, metric_available
 from brainrecon.evaluation.statistics import bootstrap_ci, exhaustive_two_way, identification
+from brainrecon.metric_specs import METRIC_NAMES, metric_spec
 
 COLUMNS = ("run", "subject", "modality", "channel", "metric", "distractors", "ways", "mode", "mean", "ci_low",
            "ci_high", "chance", "n_images", "repeats", "seed")
@@ -43,9 +42,11 @@ class EvalOptions:
             raise UserError(f"--mode {self.mode!r}; choose percent, rank or both")
         if self.repeats < 1:
             raise UserError(f"--repeats {self.repeats} must be at least 1")
-        bad = [m for m in self.metrics if m not in ALL_METRICS]
-        if bad:
-            raise UserError(f"--metric {bad[0]!r} is unknown; choose from {', '.join(ALL_METRICS)}")
+        if self.exhaustive and (self.distractors != "test" or tuple(self.ways) != (2,)):
+            raise UserError("--exhaustive is the 2-way against every other test image: it takes --distractors test "
+                            "and --ways 2")
+        for m in self.metrics:
+            metric_spec(m)                                          # an unknown name: one line listing the known
 
 
 def channels_of(modality: str) -> list[str]:
@@ -108,27 +109,27 @@ def evaluate_runs(recons: list[dict], opts: EvalOptions, data_root: Path | None 
             extra = pools[key]
             pool = truth if extra is None else np.concatenate([truth, extra])
             distractors = None if extra is None else np.arange(n_images, len(pool))
-            metrics = opts.metrics or tuple(m for m in ALL_METRICS if metric_available(m, channel, data_root))
+            metrics = opts.metrics or tuple(m for m in METRIC_NAMES if metric_available(m, channel, data_root))
             for metric in metrics:
-                if metric in ("perceptual-vgg", "semantic-50way") and channel != "rgb" or \
-                        metric == "depth-perceptual" and channel != "depth":
+                spec = metric_spec(metric)
+                if channel not in spec.channels:
                     continue
                 base = {"run": run, "subject": subject, "modality": modality, "channel": channel, "metric": metric,
                         "distractors": opts.distractors if opts.distractors in ("test", "imagenet")
                         else Path(opts.distractors).name, "n_images": n_images, "seed": opts.seed,
                         "test_set": test_set}
-                if metric == "semantic-50way":  # classes, not images, are the candidates: always 50-way
+                if spec.candidates == "classes":  # the classifier's classes are the candidates: always 50-way
                     rng = np.random.default_rng([opts.seed, 50])
-                    correct, rank = semantic_identification(recon, truth, 50, opts.repeats, rng)
-                    base.update(metric=f"semantic-50way/{CLASSIFIER}", distractors="imagenet-classes")
+                    correct, rank = METRIC_FUNCTIONS[metric](recon, truth, 50, opts.repeats, rng)
+                    base.update(metric=f"{metric}/{spec.network}", distractors="imagenet-classes")
                     records += _records(base, 50, correct, rank, opts, rng)
                     continue
                 dist = distance_matrix(metric, recon, pool, data_root)
-                for w in opts.ways:
+                for w in () if opts.exhaustive else opts.ways:          # --exhaustive: no random draws
                     rng = np.random.default_rng([opts.seed, w])
                     correct, rank = identification(dist, w, opts.repeats, rng, distractors)
                     records += _records(base, w, correct, rank, opts, rng)
-                if opts.exhaustive and opts.distractors == "test":
+                if opts.exhaustive:
                     scores = exhaustive_two_way(dist)
                     lo, hi = bootstrap_ci(scores, np.random.default_rng(opts.seed))
                     records.append({**base, "ways": 2, "mode": "percent", "mean": float(scores.mean()), "ci_low": lo,

@@ -29,6 +29,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from brainrecon.correlation import correlation_distance, pearson
+from brainrecon.data.transforms import to_float
+
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 COLUMNS = ("PixCorr", "SSIM", "AlexNet(2)", "AlexNet(5)", "InceptionV3", "CLIP", "EffNet-B", "SwAV")
@@ -62,15 +65,9 @@ NETWORKS = (
 
 # --- protocols ---------------------------------------------------------------------------------------------------
 
-def to_float(images: np.ndarray) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images[..., :3])).permute(0, 3, 1, 2).float() / 255
-
-
 def _matched(recon: np.ndarray, truth: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """Both as float64 (N, 3, H, W) in [0, 1], the reconstruction resized (bilinear) to the ground truth's size."""
-    r = torch.from_numpy(np.ascontiguousarray(recon[..., :3])).permute(0, 3, 1, 2).double() / 255
-    t = torch.from_numpy(np.ascontiguousarray(truth[..., :3])).permute(0, 3, 1, 2).double() / 255
+    r, t = to_float(recon[..., :3], torch.float64), to_float(truth[..., :3], torch.float64)
     if r.shape[-2:] != t.shape[-2:]:
         r = F.interpolate(r, size=t.shape[-2:], mode="bilinear", align_corners=False, antialias=True)
     return r, t
@@ -79,9 +76,7 @@ def _matched(recon: np.ndarray, truth: np.ndarray) -> tuple[torch.Tensor, torch.
 def pixcorr(recon: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Per image: Pearson r of the flattened RGB pixels, the reconstruction resized to the ground truth's size."""
     r, t = _matched(recon, truth)
-    a, b = r.flatten(1), t.flatten(1)
-    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-    return ((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-12)).numpy()
+    return pearson(r.flatten(1), t.flatten(1)).numpy()
 
 
 def ssim(recon: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -93,29 +88,12 @@ def ssim(recon: np.ndarray, truth: np.ndarray) -> np.ndarray:
                                            use_sample_covariance=False, data_range=1.0) for a, b in zip(r, t)])
 
 
-def _rowwise_corr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N, D), (M, D) -> (N, M) Pearson r between rows."""
-    a = a - a.mean(1, keepdims=True)
-    b = b - b.mean(1, keepdims=True)
-    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    return a @ b.T
-
-
 def two_way(recon_features: np.ndarray, truth_features: np.ndarray) -> np.ndarray:
     """Per reconstruction j: the share of other images i with corr(gt_i, rec_j) < corr(gt_j, rec_j)."""
-    r = _rowwise_corr(truth_features.astype(np.float64), recon_features.astype(np.float64))  # [i, j]
+    r = pearson(truth_features.astype(np.float64), recon_features.astype(np.float64), cross=True)  # [i, j]
     own = np.diag(r)
     n = len(own)
     return ((r < own[None, :]).sum(0)) / (n - 1)
-
-
-def correlation_distance(recon_features: np.ndarray, truth_features: np.ndarray) -> np.ndarray:
-    """Per image: 1 - Pearson r between its reconstruction's and its ground truth's features."""
-    a = recon_features.astype(np.float64)
-    b = truth_features.astype(np.float64)
-    a, b = a - a.mean(1, keepdims=True), b - b.mean(1, keepdims=True)
-    return 1 - (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
 
 
 # --- networks ----------------------------------------------------------------------------------------------------
@@ -211,7 +189,7 @@ def load(net: Network, offline: bool = False):
 def features(extractor, net: Network, images: np.ndarray, device: torch.device, batch: int = 32) -> dict:
     out: dict[str, list] = {}
     for i in range(0, len(images), batch):
-        x = preprocess(to_float(images[i:i + batch]).to(device), net)
+        x = preprocess(to_float(images[i:i + batch, ..., :3]).to(device), net)
         for tap, f in extractor(x).items():
             out.setdefault(tap, []).append(f.float().flatten(1).cpu().numpy())
     return {tap: np.concatenate(v) for tap, v in out.items()}
@@ -220,7 +198,7 @@ def features(extractor, net: Network, images: np.ndarray, device: torch.device, 
 def evaluate_suite(recons: list[dict], device: torch.device | None = None, offline: bool = False,
                    loader=load, say=lambda s: None) -> list[dict]:
     """One row per run and metric: mean, its per-image values, or 'unavailable' with the reason."""
-    from brainrecon.train.core import pick_device
+    from brainrecon.runtime import pick_device
     device = device or pick_device("auto")
     rows = []
     runs = [r for r in recons if str(r["modality"]) in ("rgb", "rgbd")]
@@ -241,8 +219,9 @@ def evaluate_suite(recons: list[dict], device: torch.device | None = None, offli
             f_recon = features(extractor, net, rec["reconstructions"], device)
             f_truth = features(extractor, net, rec["ground_truth"], device)
             for metric, tap in net.metrics:
-                score = correlation_distance if metric in LOWER_IS_BETTER else two_way
-                rows.append(_row(rec, metric, score(f_recon[tap], f_truth[tap]), net.source))
+                a, b = f_recon[tap].astype(np.float64), f_truth[tap].astype(np.float64)
+                score = correlation_distance(a, b) if metric in LOWER_IS_BETTER else two_way(a, b)
+                rows.append(_row(rec, metric, score, net.source))
         del extractor
     order = {m: k for k, m in enumerate(COLUMNS)}
     return sorted(rows, key=lambda r: (r["run"], order[r["metric"]]))

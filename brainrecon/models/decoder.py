@@ -20,10 +20,6 @@ class DecoderArch:
     channels: int = 64
     start_size: int = 14
 
-    @property
-    def out_size(self) -> int:
-        return self.start_size * 8
-
 
 def upsample_pad_matrix(size: int, pad: int, dtype=torch.float64) -> torch.Tensor:
     """(2*size + 2*pad, size): along one axis, torch's x2 bicubic upsampling (align_corners=False, edges clamped)

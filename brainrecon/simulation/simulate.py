@@ -27,6 +27,7 @@ from PIL import Image
 
 from brainrecon.atomic import write_atomic, write_text_atomic
 from brainrecon.config import ROIS
+from brainrecon.correlation import pearson
 from brainrecon.data import layout, release
 from brainrecon.simulation import soc
 from brainrecon.errors import ConfigError
@@ -256,11 +257,7 @@ def simulate_subject(out: Path, cfg: SimulationConfig, progress=None) -> dict:
 
 def _split_half_single_trial(grouped: np.ndarray) -> np.ndarray:
     """Per voxel: correlation over images between two single trials (repeat 0 vs 1, 2 vs 3, ...), averaged."""
-    rs = []
-    for a in range(0, grouped.shape[1] - 1, 2):
-        x, y = grouped[:, a], grouped[:, a + 1]
-        x, y = x - x.mean(0), y - y.mean(0)
-        rs.append((x * y).sum(0) / np.sqrt((x * x).sum(0) * (y * y).sum(0) + 1e-12))
+    rs = [pearson(grouped[:, a], grouped[:, a + 1], dim=0) for a in range(0, grouped.shape[1] - 1, 2)]
     return np.mean(rs, axis=0)
 
 

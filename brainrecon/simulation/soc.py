@@ -56,6 +56,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from brainrecon.data.transforms import to_float
+
 STIMULUS_DEG = 12.0
 FIELD_PX = 96
 PX_PER_DEG = FIELD_PX / STIMULUS_DEG
@@ -161,7 +163,7 @@ class FieldMaps:
         return {name: torch.cat([p[name] for p in parts]) for name in COMPONENTS}
 
     def _batch(self, rgbd: np.ndarray) -> dict[str, torch.Tensor]:
-        x = torch.from_numpy(np.ascontiguousarray(rgbd)).permute(0, 3, 1, 2).float() / 255
+        x = to_float(rgbd)
         mode = dict(mode="area") if x.shape[-1] >= FIELD_PX else dict(mode="bilinear", align_corners=False)
         x = F.interpolate(x, size=(FIELD_PX, FIELD_PX), **mode)                        # (B, 4, FIELD, FIELD)
         r, g, b, near = x.unbind(1)

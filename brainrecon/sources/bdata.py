@@ -89,3 +89,31 @@ def read_bdata(path: Path) -> BData:
         raise DataError(f"{path}: /metadata/value has shape {values.shape}, expected ({len(keys)} keys, "
                         f"{dataset.shape[1]} columns)")
     return BData(dataset=dataset, keys=keys, values=values, path=path)
+
+
+def write_bdata(path: Path, fields: dict[str, np.ndarray], voxels: np.ndarray, voxel_rows: dict[str, np.ndarray],
+                old_names: bool = False, dtype=np.float64, drop_keys: tuple[str, ...] = ()) -> Path:
+    """Write a BData file as bdpy does: per-sample `fields` (one column each), then the voxel columns, with one
+    metadata row per field, `VoxelData` and each of `voxel_rows` (ROI_*, voxel_x/y/z). For the rehearsal world and
+    the tests; `old_names` writes the older group names, `drop_keys` leaves metadata rows out."""
+    import h5py
+    n_fields = len(fields)
+    data = np.hstack([np.stack(list(fields.values()), 1), voxels]).astype(dtype)
+    n_cols = data.shape[1]
+    keys, values, desc = [], [], []
+    for i, name in enumerate(fields):
+        row = np.full(n_cols, np.nan)
+        row[i] = 1
+        keys.append(name), values.append(row), desc.append(f"1 = {name} column")
+    for name, per_voxel in {"VoxelData": np.ones(voxels.shape[1]), **voxel_rows}.items():
+        row = np.full(n_cols, np.nan)                                    # NaN over the per-sample columns
+        row[n_fields:] = per_voxel
+        keys.append(name), values.append(row), desc.append(f"{name} of each voxel")
+    keep = [i for i, k in enumerate(keys) if k not in drop_keys]
+    with h5py.File(path, "w") as f:
+        f.create_dataset("dataSet" if old_names else "dataset", data=data)
+        meta = f.create_group("metaData" if old_names else "metadata")
+        meta.create_dataset("key", data=np.array([keys[i].encode() for i in keep]))
+        meta.create_dataset("description", data=np.array([desc[i].encode() for i in keep]))
+        meta.create_dataset("value", data=np.stack([values[i] for i in keep]))
+    return Path(path)

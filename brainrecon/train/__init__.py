@@ -1,1 +1,1 @@
-"""The only place optimisers run: the shared core and the two trainers."""
+"""The only place optimisers run: the two trainers, the loop they share, checkpoints, ranks, guards and logs."""

@@ -1,7 +1,9 @@
-"""Atomic checkpoint save, weights-only load, resume.
+"""Atomic checkpoint save, weights-only load, resume, and a run folder's best network for inference.
 
 A checkpoint holds model, optimizer and scheduler state, epoch, step, the resolved config and a fingerprint of the
-data files; it is loaded with `torch.load(..., weights_only=True)` and nothing else.
+data files; it is loaded with `torch.load(..., weights_only=True)` and nothing else. `load_encoder` / `load_decoder`
+rebuild a run's best network from best.pt and its config alone (no trainer, loss or data is imported), for
+reconstruct, the API and the decoder's frozen encoder.
 """
 
 from __future__ import annotations
@@ -13,7 +15,11 @@ from pathlib import Path
 import torch
 
 from brainrecon.atomic import write_atomic
+from brainrecon.config import DecoderConfig, EncoderConfig, from_dict
 from brainrecon.errors import UserError
+from brainrecon.models.decoder import Decoder, DecoderArch
+from brainrecon.models.encoder import Encoder, EncoderArch
+from brainrecon.models.ridge import RidgeDecoder
 from brainrecon.weights import read_weights
 
 LAST = "last.pt"
@@ -83,3 +89,37 @@ def resume_state(run_dir: Path, config: dict, data_fingerprint: str) -> dict | N
     if state.get("data_fingerprint") != data_fingerprint:
         raise UserError(f"{path}: the data files changed since this run was started; start a new --out folder")
     return state
+
+
+def encoder_arch(cfg: EncoderConfig, n_voxels: int, train_backbone: bool) -> EncoderArch:
+    m = cfg.model
+    return EncoderArch(n_voxels=n_voxels, modality=cfg.modality, arch=m.arch, width=m.width, input_size=m.input_size,
+                       head_channels=m.head_channels, dropout=m.dropout, train_backbone=train_backbone,
+                       depth_input=m.depth_input)
+
+
+def decoder_arch(cfg: DecoderConfig, n_voxels: int) -> DecoderArch:
+    return DecoderArch(n_voxels=n_voxels, modality=cfg.modality, channels=cfg.model.channels,
+                       start_size=cfg.data.resolution // 8)
+
+
+def load_encoder(run_dir: Path, device="cpu") -> Encoder:
+    """The best encoder of a train-encoder run, in eval mode; its resolved EncoderConfig as `.config`."""
+    state = load_best(run_dir, "encoder")
+    cfg = from_dict("encoder", state["config"])
+    model = Encoder(encoder_arch(cfg, state["n_voxels"], train_backbone=False))
+    model.load_state_dict(state["model"])
+    model.config = cfg
+    return model.to(device).eval()
+
+
+def load_decoder(run_dir: Path, device="cpu") -> tuple[torch.nn.Module, DecoderConfig]:
+    """The best decoder of a train-decoder run (deep or ridge), in eval mode, with its config."""
+    state = load_best(run_dir, "decoder")
+    cfg = from_dict("decoder", state["config"])
+    if state["model_kind"] == "ridge":
+        model = RidgeDecoder.from_state(state["model"], cfg.modality, cfg.data.resolution)
+    else:
+        model = Decoder(decoder_arch(cfg, state["n_voxels"]))
+        model.load_state_dict(state["model"])
+    return model.to(device).eval(), cfg

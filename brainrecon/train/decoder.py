@@ -15,16 +15,19 @@ import torch
 from brainrecon import losses
 from brainrecon.atomic import write_text_atomic
 from brainrecon.config import DecoderConfig, to_dict
-from brainrecon.data.datasets import (as_float, channel_norms, load_paired, load_unpaired_images,
-                                      unpaired_fmri_batch)
+from brainrecon.correlation import pearson
+from brainrecon.data.datasets import (channel_norms, load_paired, load_unpaired_images, unpaired_fmri_batch,
+                                      unpaired_pool)
+from brainrecon.data.transforms import as_float
 from brainrecon.errors import UserError
-from brainrecon.models.decoder import Decoder, DecoderArch
+from brainrecon.locks import hold
+from brainrecon.models.decoder import Decoder
 from brainrecon.models.perceptual import build_perceptual_net, stand_in_note
-from brainrecon.train import checkpoint, core, runlock
-from brainrecon.train.encoder import load_encoder
+from brainrecon.runtime import Runtime, autocast, setup
+from brainrecon.train import checkpoint
+from brainrecon.train.distributed import place, steps_per_epoch, wrap
 from brainrecon.train.frozen_cache import FrozenCache, fill_in_order
-from brainrecon.train.guards import StepGuard
-from brainrecon.train.loop import fit, selection
+from brainrecon.train.loop import RunFolder, Schedule, fit, run_epoch, selection
 from brainrecon.train.monitor import Monitor
 
 
@@ -43,22 +46,16 @@ def check_encoder(encoder, cfg: DecoderConfig, n_voxels: int, encoder_run: Path)
                         f"{cfg.data.roi}); use the encoder of the same subject and ROI")
 
 
-def pixel_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-sample Pearson r between flattened images."""
-    a, b = a.flatten(1), b.flatten(1)
-    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-    return (a * b).sum(1) / torch.sqrt((a * a).sum(1) * (b * b).sum(1)).clamp_min(1e-12)
-
-
 def train_decoder(cfg: DecoderConfig, data_root: Path, run_dir: Path, encoder_run: Path | None = None,
-                  resume: bool = False, quiet: bool = False) -> dict:
-    runtime = core.setup(cfg.train.device, cfg.train.amp, cfg.train.seed, cfg.train.deterministic,
-                         cfg.train.threads)
-    with runlock.hold(run_dir, runtime.is_main):
+                  resume: bool = False, quiet: bool = False, resume_hint: str = "--resume") -> dict:
+    """Train (deep: select on validation, write best.pt and metrics.json; ridge: closed form); returns the metrics.
+    `resume_hint` is how an interrupted run says to continue it (the caller knows its command line)."""
+    runtime = setup(cfg.train.device, cfg.train.amp, cfg.train.seed, cfg.train.deterministic, cfg.train.threads)
+    with hold(run_dir, runtime.is_main):
         if cfg.model.kind == "ridge":
             from brainrecon.train.ridge import train_ridge
             return train_ridge(cfg, runtime, Path(data_root), Path(run_dir), quiet=quiet)
-        return _train_decoder(cfg, runtime, Path(data_root), Path(run_dir), encoder_run, resume, quiet)
+        return _train_decoder(cfg, runtime, Path(data_root), Path(run_dir), encoder_run, quiet, resume, resume_hint)
 
 
 class DecoderStep:
@@ -67,7 +64,7 @@ class DecoderStep:
     per run by the trainer; tests/test_decoder.py drives it directly (the caches leave its losses and gradients as
     they were)."""
 
-    def __init__(self, cfg: DecoderConfig, runtime: core.Runtime, data_root: Path, encoder_run: Path | None):
+    def __init__(self, cfg: DecoderConfig, runtime: Runtime, data_root: Path, encoder_run: Path | None):
         t, lc = cfg.train, cfg.loss
         self.cfg, self.runtime = cfg, runtime
         self.data = data = load_paired(data_root, cfg.data, cfg.modality, seed=t.seed, device=runtime.device)
@@ -77,7 +74,7 @@ class DecoderStep:
             if encoder_run is None:
                 raise UserError("self-supervision needs a trained encoder: pass --encoder RUN (a train-encoder --out "
                                 "folder), or --no-self-supervision")
-            self.encoder = core.place(load_encoder(encoder_run), runtime, "encoder")
+            self.encoder = place(checkpoint.load_encoder(encoder_run), runtime, "encoder")
             check_encoder(self.encoder, cfg, data.n_voxels, Path(encoder_run))
             self.encoder.requires_grad_(False)
         self.pool = load_unpaired_images(data_root, cfg.data, cfg.modality, runtime.device) if self.w_ed > 0 else None
@@ -87,14 +84,13 @@ class DecoderStep:
                                                width=lc.perceptual_width)
         image_loss = losses.ImageLoss(cfg.modality, channel_norms(data.train_images), self.perceptual,
                                       lc.perceptual_weights, lc.rgb_l1, lc.depth_l1, lc.tv)
-        self.image_loss = core.place(image_loss, runtime, "perceptual")
+        self.image_loss = place(image_loss, runtime, "perceptual")
         snr = data.snr.clamp_min(1e-3)
         self.snr_weight = snr / snr.mean()
         self.snr_inv = (1 / snr) / (1 / snr).mean()
         torch.manual_seed(t.seed)
-        self.raw = Decoder(DecoderArch(n_voxels=data.n_voxels, modality=cfg.modality, channels=cfg.model.channels,
-                                       start_size=cfg.data.resolution // 8))
-        self.model = core.wrap(self.raw, runtime, "decoder")
+        self.raw = Decoder(checkpoint.decoder_arch(cfg, data.n_voxels))
+        self.model = wrap(self.raw, runtime, "decoder")
         # exact caches of the frozen networks' outputs on fixed images, filled by `fill_caches`
         self.pool_voxels = self.paired_features = self.pool_features = None
         if self.pool is not None:
@@ -110,7 +106,7 @@ class DecoderStep:
         """The frozen networks (encoder, perceptual) run under bf16 autocast when it is on; the decoder itself trains
         in fp32: in bf16 its gradient drifted from fp32's (cosine 0.984 on a tiny model, tests/test_amp.py)."""
         def call(*args, **kwargs):
-            with core.autocast(self.runtime):
+            with autocast(self.runtime):
                 return net(*args, **kwargs)
         return call
 
@@ -147,8 +143,8 @@ class DecoderStep:
         return loss, {"loss": loss, **terms, **reg, **{f"D_{k}": v for k, v in d_terms.items()}}
 
 
-def _train_decoder(cfg: DecoderConfig, runtime: core.Runtime, data_root: Path, run_dir: Path,
-                   encoder_run: Path | None, resume: bool, quiet: bool) -> dict:
+def _train_decoder(cfg: DecoderConfig, runtime: Runtime, data_root: Path, run_dir: Path, encoder_run: Path | None,
+                   quiet: bool, resume: bool, resume_hint: str) -> dict:
     start = time.perf_counter()
     t = cfg.train
     step = DecoderStep(cfg, runtime, data_root, encoder_run)
@@ -158,24 +154,14 @@ def _train_decoder(cfg: DecoderConfig, runtime: core.Runtime, data_root: Path, r
     monitor = Monitor(run_dir, enabled=runtime.is_main, quiet=quiet)
     if step.perceptual is not None and (note := stand_in_note(step.perceptual.name, cfg.modality)):
         monitor.say(note)
-    steps = core.steps_per_epoch(len(data.train_images), t.batch_size, runtime, cfg.data.val_fraction == 0)
+    steps = steps_per_epoch(len(data.train_images), t.batch_size, runtime, cfg.data.val_fraction == 0)
     cache_start = time.perf_counter()
     cache = step.fill_caches(monitor.counting)
     cache["seconds"] = round(time.perf_counter() - cache_start, 2)
 
     def train_epoch(epoch: int) -> dict:
-        order = core.epoch_order(len(data.train_images), t.seed, epoch, runtime)
-        gen = core.epoch_generator(t.seed, epoch, runtime)
-        guard = StepGuard(runtime, epoch, steps)
-        for s in range(steps):
-            idx = order[s * t.batch_size:(s + 1) * t.batch_size].to(runtime.device)
-            loss, logged = step.loss(idx, gen)
-            guard.add(s, logged)  # stops here, before the weights change, on a NaN or SIGTERM
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            monitor.step(epoch, guard.running())
-        return {f"train_{k}": core.all_reduce_mean(v, runtime) for k, v in guard.means().items()}
+        return run_epoch(epoch, steps, len(data.train_images), t.batch_size, t.seed, runtime, optimizer, monitor,
+                         step.loss)
 
     def validate(epoch: int) -> dict:
         """The validation split only (TensorBoard pictures from it too): the test set is scored after training."""
@@ -183,7 +169,7 @@ def _train_decoder(cfg: DecoderConfig, runtime: core.Runtime, data_root: Path, r
             return {}
         pred, truth = raw(data.val_fmri).float(), as_float(data.val_images)
         out = {"val_loss_D": float(sum(image_loss(pred, truth).values())),
-               "val_pixcorr": float(pixel_correlation(pred, truth).mean())}
+               "val_pixcorr": float(pearson(pred.flatten(1), truth.flatten(1)).mean())}
         if runtime.is_main and (epoch % 5 == 0 or epoch + 1 == t.epochs):
             from torchvision.utils import make_grid
             show = torch.cat([truth[:8], pred[:8]])[:, :3] if pred.shape[1] >= 3 else \
@@ -199,46 +185,30 @@ def _train_decoder(cfg: DecoderConfig, runtime: core.Runtime, data_root: Path, r
         val = f"val D {r['val_loss_D']:.3f}  val pixcorr {r['val_pixcorr']:.3f}  " if has_val else ""
         return f"decoder epoch {r['epoch'] + 1}/{t.epochs}  {parts}  {val}{r['seconds']:.0f}s"
 
-    config = to_dict(cfg)
-    fp = checkpoint.fingerprint(data.files)
     extra = {"n_voxels": data.n_voxels, "kind": "decoder", "model_kind": "deep",
-             "encoder_run": str(Path(encoder_run).resolve()) if encoder_run else "", "data_dir": str(data_root.resolve())}
-    history = fit(run_dir=run_dir, runtime=runtime, model=model, optimizer=optimizer, scheduler=scheduler,
-                  epochs=t.epochs, seed=t.seed, config=config, data_fingerprint=fp, train_epoch=train_epoch,
-                  validate=validate, select=select, monitor=monitor, resume=resume,
-                  warn_seconds=t.warn_seconds, line=line, extra=extra, name="train-decoder", steps=steps)
+             "encoder_run": str(Path(encoder_run).resolve()) if encoder_run else "",
+             "data_dir": str(data_root.resolve())}
+    run = RunFolder(run_dir, to_dict(cfg), checkpoint.fingerprint(data.files), resume, resume_hint, extra)
+    schedule = Schedule(t.epochs, t.seed, select, steps, "train-decoder", t.warn_seconds)
+    history = fit(run, schedule, runtime=runtime, model=model, optimizer=optimizer, scheduler=scheduler,
+                  train_epoch=train_epoch, validate=validate, monitor=monitor, line=line)
     monitor.close()
-    best, _ = load_decoder(run_dir, runtime.device)
+    best, _ = checkpoint.load_decoder(run_dir, runtime.device)
     with torch.no_grad():
-        test_pixcorr = float(pixel_correlation(best(data.test_fmri).float(), as_float(data.test_images)).mean())
+        pred = best(data.test_fmri).float()
+        test_pixcorr = float(pearson(pred.flatten(1), as_float(data.test_images).flatten(1)).mean())
     metrics = {"epochs": len(history), "seconds": round(time.perf_counter() - start, 2),
                "modality": cfg.modality, "subject": cfg.data.subject, "roi": cfg.data.roi, "n_voxels": data.n_voxels,
                "loss_weights": [step.w_d, step.w_ed, step.w_de],
                "self_supervision": bool(step.w_ed > 0 or step.w_de > 0),
                "unpaired_fmri": UNPAIRED_FMRI[cfg.data.unpaired_fmri] if step.w_de > 0 else "none (no DE cycle)",
                "perceptual_net": step.perceptual.name if step.perceptual is not None else "none",
-               "n_unpaired_images": int(len(step.pool)) if step.pool is not None else 0, "frozen_cache": cache,
+               "n_unpaired_images": int(len(step.pool)) if step.pool is not None else 0,
+               "unpaired_pool": unpaired_pool(data_root, cfg.data)[1] if step.pool is not None else None,
+               "frozen_cache": cache,
                "test_pixcorr": test_pixcorr,
                "best_epoch": int(checkpoint.load(run_dir / checkpoint.BEST)["epoch"]) + 1,
                "selected_by": selection(select, cfg.data.val_fraction), **runtime.record()}
     if runtime.is_main:
         write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     return metrics
-
-
-def load_decoder(run_dir: Path, device="cpu") -> tuple[torch.nn.Module, DecoderConfig]:
-    """The best decoder of a train-decoder run (deep or ridge), in eval mode, with its config."""
-    from brainrecon.config import from_dict
-    from brainrecon.models.ridge import RidgeDecoder
-    state = checkpoint.load_best(run_dir, "decoder")
-    cfg = from_dict("decoder", state["config"])
-    if state["model_kind"] == "ridge":
-        model = RidgeDecoder.from_state(state["model"], cfg.modality, cfg.data.resolution)
-    else:
-        model = Decoder(DecoderArch(n_voxels=state["n_voxels"], modality=cfg.modality, channels=cfg.model.channels,
-                                    start_size=cfg.data.resolution // 8))
-        model.load_state_dict(state["model"])
-    return model.to(device).eval(), cfg
-
-
-

@@ -15,16 +15,19 @@ import torch
 
 from brainrecon import losses
 from brainrecon.atomic import write_text_atomic
-from brainrecon.config import EncoderConfig, from_dict, to_dict
+from brainrecon.config import EncoderConfig, to_dict
 from brainrecon.data import layout
-from brainrecon.data.datasets import as_float, load_paired
-from brainrecon.data.transforms import N_CHANNELS, random_shift
+from brainrecon.correlation import pearson
+from brainrecon.data.datasets import load_paired
+from brainrecon.data.transforms import N_CHANNELS, as_float, random_shift
 from brainrecon.errors import UserError
-from brainrecon.models.encoder import Encoder, EncoderArch
+from brainrecon.locks import hold
+from brainrecon.models.encoder import Encoder
 from brainrecon.models.vgg import build_vgg, load_imagenet_vgg, load_release_vgg
-from brainrecon.train import checkpoint, core, runlock
-from brainrecon.train.guards import StepGuard
-from brainrecon.train.loop import fit, selection
+from brainrecon.runtime import Runtime, autocast, setup
+from brainrecon.train import checkpoint
+from brainrecon.train.distributed import steps_per_epoch, wrap
+from brainrecon.train.loop import RunFolder, Schedule, fit, run_epoch, selection
 from brainrecon.train.monitor import Monitor
 
 SIGNAL_CEILING = 0.5  # voxels whose estimated noise ceiling exceeds this count as "carrying signal" in the summaries
@@ -32,8 +35,7 @@ SIGNAL_CEILING = 0.5  # voxels whose estimated noise ceiling exceeds this count 
 
 def voxel_correlation(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-voxel Pearson r over samples: (N, V), (N, V) -> (V,)."""
-    p, t = pred - pred.mean(0), target - target.mean(0)
-    return (p * t).sum(0) / torch.sqrt((p * p).sum(0) * (t * t).sum(0)).clamp_min(1e-12)
+    return pearson(pred, target, dim=0)
 
 
 def correlation_summary(r: torch.Tensor, ceiling: torch.Tensor) -> dict:
@@ -45,18 +47,11 @@ def correlation_summary(r: torch.Tensor, ceiling: torch.Tensor) -> dict:
             "median_r_over_ceiling": float(np.median(ratio)), "n_signal_voxels": int(signal.sum())}
 
 
-def encoder_arch(cfg: EncoderConfig, n_voxels: int, train_backbone: bool) -> EncoderArch:
-    m = cfg.model
-    return EncoderArch(n_voxels=n_voxels, modality=cfg.modality, arch=m.arch, width=m.width, input_size=m.input_size,
-                       head_channels=m.head_channels, dropout=m.dropout, train_backbone=train_backbone,
-                       depth_input=m.depth_input)
-
-
 def build_encoder(cfg: EncoderConfig, n_voxels: int, root: Path) -> Encoder:
     m = cfg.model
-    arch = encoder_arch(cfg, n_voxels, m.train_backbone)
+    arch = checkpoint.encoder_arch(cfg, n_voxels, m.train_backbone)
     if m.arch == "effnet-lite0":
-        from brainrecon.models.encoder import build_effnet
+        from brainrecon.models.effnet_taps import build_effnet
         return Encoder(arch, build_effnet(m.backbone_weights == "imagenet"))
     if m.backbone_weights == "release":
         if cfg.modality == "rgb":
@@ -95,6 +90,16 @@ def encoder_loss(model: Encoder, pred, target, cfg: EncoderConfig) -> tuple[torc
     return crit + sum(reg.values()), {"criterion": crit.detach(), **{k: v.detach() for k, v in reg.items()}}
 
 
+def step_loss(model, raw: Encoder, images_uint8: torch.Tensor, fmri: torch.Tensor, cfg: EncoderConfig,
+              runtime: Runtime, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
+    """One training step's loss on a paired batch: a random shift of the images (drawn from `gen`), the forward of
+    `model` (the wrapped `raw`) under the runtime's autocast, and `encoder_loss` in fp32."""
+    images = random_shift(as_float(images_uint8), cfg.loss.pad_percent, gen)
+    with autocast(runtime):
+        pred = model(images).float()
+    return encoder_loss(raw, pred, fmri, cfg)
+
+
 @torch.no_grad()
 def predict(model: Encoder, images_uint8: torch.Tensor, batch: int = 100) -> torch.Tensor:
     """Voxel predictions in fp32 (also when training runs under autocast: reported numbers are full precision)."""
@@ -103,46 +108,37 @@ def predict(model: Encoder, images_uint8: torch.Tensor, batch: int = 100) -> tor
 
 
 def train_encoder(cfg: EncoderConfig, data_root: Path, run_dir: Path, resume: bool = False,
-                  quiet: bool = False) -> dict:
-    """Train, select on validation loss, write best.pt, metrics.json and the voxel-r figure; returns the metrics."""
-    runtime = core.setup(cfg.train.device, cfg.train.amp, cfg.train.seed, cfg.train.deterministic,
-                         cfg.train.threads)
-    with runlock.hold(run_dir, runtime.is_main):
-        return _train_encoder(cfg, runtime, Path(data_root), Path(run_dir), resume, quiet)
+                  quiet: bool = False, resume_hint: str = "--resume") -> dict:
+    """Train, select on validation loss, write best.pt, metrics.json and the voxel-r figure; returns the metrics.
+    `resume_hint` is how an interrupted run says to continue it (the caller knows its command line)."""
+    runtime = setup(cfg.train.device, cfg.train.amp, cfg.train.seed, cfg.train.deterministic, cfg.train.threads)
+    with hold(run_dir, runtime.is_main):
+        return _train_encoder(cfg, runtime, Path(data_root), Path(run_dir), quiet, resume, resume_hint)
 
 
-def _train_encoder(cfg: EncoderConfig, runtime: core.Runtime, data_root: Path, run_dir: Path, resume: bool,
-                   quiet: bool) -> dict:
+def _train_encoder(cfg: EncoderConfig, runtime: Runtime, data_root: Path, run_dir: Path, quiet: bool, resume: bool,
+                   resume_hint: str) -> dict:
     start = time.perf_counter()
     t = cfg.train
     data = load_paired(data_root, cfg.data, cfg.modality, seed=t.seed, device=runtime.device)
     torch.manual_seed(t.seed)
     raw = build_encoder(cfg, data.n_voxels, data_root)
-    model = core.wrap(raw, runtime, "encoder")
+    model = wrap(raw, runtime, "encoder")
     optimizer = torch.optim.Adam(raw.trainable_parameters(), lr=t.lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, t.milestones, t.gamma)
     monitor = Monitor(run_dir, enabled=runtime.is_main, quiet=quiet)
     if (note := backbone_note(cfg)) is not None:
         monitor.say(note)
 
-    steps = core.steps_per_epoch(len(data.train_images), t.batch_size, runtime, cfg.data.val_fraction == 0)
+    steps = steps_per_epoch(len(data.train_images), t.batch_size, runtime, cfg.data.val_fraction == 0)
+
+    def batch_loss(idx: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
+        loss, parts = step_loss(model, raw, data.train_images[idx], data.train_fmri[idx], cfg, runtime, gen)
+        return loss, {"loss": loss, **parts}
 
     def train_epoch(epoch: int) -> dict:
-        order = core.epoch_order(len(data.train_images), t.seed, epoch, runtime)
-        gen = core.epoch_generator(t.seed, epoch, runtime)
-        guard = StepGuard(runtime, epoch, steps)
-        for s in range(steps):
-            idx = order[s * t.batch_size:(s + 1) * t.batch_size].to(runtime.device)
-            images = random_shift(as_float(data.train_images[idx]), cfg.loss.pad_percent, gen)
-            with core.autocast(runtime):
-                pred = model(images).float()
-            loss, parts = encoder_loss(raw, pred, data.train_fmri[idx], cfg)
-            guard.add(s, {"loss": loss, **parts})  # stops here, before the weights change, on a NaN or SIGTERM
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            monitor.step(epoch, guard.running())
-        return {f"train_{k}": core.all_reduce_mean(v, runtime) for k, v in guard.means().items()}
+        return run_epoch(epoch, steps, len(data.train_images), t.batch_size, t.seed, runtime, optimizer, monitor,
+                         batch_loss)
 
     has_val = len(data.val_images) > 0
 
@@ -158,15 +154,13 @@ def _train_encoder(cfg: EncoderConfig, runtime: core.Runtime, data_root: Path, r
         val = f"val loss {r['val_loss']:.4f}  val r median {r['val_median_r']:.3f}  " if has_val else ""
         return f"encoder epoch {r['epoch'] + 1}/{t.epochs}  train {r['train_loss']:.4f}  {val}{r['seconds']:.0f}s"
 
-    config = to_dict(cfg)
-    fp = checkpoint.fingerprint(data.files)
     extra = {"n_voxels": data.n_voxels, "kind": "encoder", "data_dir": str(data_root.resolve())}
-    history = fit(run_dir=run_dir, runtime=runtime, model=model, optimizer=optimizer, scheduler=scheduler,
-                  epochs=t.epochs, seed=t.seed, config=config, data_fingerprint=fp, train_epoch=train_epoch,
-                  validate=validate, select="val_loss" if has_val else None, monitor=monitor, resume=resume,
-                  line=line, extra=extra, name="train-encoder", steps=steps)
+    run = RunFolder(run_dir, to_dict(cfg), checkpoint.fingerprint(data.files), resume, resume_hint, extra)
+    schedule = Schedule(t.epochs, t.seed, "val_loss" if has_val else None, steps, "train-encoder")
+    history = fit(run, schedule, runtime=runtime, model=model, optimizer=optimizer, scheduler=scheduler,
+                  train_epoch=train_epoch, validate=validate, monitor=monitor, line=line)
     monitor.close()
-    best = load_encoder(run_dir, runtime.device)
+    best = checkpoint.load_encoder(run_dir, runtime.device)
     test = predict(best, data.test_images)
     r = voxel_correlation(test, data.test_fmri)
     metrics = {**correlation_summary(r, data.noise_ceiling), "epochs": len(history),
@@ -179,15 +173,3 @@ def _train_encoder(cfg: EncoderConfig, runtime: core.Runtime, data_root: Path, r
         from brainrecon.viz import plot_voxel_correlation
         plot_voxel_correlation(r.cpu().numpy(), data.noise_ceiling.cpu().numpy(), run_dir / "voxel_r.png")
     return metrics
-
-
-def load_encoder(run_dir: Path, device="cpu") -> Encoder:
-    """The best encoder of a run folder, in eval mode."""
-    state = checkpoint.load_best(run_dir, "encoder")
-    cfg = from_dict("encoder", state["config"])
-    model = Encoder(encoder_arch(cfg, state["n_voxels"], train_backbone=False))
-    model.load_state_dict(state["model"])
-    model.config = cfg
-    return model.to(device).eval()
-
-

@@ -1,18 +1,18 @@
 """The epoch loop both trainers share: resume, per-epoch atomic checkpoints, best-model selection, Ctrl-C, logging.
 
-The trainer supplies `train_epoch(epoch) -> dict` (calling `monitor.step` after each of its `steps` steps) and
-`validate(epoch) -> dict`; this loop owns everything else (the stage's progress bar among it),
-including writing the resolved `config.yaml` once the run folder is known to be new or resumable. `select` names the
-validation quantity that picks best.pt; None (no validation split) keeps the last epoch: the test set never selects.
+The trainer supplies `train_epoch(epoch) -> dict` (calling `monitor.step` after each of its `steps` steps; both
+trainers' is `run_epoch` with their step's loss) and `validate(epoch) -> dict`; this loop owns everything else (the
+stage's progress bar among it), including writing the resolved `config.yaml` once the run folder is known to be new or
+resumable. `Schedule.select` names the validation quantity that picks best.pt; None (no validation split) keeps the
+last epoch: the test set never selects.
 """
 
 from __future__ import annotations
 
+import json
 import math
-import os
-import shlex
-import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -21,28 +21,54 @@ import torch
 from brainrecon.atomic import write_text_atomic
 from brainrecon.config import to_yaml
 from brainrecon.errors import Interrupted, UserError, WriteError
+from brainrecon.runtime import Runtime, seed_everything
 from brainrecon.train import checkpoint
-from brainrecon.train.core import Runtime, seed_everything, unwrap
-from brainrecon.train.guards import NonFiniteLoss, Preempted, stop_on_signals
+from brainrecon.train.distributed import all_reduce_mean, epoch_generator, epoch_order, unwrap
+from brainrecon.train.guards import NonFiniteLoss, Preempted, StepGuard, stop_on_signals
 from brainrecon.train.monitor import Monitor
 
 
-def fit(*, run_dir: Path, runtime: Runtime, model: torch.nn.Module, optimizer, scheduler, epochs: int, seed: int,
-        config: dict, data_fingerprint: str, train_epoch: Callable[[int], dict], validate: Callable[[int], dict],
-        select: str | None, monitor: Monitor, resume: bool, warn_seconds: float = 0.0,
-        line: Callable[[dict], str] = str, extra: dict | None = None, name: str = "training",
-        steps: int = 1) -> list[dict]:
-    run_dir = Path(run_dir)
+@dataclass
+class RunFolder:
+    """Where a run lives and what its checkpoints record."""
+    path: Path
+    config: dict
+    """The resolved config (written as config.yaml; a resume must match it)."""
+    data_fingerprint: str
+    resume: bool = False
+    resume_hint: str = "--resume"
+    """How to continue the run, in words, for the messages of an interrupted run: the caller knows its command line."""
+    extra: dict = field(default_factory=dict)
+    """More entries for every checkpoint (kind, n_voxels, ...)."""
+
+
+@dataclass
+class Schedule:
+    """What the loop runs: `epochs` epochs of `steps` steps, selecting on `select`, under the stage name `name`."""
+    epochs: int
+    seed: int
+    select: str | None
+    steps: int = 1
+    name: str = "training"
+    warn_seconds: float = 0.0
+    """A time budget: past it the loop says so once (and still trains every epoch); 0: none."""
+
+
+def fit(run: RunFolder, schedule: Schedule, *, runtime: Runtime, model: torch.nn.Module, optimizer, scheduler,
+        train_epoch: Callable[[int], dict], validate: Callable[[int], dict], monitor: Monitor,
+        line: Callable[[dict], str] = str) -> list[dict]:
+    run_dir, config, fingerprint, extra = Path(run.path), run.config, run.data_fingerprint, run.extra
+    epochs, select = schedule.epochs, schedule.select
     start_epoch, best, history, elapsed = 0, float("inf"), [], 0.0
     last = run_dir / checkpoint.LAST
-    if resume:
-        state = checkpoint.resume_state(run_dir, config, data_fingerprint)
+    if run.resume:
+        state = checkpoint.resume_state(run_dir, config, fingerprint)
         if state is not None:
             unwrap(model).load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             start_epoch, best, elapsed = state["epoch"] + 1, state["best"], state.get("seconds", 0.0)
-            history = _read_history(run_dir, start_epoch)
+            history = _read_history(run_dir, start_epoch, runtime.is_main)
     elif last.exists():
         raise UserError(f"{run_dir}: this run folder already holds a checkpoint; pass --resume to continue it "
                         "or choose a new --out")
@@ -54,14 +80,13 @@ def fit(*, run_dir: Path, runtime: Runtime, model: torch.nn.Module, optimizer, s
         if runtime.is_main:
             checkpoint.save(last, model=unwrap(model).state_dict(), optimizer=optimizer.state_dict(),
                             scheduler=scheduler.state_dict(), epoch=epoch, step=(epoch + 1), best=best,
-                            seconds=time.perf_counter() - t0, config=config, data_fingerprint=data_fingerprint,
-                            **(extra or {}))
+                            seconds=time.perf_counter() - t0, config=config, data_fingerprint=fingerprint, **extra)
 
     epoch, warned = start_epoch, False
     try:
-        with stop_on_signals(), monitor.stage(name, epochs, steps, start_epoch):
+        with stop_on_signals(), monitor.stage(schedule.name, epochs, schedule.steps, start_epoch):
             for epoch in range(start_epoch, epochs):
-                seed_everything(seed * 1000 + epoch * 7 + runtime.rank)
+                seed_everything(schedule.seed * 1000 + epoch * 7 + runtime.rank)
                 model.train()
                 record = {"epoch": epoch, **train_epoch(epoch)}
                 model.eval()
@@ -75,26 +100,47 @@ def fit(*, run_dir: Path, runtime: Runtime, model: torch.nn.Module, optimizer, s
                     best = record[select] if select else float(epoch)
                     if runtime.is_main:
                         checkpoint.save(run_dir / checkpoint.BEST, model=unwrap(model).state_dict(), epoch=epoch,
-                                        config=config, data_fingerprint=data_fingerprint, **(extra or {}))
+                                        config=config, data_fingerprint=fingerprint, **extra)
                 save_last(epoch)
                 history.append(record)
                 monitor.epoch(record, line(record))
-                if warn_seconds and record["seconds"] > warn_seconds and not warned and epoch + 1 < epochs:
+                budget = schedule.warn_seconds
+                if budget and record["seconds"] > budget and not warned and epoch + 1 < epochs:
                     warned = True  # a guard, not a stop: the result must not depend on the machine's speed
                     monitor.note(f"training has taken {record['seconds']:.0f}s, over its budget of "
-                                 f"{warn_seconds:.0f}s, after epoch {epoch + 1}/{epochs}; it still trains all "
+                                 f"{budget:.0f}s, after epoch {epoch + 1}/{epochs}; it still trains all "
                                  f"{epochs} epochs")
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted in epoch {epoch + 1}; {last_good(last)}; continue with "
-                          f"{resume_command()}") from None
+                          f"{run.resume_hint}") from None
     except (Preempted, WriteError) as e:
-        raise type(e)(f"{e}; {last_good(last)}; continue with {resume_command()}") from None
+        raise type(e)(f"{e}; {last_good(last)}; continue with {run.resume_hint}") from None
     except NonFiniteLoss as e:
         raise NonFiniteLoss(f"{e}; {last_good(last)}; find the cause (the data, train.lr, train.amp) and continue "
-                            f"with {resume_command()}") from None
+                            f"with {run.resume_hint}") from None
     if runtime.distributed:  # every rank reads best.pt after this; rank 0 must have written it
         torch.distributed.barrier()
     return history
+
+
+def run_epoch(epoch: int, steps: int, n_pairs: int, batch_size: int, seed: int, runtime: Runtime, optimizer,
+              monitor: Monitor, batch_loss: Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, dict]],
+              ) -> dict:
+    """One epoch of a trainer's steps on this rank's share of the shuffled `n_pairs` training pairs: `batch_loss(idx,
+    gen) -> (loss, logged)` per batch, checked (a NaN or SIGTERM stops before the weights change), then the
+    optimiser's step. Returns the logged means over the epoch and the ranks, as `train_<name>`."""
+    order = epoch_order(n_pairs, seed, epoch, runtime)
+    gen = epoch_generator(seed, epoch, runtime)
+    guard = StepGuard(runtime, epoch, steps)
+    for s in range(steps):
+        idx = order[s * batch_size:(s + 1) * batch_size].to(runtime.device)
+        loss, logged = batch_loss(idx, gen)
+        guard.add(s, logged)  # stops here, before the weights change, on a NaN or SIGTERM
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        monitor.step(epoch, guard.running())
+    return {f"train_{k}": all_reduce_mean(v, runtime) for k, v in guard.means().items()}
 
 
 def check_record(record: dict, epoch: int) -> None:
@@ -111,16 +157,6 @@ def last_good(last: Path) -> str:
     return f"the last good checkpoint is {last} (epoch {checkpoint.load(last)['epoch'] + 1})"
 
 
-def resume_command() -> str:
-    """The command that continues this run: the same command line with --resume."""
-    argv = list(sys.argv)
-    if not argv or "brainrecon" not in (Path(argv[0]).name, Path(argv[0]).parent.name):  # the script or -m brainrecon
-        return "--resume"
-    args = argv[1:] + ([] if "--resume" in argv or argv[1:2] == ["demo"] else ["--resume"])
-    torchrun = " (under torchrun: the same torchrun line)" if int(os.environ.get("WORLD_SIZE", 1)) > 1 else ""
-    return f"`{shlex.join(['brainrecon', *args])}`{torchrun}"
-
-
 def selection(select: str | None, val_fraction: float) -> str:
     """How best.pt was chosen, in words, for metrics.json."""
     if select is None:
@@ -128,13 +164,14 @@ def selection(select: str | None, val_fraction: float) -> str:
     return f"lowest {select} on the validation split ({val_fraction:.0%} of the training pairs)"
 
 
-def _read_history(run_dir: Path, upto: int) -> list[dict]:
-    import json
+def _read_history(run_dir: Path, upto: int, write: bool) -> list[dict]:
+    """The logged epochs that the checkpoint covers (a crash may have logged a later one); rank 0 (`write`) rewrites
+    metrics.jsonl to hold just those, atomically."""
     path = run_dir / "metrics.jsonl"
     if not path.exists():
         return []
     records = [json.loads(s) for s in path.read_text().splitlines() if s.strip()]
-    # keep only the epochs that the checkpoint covers (a crash may have logged a later one), and rewrite the file
     records = [r for r in records if r["epoch"] < upto]
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    if write:
+        write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
     return records

@@ -16,8 +16,11 @@ import torch
 
 from brainrecon.atomic import write_text_atomic
 from brainrecon.config import DecoderConfig, to_dict, to_yaml
-from brainrecon.data.datasets import as_float, load_paired
-from brainrecon.train import checkpoint, core
+from brainrecon.correlation import pearson
+from brainrecon.data.datasets import load_paired
+from brainrecon.data.transforms import as_float
+from brainrecon.runtime import Runtime
+from brainrecon.train import checkpoint
 
 
 def _eig_factors(x: torch.Tensor, y: torch.Tensor):
@@ -28,11 +31,6 @@ def _eig_factors(x: torch.Tensor, y: torch.Tensor):
         return x.T @ u, e.clamp_min(0), u.T @ y
     e, q = torch.linalg.eigh(x.T @ x)                                                # primal: (V, V)
     return q, e.clamp_min(0), q.T @ (x.T @ y)
-
-
-def _row_corr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-    return (a * b).sum(1) / torch.sqrt((a * a).sum(1) * (b * b).sum(1)).clamp_min(1e-12)
 
 
 def cross_validate(x: torch.Tensor, y: torch.Tensor, lambdas: list[float], folds: int, seed: int) -> np.ndarray:
@@ -49,7 +47,7 @@ def cross_validate(x: torch.Tensor, y: torch.Tensor, lambdas: list[float], folds
         proj = (x[val.to(x.device)] - xm) @ left
         for i, lam in enumerate(lambdas):
             pred = (proj / (e + lam)) @ right + ym
-            scores[i] += float(_row_corr(pred, y[val.to(y.device)]).mean()) / folds
+            scores[i] += float(pearson(pred, y[val.to(y.device)]).mean()) / folds
     return scores
 
 
@@ -63,7 +61,7 @@ def fit_ridge(x: torch.Tensor, y: torch.Tensor, lam: float) -> dict:
             "right": (right / (e + lam).unsqueeze(1)).float(), "intercept": ym.float()}
 
 
-def train_ridge(cfg: DecoderConfig, runtime: core.Runtime, data_root: Path, run_dir: Path,
+def train_ridge(cfg: DecoderConfig, runtime: Runtime, data_root: Path, run_dir: Path,
                 quiet: bool = False) -> dict:
     """Cross-validate lambda, fit on all training pairs, write best.pt and metrics.json (the caller holds the lock)."""
     start = time.perf_counter()
@@ -90,7 +88,7 @@ def train_ridge(cfg: DecoderConfig, runtime: core.Runtime, data_root: Path, run_
     from brainrecon.models.ridge import RidgeDecoder
     model = RidgeDecoder.from_state(state, cfg.modality, cfg.data.resolution)
     with torch.no_grad():
-        test_pixcorr = float(_row_corr(model(data.test_fmri).flatten(1), as_float(data.test_images).flatten(1)).mean())
+        test_pixcorr = float(pearson(model(data.test_fmri).flatten(1), as_float(data.test_images).flatten(1)).mean())
     metrics = {"model": "ridge", "lambda": chosen, "lambda_at_grid_edge": edge,
                "cv_lambdas": lambdas, "cv_pixcorr": [round(float(s), 5) for s in scores],
                "test_pixcorr": test_pixcorr, "modality": cfg.modality, "subject": cfg.data.subject,

@@ -36,8 +36,10 @@ from brainrecon.config import ROIS
 from brainrecon.data import layout
 from brainrecon.data.npz_stream import NpzStream
 from brainrecon.errors import DataError, UserError
+from brainrecon.locks import hold_data
 from brainrecon.sources.nsd import files
 from brainrecon.sources.nsd.read import BetaSession, Brick, Design, read_ctab, read_expdesign, read_volume, require
+from brainrecon.sources.photos import square_resize
 
 DESIGN_SESSIONS = 40
 """nsd_expdesign's masterordering covers 40 sessions: trials per session = its length / 40 (750 in NSD)."""
@@ -215,7 +217,6 @@ def zscore_session(raw: np.ndarray) -> np.ndarray:
 def _resize(image: np.ndarray, resolution: int) -> np.ndarray:
     """A brick row (425 px, square) -> `resolution` px, as convert-god resizes its photos."""
     from PIL import Image
-    from brainrecon.sources.god import square_resize
     return square_resize(Image.fromarray(image), resolution)
 
 
@@ -227,7 +228,7 @@ class InputHashes:
 
     def __init__(self, nsd: Path, paths: list[Path]):
         import threading
-        from brainrecon.data.fetch import LOCK, Lock
+        from brainrecon.data.download import LOCK, Lock
         self.lock = Lock(nsd.parent).data["files"] if (nsd.parent / LOCK).is_file() else {}
         self.nsd, self.paths, self.records, self.error = nsd, paths, [], None
         self.stop = threading.Event()
@@ -273,8 +274,7 @@ class InputHashes:
 def convert_nsd(opts: NsdOptions, say=lambda s: None, progress=None) -> dict:
     """Convert one subject; returns the record also written to `out/convert.json`. Holds the output folder's data
     lock throughout."""
-    from brainrecon.train import runlock
-    with runlock.hold_data(Path(opts.out)):
+    with hold_data(Path(opts.out)):
         return _convert(opts, say, progress)
 
 

@@ -1,7 +1,8 @@
-"""What every trainer shares: device choice, bf16 autocast, seeding, DDP set-up and teardown, rank-0 gating.
+"""The process runtime: device choice, CPU threads, native-bf16 detection and autocast, seeding, and the process
+group's set-up and teardown. Every command that runs networks (training, reconstruction, evaluation) starts here.
 
-Under `torchrun --nproc_per_node N` the same command runs DDP (NCCL on CUDA, gloo on CPU); each rank sees its shard
-of every batch order and only rank 0 writes files.
+Under `torchrun --nproc_per_node N` set-up starts the process group (NCCL on CUDA, gloo on CPU); `Runtime` says which
+rank this process is.
 """
 
 from __future__ import annotations
@@ -225,61 +226,3 @@ def autocast(runtime: Runtime):
     if runtime.amp:
         return torch.autocast(device_type=runtime.device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-def place(model: torch.nn.Module, runtime: Runtime, role: str) -> torch.nn.Module:
-    """Move a network (role: encoder | decoder | perceptual) to the device, in channels_last where that measured
-    faster (CHANNELS_LAST)."""
-    if role in runtime.channels_last:
-        return model.to(runtime.device, memory_format=torch.channels_last)
-    return model.to(runtime.device)
-
-
-def wrap(model: torch.nn.Module, runtime: Runtime, role: str) -> torch.nn.Module:
-    """Move to the device and wrap in DDP when distributed (only if the model has trainable parameters)."""
-    model = place(model, runtime, role)
-    if runtime.distributed and any(p.requires_grad for p in model.parameters()):
-        from torch.nn.parallel import DistributedDataParallel
-        ids = [runtime.device.index] if runtime.device.type == "cuda" else None
-        model = DistributedDataParallel(model, device_ids=ids)
-    return model
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if hasattr(model, "module") else model
-
-
-def epoch_order(n: int, seed: int, epoch: int, runtime: Runtime) -> torch.Tensor:
-    """This rank's shard of a seeded permutation of n items: the same on every rank and on resume."""
-    g = torch.Generator().manual_seed(seed * 100003 + epoch)
-    order = torch.randperm(n, generator=g)
-    if runtime.distributed:
-        usable = (n // runtime.world_size) * runtime.world_size
-        order = order[:usable][runtime.rank::runtime.world_size]
-    return order
-
-
-def steps_per_epoch(n: int, batch: int, runtime: Runtime, every_pair: bool) -> int:
-    """Batches per epoch on this rank: whole batches only (the remainder of the shuffled order is left out), or, with
-    `every_pair` (data.val_fraction 0, the original code's stream), every item with the last batch partial."""
-    per_rank = n // runtime.world_size if runtime.distributed else n
-    return max(1, -(-per_rank // batch) if every_pair else per_rank // batch)
-
-
-def epoch_generator(seed: int, epoch: int, runtime: Runtime, stream: int = 0) -> torch.Generator:
-    """A per-(epoch, rank, stream) generator for augmentation and sampling, so that resume replays exactly."""
-    return torch.Generator().manual_seed(seed * 100003 + epoch * 101 + runtime.rank * 7 + stream * 1_000_003)
-
-
-def all_reduce_mean(value: float, runtime: Runtime) -> float:
-    if not runtime.distributed:
-        return value
-    t = torch.tensor([value], dtype=torch.float64, device=runtime.device)
-    dist.all_reduce(t)
-    return float(t.item()) / runtime.world_size
-
-
-def to_device(array, runtime: Runtime, dtype=None) -> torch.Tensor:
-    """Keep a whole data array on the device (it fits for this data): no per-item copies in the hot loop."""
-    t = torch.as_tensor(array)
-    return t.to(runtime.device, dtype=dtype) if dtype else t.to(runtime.device)
