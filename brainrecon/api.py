@@ -26,10 +26,8 @@ from brainrecon.atomic import write_atomic
 from brainrecon.data import layout
 from brainrecon.data.transforms import to_float
 from brainrecon.errors import UserError
-from brainrecon.reconstruct import run_data_dir
 from brainrecon.runtime import pick_device
 from brainrecon.train import checkpoint
-from brainrecon.viz import grid, save_png
 
 
 @dataclass
@@ -142,6 +140,8 @@ def roi_voxels(voxels: np.ndarray, decoder: TrainedDecoder, data_dir: Path | Non
     a = a[None] if a.ndim == 1 else a
     if a.ndim == 2 and a.shape[1] == decoder.n_voxels:
         return a
+    from brainrecon.reconstruct import run_data_dir   # here, not at import: it loads matplotlib
+
     cfg = decoder.config
     subject_file = layout.subject_file(run_data_dir(decoder.run, data_dir), cfg.data.subject)
     full = None
@@ -176,6 +176,8 @@ def decode_fmri(run_dir: Path, fmri: Path, key: str | None = None, out: Path | N
                  source=str(Path(fmri).resolve()), key=key or "", run=str(run_dir.name))
         tmp.write_bytes(buf.getvalue())
     write_atomic(out / DECODED, writer)
+    from brainrecon.viz import grid, save_png   # here, not at import: matplotlib is heavy
+
     for i, image in enumerate(recon_u8):
         save_png(grid(image[None], columns=1), out / f"{i:03d}.png")
     save_png(grid(recon_u8), out / "grid.png")

@@ -125,10 +125,6 @@ class Stage:
     start: str = ""
     """Said when the stage starts ('' for nothing)."""
 
-    @property
-    def key(self) -> str:
-        return _key(self.what)
-
 
 def run_demo(out: Path, modality: str = "rgbd", budget: str | DemoBudget = "default",
              say: Callable[[str], None] = print, threads: int = 0, quiet: bool = False,

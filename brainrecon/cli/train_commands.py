@@ -12,7 +12,7 @@ import typer
 from brainrecon.cli.common import (ConfigOpt, DataDir, DeviceOpt, EpochsOpt, ModalityOpt, ResumeOpt, RoiOpt, Sets,
                                    SubjectOpt, ThreadsOpt, check_choice, check_training_options, leaves_no_new_folder,
                                    named_options, resume_hint, say, user_errors)
-from brainrecon.config import ROIS
+from brainrecon.choices import ROIS
 
 
 @user_errors

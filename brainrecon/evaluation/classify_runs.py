@@ -120,7 +120,7 @@ def training_pool(run: dict, classes: list[str]) -> tuple[str, list[Path] | None
     root = Path(pool.get("root", ""))
     try:
         files, _, _ = pool_files(root, None, int((cfg.get("data") or {}).get("max_unpaired", 0)),
-                                 exclusion_classes("" if spec == "none" else spec))
+                                 exclusion_classes(spec))
     except (UserError, OSError):
         files = None
     if files is not None:

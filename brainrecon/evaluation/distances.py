@@ -136,11 +136,12 @@ def _cached(key, build):
 def metric_network(spec: MetricSpec, channel: str, data_root: Path):
     """The network a metric needs for a channel, built once per process; never downloaded here: missing weights stop
     with one line. Metrics use the release's small depth VGG16 and feed EfficientNet-Lite0 at its 224 px."""
-    missing = missing_weights(spec.network, channel, data_root, large=False)
-    if missing:
-        raise UserError(f"metric {spec.name} needs {missing}; or drop --metric {spec.name}")
-    return _cached((spec.network, channel, str(data_root)), lambda: build_perceptual_net(
-        spec.network, channel, data_root, input_size=INPUT_SIZE, large=False))
+    def build():
+        missing = missing_weights(spec.network, channel, data_root, large=False)
+        if missing:
+            raise UserError(f"metric {spec.name} needs {missing}; or drop --metric {spec.name}")
+        return build_perceptual_net(spec.network, channel, data_root, input_size=INPUT_SIZE, large=False)
+    return _cached((spec.network, channel, str(data_root)), build)
 
 
 def metric_available(metric: str, channel: str, data_root: Path) -> bool:

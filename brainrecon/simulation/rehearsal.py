@@ -35,7 +35,7 @@ from brainrecon.config import ROIS
 from brainrecon.data import layout, release
 from brainrecon.simulation import checkpoints
 from brainrecon.sources.bdata import write_bdata
-from brainrecon.sources.god import TEST, TRAIN, IMAGERY
+from brainrecon.sources.god import IMAGERY, TEST, TRAIN, zscore_within_runs
 from brainrecon.sources.god_lists import carried_lists
 from brainrecon.sources.photos import square_resize
 
@@ -152,9 +152,7 @@ def _subject(cfg: RehearsalConfig, subject: int, feats_train: np.ndarray, feats_
     test_raw = feats_test[test_labels] @ weights + rng.standard_normal((len(test_labels), v))
     train_runs = np.arange(len(train_raw)) // 20 + 1
     test_runs = np.arange(len(test_raw)) // 25 + 1
-    z = lambda x, runs: np.concatenate([(x[runs == r] - x[runs == r].mean(0)) / x[runs == r].std(0)  # noqa: E731
-                                        for r in np.unique(runs)])
-    train_z, test_z = z(train_raw, train_runs), z(test_raw, test_runs)
+    train_z, test_z = zscore_within_runs(train_raw, train_runs), zscore_within_runs(test_raw, test_runs)
     grouped = test_z[np.argsort(test_labels, kind="stable")].reshape(n_test, cfg.repeats, v)
     ceiling, snr = release.noise_ceiling_from_repeats(grouped)
     arrays = {"arr_0": train_z.astype(np.float32), "arr_1": test_z.astype(np.float32),
