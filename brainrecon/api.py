@@ -98,17 +98,19 @@ def as_images(images, channels: int, run: Path) -> torch.Tensor:
     return to_float(a)
 
 
-def load_decoder(run: str | Path, device: str = "auto") -> TrainedDecoder:
-    """The best checkpoint of a train-decoder run (deep or ridge), ready to decode."""
+def load_decoder(run: str | Path, device: str = "auto", subject: int | None = None) -> TrainedDecoder:
+    """The best checkpoint of a train-decoder run (deep or ridge), ready to decode; of a run trained on several
+    subjects, subject `subject`'s."""
     dev = pick_device(device)
-    model, cfg = checkpoint.load_decoder(Path(run), dev)
+    model, cfg = checkpoint.load_decoder(Path(run), dev, subject)
     return TrainedDecoder(Path(run), model, cfg, dev)
 
 
-def load_encoder(run: str | Path, device: str = "auto") -> TrainedEncoder:
-    """The best checkpoint of a train-encoder run, ready to predict voxels."""
+def load_encoder(run: str | Path, device: str = "auto", subject: int | None = None) -> TrainedEncoder:
+    """The best checkpoint of a train-encoder run, ready to predict voxels; of a run trained on several subjects,
+    subject `subject`'s."""
     dev = pick_device(device)
-    model = checkpoint.load_encoder(Path(run), dev)
+    model = checkpoint.load_encoder(Path(run), dev, subject)
     return TrainedEncoder(Path(run), model, model.config, dev)
 
 
@@ -160,11 +162,12 @@ DECODED = "decoded.npz"
 
 
 def decode_fmri(run_dir: Path, fmri: Path, key: str | None = None, out: Path | None = None,
-                data_dir: Path | None = None, device: str = "auto") -> Path:
+                data_dir: Path | None = None, device: str = "auto", subject: int | None = None) -> Path:
     """Decode any fMRI array (reconstruct --fmri): `decoded.npz` (reconstructions uint8 (N, H, W, C), the source
-    file and key), one PNG per sample and grid.png into `out` (default: RUN/decoded_<file stem>)."""
+    file and key), one PNG per sample and grid.png into `out` (default: RUN/decoded_<file stem>). `subject`: which
+    subject's decoder, for a run trained on several."""
     run_dir = Path(run_dir)
-    decoder = load_decoder(run_dir, device)
+    decoder = load_decoder(run_dir, device, subject)
     voxels = roi_voxels(read_fmri(fmri, key), decoder, data_dir)
     images = decoder.decode(voxels)
     recon_u8 = np.round(images * 255).astype(np.uint8)

@@ -52,9 +52,12 @@ class Range:
 _WEIGHT = Range(0)   # a loss weight: 0 turns its term off
 RANGES: dict[str, Range] = {
     "data.subject": Range(1),
+    "data.subjects": Range(1),
     "data.resolution": Range(16, multiple_of=8),
     "data.max_unpaired": Range(0),
     "data.val_fraction": Range(0, 0.5, high_open=True),
+    "data.pairs": Range(0),
+    "data.val_min": Range(1),
     "train.epochs": Range(1),
     "train.batch_size": Range(1),
     "train.lr": Range(0, 1, low_open=True),
@@ -63,6 +66,7 @@ RANGES: dict[str, Range] = {
     "train.seed": Range(0),
     "train.threads": Range(0),
     "train.log_every": Range(1),
+    "train.steps_per_epoch": Range(0),
     "train.unpaired_fmri_batch": Range(1),
     "train.unpaired_image_batch": Range(1),
     "train.test_avg_fraction": Range(0, 1, low_open=True),

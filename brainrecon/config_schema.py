@@ -36,6 +36,19 @@ class DataConfig:
     unpaired_fmri: str = "test"
     """The fMRI of the decoder->encoder cycle: test (the test set's fMRI without their images, as the paper: a
     transductive choice) or train (the training fMRI only: strictly inductive)."""
+    subjects: list[int] = field(default_factory=list)
+    """Several subjects in one model (e.g. [1, 2, 4, 5]): the image pathway of the encoder and the decoder's trunk
+    shared, the voxel readout and input layer per subject (models/subjects.py); every subject's sbj_<N>.npz must pair
+    with the one stimulus file. Empty: data.subject alone."""
+    pairs: float = 0.0
+    """Training stimuli used (with every row that shows them): 0 = all (the paper); a whole number N >= 1 = N
+    stimuli; a fraction in (0, 1) = that share of them. A seeded draw (train.seed) of whole stimuli, nested (the first
+    N of one seeded order, so a smaller set lies inside a larger one), the same for every subject of one stimulus set;
+    the run records it in pairs.json."""
+    val_min: int = 20
+    """Floor of the validation split, in pairs: a split of val_fraction smaller than this is raised to it, unless that
+    would hold more than a quarter of the kept pairs; then there is no split and the last epoch is kept (a split of
+    one or two images selects on noise)."""
 
     def __post_init__(self):
         if self.roi not in ROIS:
@@ -44,6 +57,11 @@ class DataConfig:
             raise ConfigError(f"data.depth_source={self.depth_source!r}; choose small or large")
         if self.unpaired_fmri not in ("test", "train"):
             raise ConfigError(f"data.unpaired_fmri={self.unpaired_fmri!r}; choose test (the paper) or train")
+        if self.subjects and (len(self.subjects) < 2 or len(set(self.subjects)) != len(self.subjects)):
+            raise ConfigError(f"data.subjects={self.subjects}: list two or more different subjects (one subject: "
+                              "data.subject)")
+        if self.pairs > 1 and not float(self.pairs).is_integer():
+            raise ConfigError(f"data.pairs={self.pairs}: give a whole number of stimuli (>= 1) or a fraction in (0, 1)")
 
 
 @dataclass
@@ -70,6 +88,14 @@ class TrainConfig:
     """CPU threads for torch (0 = OMP_NUM_THREADS if set, else the CPUs this process may use, split among ranks)."""
     log_every: int = 1
     """Epochs between validation/log lines."""
+    init_from: str = ""
+    """A run folder of the same stage trained on several subjects (data.subjects): start this single-subject run from
+    it (its shared parts loaded, the new subject's own layers initialised from it: train/adapt.py) and fine-tune all.
+    Empty: a fresh start."""
+    steps_per_epoch: int = 0
+    """0 = an epoch is one pass over the training pairs (the paper). N = every epoch is N optimiser steps, its batches
+    drawn from consecutive shuffles of the pairs: a run's optimisation budget (epochs x N) then does not depend on how
+    many pairs it has (`data.pairs`)."""
 
     def __post_init__(self):
         if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
@@ -156,6 +182,7 @@ class EncoderConfig:
     def __post_init__(self):
         check_modality(self.modality)
         check_ranges(self)
+        check_group(self)
         if self.model.depth_input != "grey" and self.modality == "rgb":
             raise ConfigError(f"model.depth_input={self.model.depth_input} needs depth; the modality is rgb")
         if self.model.depth_input == "stem" and self.modality != "rgbd":
@@ -251,6 +278,17 @@ class DecoderConfig:
     def __post_init__(self):
         check_modality(self.modality)
         check_ranges(self)
+        check_group(self)
+        if self.model.kind == "ridge" and (self.data.subjects or self.train.init_from):
+            raise ConfigError("the ridge baseline is fitted per subject from scratch; drop data.subjects and "
+                              "train.init_from with model.kind=ridge")
+
+
+def check_group(cfg) -> None:
+    """A run trains several subjects (data.subjects) or adapts one from such a run (train.init_from), not both."""
+    if cfg.data.subjects and cfg.train.init_from:
+        raise ConfigError("train.init_from adapts a multi-subject run to one new subject (data.subject); it cannot be "
+                          "combined with data.subjects")
 
 
 def check_modality(modality: str) -> None:

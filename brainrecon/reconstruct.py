@@ -34,14 +34,15 @@ def run_data_dir(run_dir: Path, flag: str | Path | None) -> Path:
 CEILING = "D(E(x))"
 
 
-def encoded_ceiling(run_dir: Path, model, images: torch.Tensor, dev) -> np.ndarray | None:
+def encoded_ceiling(run_dir: Path, model, images: torch.Tensor, dev, subject: int | None = None) -> np.ndarray | None:
     """D(E(x)): the decoder applied to its encoder's prediction for each image -- what it makes of noise-free,
-    perfectly encoded activity (uint8, like the reconstructions). None for a run without an encoder (ridge, or a
-    supervised-only decoder trained without one) or when the encoder run is gone."""
+    perfectly encoded activity (uint8, like the reconstructions); `subject`: the member of a multi-subject run. None
+    for a run without an encoder (ridge, or a supervised-only decoder trained without one) or when the encoder run is
+    gone."""
     encoder_run = checkpoint.load(Path(run_dir) / checkpoint.BEST).get("encoder_run") or ""
     if not encoder_run or not (Path(encoder_run) / checkpoint.BEST).exists():
         return None
-    encoder = load_encoder(Path(encoder_run), dev)
+    encoder = load_encoder(Path(encoder_run), dev, subject)
     with torch.no_grad():
         out = [model(encoder(as_float(images[i:i + 64].to(dev)))).float().cpu() for i in range(0, len(images), 64)]
     return to_uint8(torch.cat(out))
@@ -77,13 +78,15 @@ def with_ceilings(recons: list[dict]) -> list[dict]:
 
 
 def reconstruct(run_dir: Path, split: str = "test", out: Path | None = None, data_dir: Path | None = None,
-                device: str = "auto") -> Path:
-    """Write reconstructions.npz, one side-by-side PNG per image and gallery.png into `out` (default: the run)."""
+                device: str = "auto", subject: int | None = None) -> Path:
+    """Write reconstructions.npz, one side-by-side PNG per image and gallery.png into `out` (default: the run's
+    reconstruct_<split>; for subject N of a run trained on several subjects, reconstruct_<split>_subject<N>)."""
     if split not in ("test", "train"):
         raise UserError(f"--split {split!r}; choose test or train")
     run_dir = Path(run_dir)
     dev = pick_device(device)
-    model, cfg = load_decoder(run_dir, dev)
+    model, cfg = load_decoder(run_dir, dev, subject)
+    member = cfg.data.subject if checkpoint.group_subjects(checkpoint.load(run_dir / checkpoint.BEST)) else None
     data = load_paired(run_data_dir(run_dir, data_dir), cfg.data, cfg.modality, seed=cfg.train.seed)
     if data.n_voxels != model.n_voxels:
         raise UserError(f"{run_dir}: the decoder takes {model.n_voxels} voxels but the data has {data.n_voxels}; "
@@ -97,8 +100,8 @@ def reconstruct(run_dir: Path, split: str = "test", out: Path | None = None, dat
         recon = torch.cat([model(voxels[i:i + 64].to(dev)).float().cpu() for i in range(0, len(voxels), 64)])
     recon_u8 = to_uint8(recon)
     truth_u8 = images.permute(0, 2, 3, 1).cpu().numpy()
-    ceiling = encoded_ceiling(run_dir, model, images, dev)
-    out = Path(out) if out else run_dir / f"reconstruct_{split}"
+    ceiling = encoded_ceiling(run_dir, model, images, dev, member)
+    out = Path(out) if out else run_dir / (f"reconstruct_{split}" + (f"_subject{member}" if member else ""))
     out.mkdir(parents=True, exist_ok=True)
     run_config = yaml.safe_dump(to_dict(cfg), sort_keys=False)
 
@@ -106,7 +109,8 @@ def reconstruct(run_dir: Path, split: str = "test", out: Path | None = None, dat
         buf = io.BytesIO()
         extra = {"ceiling_reconstructions": ceiling} if ceiling is not None else {}
         np.savez(buf, reconstructions=recon_u8, ground_truth=truth_u8, indices=indices, modality=cfg.modality,
-                 subject=cfg.data.subject, run_config=run_config, run=str(run_dir.name), split=split,
+                 subject=cfg.data.subject, run_config=run_config,
+                 run=run_dir.name + (f" subject {member}" if member else ""), split=split,
                  run_dir=str(run_dir.resolve()), unpaired_pool=recorded_pool(run_dir), **extra)
         tmp.write_bytes(buf.getvalue())
     write_atomic(out / NPZ, writer)

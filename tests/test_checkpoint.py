@@ -89,12 +89,12 @@ def test_no_validation_split_keeps_the_last_epoch(tiny_subject, tmp_path):
     cfg = load_config("encoder", "rgbd", "demo", tiny_overrides(**{
         "train.epochs": 2, "model.input_size": 32, "data.val_fraction": 0}))
     m = train_encoder(cfg, tiny_subject, tmp_path / "enc", quiet=True)
-    assert m["selected_by"] == "last epoch (no validation split)" and m["best_epoch"] == 2
+    assert m["selected_by"] == "last epoch: no validation split (data.val_fraction 0)" and m["best_epoch"] == 2
     dcfg = load_config("decoder", "rgbd", "demo", tiny_overrides(**{
         "train.epochs": 2, "data.val_fraction": 0, "loss.perceptual_net": "none", "train.milestones": "[]"}))
     train_decoder(dcfg, tiny_subject, tmp_path / "dec", encoder_run=tmp_path / "enc", quiet=True)
     d = json.loads((tmp_path / "dec/metrics.json").read_text())
-    assert d["selected_by"] == "last epoch (no validation split)" and d["best_epoch"] == 2
+    assert d["selected_by"] == "last epoch: no validation split (data.val_fraction 0)" and d["best_epoch"] == 2
     assert checkpoint.load(tmp_path / "dec" / checkpoint.BEST)["epoch"] == 1
     assert all("val_loss_D" not in json.loads(s) for s in (tmp_path / "dec/metrics.jsonl").read_text().splitlines())
     with_val = train_encoder(load_config("encoder", "rgbd", "demo", tiny_overrides(**{

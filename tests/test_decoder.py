@@ -100,7 +100,7 @@ def decoder_cfg(epochs=3, **extra):
 def test_self_supervised_step_touches_only_the_decoder(tiny_subject, tiny_encoder, tmp_path, monkeypatch):
     """Run one epoch with all three terms on; encoder and perceptual network must be bit-identical afterwards,
     and every term must have been computed from its own source."""
-    import brainrecon.train.decoder as mod
+    import brainrecon.train.decoder_step as mod
     seen = {}
     real_image_loss = mod.losses.ImageLoss
     nets = {}
@@ -205,7 +205,7 @@ def test_resumed_run_with_caches_equals_the_uninterrupted_one(tiny_subject, tiny
 
 
 def test_de_cycle_reads_the_fmri_it_is_told_to_and_says_so(tiny_subject, tiny_encoder, tmp_path, monkeypatch):
-    import brainrecon.train.decoder as mod
+    import brainrecon.train.decoder_step as mod
     shapes = []
     real = mod.unpaired_fmri_batch
 
@@ -224,7 +224,7 @@ def test_de_cycle_reads_the_fmri_it_is_told_to_and_says_so(tiny_subject, tiny_en
 
 
 def test_val_fraction_zero_uses_every_pair_every_epoch(tiny_subject, tiny_encoder, tmp_path, monkeypatch):
-    import brainrecon.train.decoder as mod
+    import brainrecon.train.decoder_step as mod
     from brainrecon.runtime import Runtime
     from brainrecon.train.distributed import steps_per_epoch
     seen = []

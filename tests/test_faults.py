@@ -123,7 +123,7 @@ def _poison(monkeypatch, module, name: str, at_call: int):
 
 
 def test_a_non_finite_loss_stops_at_that_step_and_resume_is_bit_exact(tiny_subject, tmp_path, monkeypatch):
-    import brainrecon.train.encoder as enc
+    import brainrecon.train.encoder_step as enc
     cfg = encoder_cfg(3)
     n_train = 400 - round(0.05 * 400)
     steps = n_train // cfg.train.batch_size

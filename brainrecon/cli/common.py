@@ -79,6 +79,15 @@ SubjectOpt = typer.Option(3, "--subject", metavar="N", parser=integer(), help="S
 RoiOpt = typer.Option(None, "--roi", metavar="ROI", help=f"Voxels used: {', '.join(ROIS)} (default VC).")
 EpochsOpt = typer.Option(None, "--epochs", metavar="N", parser=integer(), help="Epochs to train, at least 1 (default: "
                          "the config's).")
+PairsOpt = typer.Option(None, "--pairs", metavar="N", parser=number(0), help="Training stimuli to use: a count "
+                        "(150) or a fraction (0.125); 0 = all (default: the config's data.pairs, all). A seeded draw "
+                        "of whole stimuli (train.seed), recorded in the run's pairs.json.")
+SubjectsOpt = typer.Option(None, "--subjects", metavar="N,N,...", help="Train one model for several subjects who saw "
+                           "the same images (e.g. 1,2,4,5): shared image pathway / trunk, per-subject voxel layers; "
+                           "replaces --subject.")
+InitFromOpt = typer.Option(None, "--init-from", metavar="RUN", help="Start from a run of this stage trained on several "
+                           "subjects (--subjects) and adapt it to --subject: shared parts loaded, the subject's own "
+                           "layers initialised from the group, all fine-tuned.")
 ResumeOpt = typer.Option(False, "--resume", metavar="", help="Continue the run in --out from its last checkpoint.")
 ThreadsOpt = typer.Option(None, "--threads", metavar="N", parser=integer(), help="CPU threads for torch (default: "
                           "OMP_NUM_THREADS, else the CPUs this process may use, split among torchrun's ranks on this "

@@ -9,7 +9,8 @@ from typing import List, Optional
 import typer
 
 from brainrecon.cli.common import (DataDir, DeviceAutoOpt, LazyProgress, check_choice, check_device, err_console,
-                                   integer, leaves_no_new_folder, number, out_console, resolve_data_dir, user_errors)
+                                   integer, leaves_no_new_folder, number, out_console, parse_integers, resolve_data_dir,
+                                   user_errors)
 from brainrecon.errors import UserError
 
 
@@ -49,6 +50,9 @@ def simulate(
     out: Path = typer.Option(..., "--out", metavar="DIR", help="Folder to write the simulated subject into."),
     subject: int = typer.Option(3, "--subject", metavar="N", parser=integer(1), help="Subject number: names the "
                                 "output sbj_<N>.npz."),
+    subjects: Optional[str] = typer.Option(None, "--subjects", metavar="N,N,...", help="A group instead of one "
+                                           "subject (e.g. 1,2,3,4,5): sbj_<N>.npz each, the same images for all, each "
+                                           "with its own voxel population (voxel count within +-10 % of --n-voxels)."),
     seed: int = typer.Option(0, "--seed", metavar="N", parser=integer(), help="Seed of the scenes, the encoding "
                              "model and the noise."),
     n_voxels: int = typer.Option(4500, "--n-voxels", metavar="N", parser=integer(50), help="Voxels in the file (about "
@@ -62,10 +66,20 @@ def simulate(
                                           "explainable variance carried by pRF-pooled luminance, in [0, 1) (the "
                                           "rest: SOC contrast, colour, depth); see simulation/soc.py."),
 ):
-    """Write a SIMULATED subject in the release formats (procedural RGBD scenes, SOC-model voxels)."""
+    """Write a SIMULATED subject (or a group: --subjects) in the release formats (procedural RGBD scenes, SOC-model
+    voxels)."""
+    group = parse_integers("--subjects", subjects) if subjects is not None else None
     from brainrecon.simulation.simulate import SimulationConfig, simulate_subject
     cfg = SimulationConfig(subject=subject, seed=seed, n_voxels=n_voxels, n_unpaired=n_unpaired, resolution=resolution,
                            luminance_share=luminance_share)
+    if group is not None:
+        from brainrecon.simulation.group import simulate_group
+        with leaves_no_new_folder(out):
+            m = simulate_group(out, cfg, list(group), progress=lambda s: err_console.print(f"simulate: {s}"))
+        counts = ", ".join(f"{k}: {g['rois']['VC']}" for k, g in m["group"].items())
+        out_console.print(f"SIMULATED group of {len(group)} subjects written to {out} in {m['seconds']:.1f}s (VC voxels "
+                          f"per subject {counts}). This is not real fMRI.")
+        return
     with leaves_no_new_folder(out):
         m = simulate_subject(out, cfg, progress=lambda s: err_console.print(f"simulate: {s}"))
     out_console.print(f"SIMULATED subject {subject} written to {out} in {m['seconds']:.1f}s: {m['rois']['VC']} VC "

@@ -29,6 +29,8 @@ def reconstruct(
                                         "applied)."),
     key: Optional[str] = typer.Option(None, "--key", metavar="NAME", help="With --fmri FILE.npz: the array to "
                                       "decode."),
+    subject: Optional[int] = typer.Option(None, "--subject", metavar="N", parser=integer(1), help="For a run trained "
+                                          "on several subjects (--subjects): whose fMRI to decode."),
 ):
     """Decode fMRI into images and depth with a trained decoder: the run's test (or train) split, or any array with
     --fmri; writes the arrays, PNGs and a gallery."""
@@ -42,12 +44,12 @@ def reconstruct(
     if fmri is not None:
         from brainrecon.api import decode_fmri
         with leaves_no_new_folder(out):
-            path = decode_fmri(run, fmri, key, out, data_dir, device)
+            path = decode_fmri(run, fmri, key, out, data_dir, device, subject)
         out_console.print(f"decoded: {path}\ngrid: {path.parent / 'grid.png'}")
         return
     from brainrecon.reconstruct import reconstruct as run_reconstruct
     with leaves_no_new_folder(out):
-        path = run_reconstruct(run, split, out, data_dir, device)
+        path = run_reconstruct(run, split, out, data_dir, device, subject)
     out_console.print(f"reconstructions: {path}\ngallery: {path.parent / 'gallery.png'}")
 
 

@@ -9,10 +9,11 @@ from typing import List, Optional
 
 import typer
 
-from brainrecon.cli.common import (ConfigOpt, DataDir, DeviceOpt, EpochsOpt, ModalityOpt, ResumeOpt, RoiOpt, Sets,
-                                   SubjectOpt, ThreadsOpt, check_choice, check_training_options, leaves_no_new_folder,
-                                   named_options, resume_hint, say, user_errors)
+from brainrecon.cli.common import (ConfigOpt, DataDir, DeviceOpt, EpochsOpt, InitFromOpt, ModalityOpt, PairsOpt,
+                                   ResumeOpt, RoiOpt, Sets, SubjectOpt, SubjectsOpt, ThreadsOpt, check_choice, check_training_options, leaves_no_new_folder,
+                                   named_options, parse_integers, resume_hint, say, user_errors)
 from brainrecon.choices import ROIS
+from brainrecon.errors import UserError
 
 
 @user_errors
@@ -33,15 +34,22 @@ def _config(stage: str, modality: str, config: str, sets, options: dict, extra: 
     return load_config(stage, modality, config, sets, values, flags)
 
 
-def _common(subject, roi, epochs, device, threads) -> dict:
+def _common(subject, roi, epochs, device, threads, pairs, subjects, init_from) -> dict:
+    group = list(parse_integers("--subjects", subjects)) if subjects is not None else None
+    if init_from is not None and not (Path(init_from) / "best.pt").is_file():
+        raise UserError(f"--init-from {init_from}: no best.pt there; give a train-encoder/train-decoder --out folder "
+                        "trained with --subjects")
     return {"data.subject": ("--subject", subject), "data.roi": ("--roi", roi), "train.epochs": ("--epochs", epochs),
-            "train.device": ("--device", device), "train.threads": ("--threads", threads)}
+            "train.device": ("--device", device), "train.threads": ("--threads", threads),
+            "data.pairs": ("--pairs", pairs), "data.subjects": ("--subjects", group),
+            "train.init_from": ("--init-from", str(Path(init_from).resolve()) if init_from is not None else None)}
 
 
 @user_errors
 def train_encoder_cmd(
     modality: str = ModalityOpt, subject: int = SubjectOpt, data_dir: Optional[Path] = DataDir,
     config: str = ConfigOpt, roi: Optional[str] = RoiOpt, epochs: Optional[int] = EpochsOpt,
+    pairs: Optional[float] = PairsOpt, subjects: Optional[str] = SubjectsOpt, init_from: Optional[Path] = InitFromOpt,
     backbone_weights: Optional[str] = typer.Option(None, "--backbone-weights", metavar="WEIGHTS", help="release, "
                                                    "imagenet or none (default: the config's)."),
     out: Path = typer.Option(Path("runs/encoder"), "--out", metavar="DIR", help="Folder for the run: checkpoints, "
@@ -52,7 +60,7 @@ def train_encoder_cmd(
     """Train the image -> voxels encoder."""
     check_choice("--backbone-weights", backbone_weights, ("release", "imagenet", "none"))
     root = check_training_options(modality, roi, device, data_dir)
-    options = {**_common(subject, roi, epochs, device, threads),
+    options = {**_common(subject, roi, epochs, device, threads, pairs, subjects, init_from),
                "model.backbone_weights": ("--backbone-weights", backbone_weights)}
     cfg = _config("encoder", modality, config, sets, options, {})
     from brainrecon.train.encoder import train_encoder
@@ -73,7 +81,8 @@ def train_decoder_cmd(
                                              "only (the ED and DE cycles off)."),
     roi: Optional[str] = typer.Option(None, "--roi", metavar="ROI", help=f"Voxels used: {', '.join(ROIS)} (default "
                                       "VC); the --encoder run's ROI must match."),
-    epochs: Optional[int] = EpochsOpt,
+    epochs: Optional[int] = EpochsOpt, pairs: Optional[float] = PairsOpt, subjects: Optional[str] = SubjectsOpt,
+    init_from: Optional[Path] = InitFromOpt,
     out: Path = typer.Option(Path("runs/decoder"), "--out", metavar="DIR", help="Folder for the run: checkpoints, "
                              "config.yaml, metrics and TensorBoard logs; reconstruct reads it."),
     resume: bool = ResumeOpt, sets: Optional[List[str]] = Sets, device: Optional[str] = DeviceOpt,
@@ -83,9 +92,12 @@ def train_decoder_cmd(
     check_choice("--model", model, ("deep", "ridge"))
     root = check_training_options(modality, roi, device, data_dir)
     extra = {"model": {"kind": model}, **({"train": {"self_supervision": False}} if no_self_supervision else {})}
-    cfg = _config("decoder", modality, config, sets, _common(subject, roi, epochs, device, threads), extra)
+    cfg = _config("decoder", modality, config, sets, _common(subject, roi, epochs, device, threads, pairs, subjects, init_from),
+                  extra)
     from brainrecon.train.decoder import train_decoder
     with leaves_no_new_folder(out):
         m = train_decoder(cfg, root, out, encoder_run=encoder, resume=resume, resume_hint=resume_hint())
-    say(f"decoder ({model}): test pixcorr {m['test_pixcorr']:.3f} (selected on the validation split; "
-        f"{m['seconds']:.0f}s) -> {out}; next: brainrecon reconstruct {out}")
+    chosen = "" if model == "ridge" else f"best.pt: {m['selected_by']}; "
+    say(f"decoder ({model}): test pixcorr {m['test_pixcorr']:.3f} ({chosen}"
+        f"{m['seconds']:.0f}s) -> {out}; next: brainrecon reconstruct {out}"
+        + (f" --subject N (N one of {', '.join(m['subjects'])})" if "subjects" in m else ""))

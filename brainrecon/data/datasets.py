@@ -5,7 +5,7 @@ Images stay uint8 (N, C, R, R) on the device and become [0, 1] floats per batch;
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +13,7 @@ import torch
 
 from brainrecon.config import DataConfig
 from brainrecon.data import imagenet, layout, release
+from brainrecon.data.pair_subset import PairSubset, keep_pairs, validation_size
 from brainrecon.data.transforms import as_float
 
 
@@ -28,6 +29,8 @@ class PairedData:
     noise_ceiling: torch.Tensor   # (V,)
     snr: torch.Tensor             # (V,)
     files: list[Path]
+    subset: PairSubset            # which training stimuli were kept (data.pairs) and how validation was split
+    train_stimuli: np.ndarray     # (N,) the stimulus index (into the stimulus file's training images) of each row
 
     @property
     def n_voxels(self) -> int:
@@ -47,19 +50,28 @@ def load_paired(root: Path, cfg: DataConfig, modality: str, seed: int = 0, devic
     subject = release.load_subject(root, cfg.subject, cfg.roi)
     stim_path = stimulus_path(root, modality, cfg.resolution)
     release.check_pairing(subject, stimuli, stim_path)
-    images = stimuli.train[subject.train_labels]
+    subset = keep_pairs(subject.train_labels, cfg.pairs, seed, where=f"{subject.path.name}: data.pairs")
+    labels = subject.train_labels[subset.rows]
+    images = stimuli.train[labels]
+    fmri = subject.train_fmri[subset.rows]
     n = len(images)
     order = np.random.default_rng(seed).permutation(n)
-    n_val = int(round(cfg.val_fraction * n))
+    n_val, subset.val_rule = validation_size(n, cfg.val_fraction, cfg.val_min)
+    subset.val_rows = n_val
     val, train = order[:n_val], order[n_val:]
     t = lambda a: torch.as_tensor(a).to(device)                                       # noqa: E731
     return PairedData(
-        train_images=t(_chw(images[train])), train_fmri=t(subject.train_fmri[train]),
-        val_images=t(_chw(images[val])), val_fmri=t(subject.train_fmri[val]),
+        train_images=t(_chw(images[train])), train_fmri=t(fmri[train]),
+        val_images=t(_chw(images[val])), val_fmri=t(fmri[val]),
         test_images=t(_chw(stimuli.test)), test_fmri=t(subject.test_avg), test_trials=t(subject.test_trials),
         noise_ceiling=t(subject.noise_ceiling), snr=t(subject.snr),
-        files=[stim_path, subject.path],
+        files=[stim_path, subject.path], subset=subset, train_stimuli=labels[train],
     )
+
+
+def load_group(root: Path, cfg: DataConfig, modality: str, seed: int = 0, device="cpu") -> dict[int, PairedData]:
+    """Every subject of `cfg.subjects`, each paired with the one stimulus file (and the same kept stimuli)."""
+    return {s: load_paired(root, replace(cfg, subject=s, subjects=[]), modality, seed, device) for s in cfg.subjects}
 
 
 def load_unpaired_images(root: Path, cfg: DataConfig, modality: str, device="cpu") -> torch.Tensor:

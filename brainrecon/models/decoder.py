@@ -61,10 +61,16 @@ def _block(ch: int) -> nn.Sequential:
 
 
 class Decoder(nn.Module):
-    def __init__(self, a: DecoderArch):
+    """`trunk`: another subject's decoder whose image-generating trunk (blocks and top) this one shares
+    (models/subjects.py); the voxel-to-features input layer is always this decoder's own."""
+
+    def __init__(self, a: DecoderArch, trunk: "Decoder | None" = None):
         super().__init__()
         self.arch = a
         self.input_fc = nn.Linear(a.n_voxels, a.channels * a.start_size ** 2)
+        if trunk is not None:
+            self.blocks, self.top = trunk.blocks, trunk.top
+            return
         self.blocks = nn.Sequential(*[_block(a.channels) for _ in range(3)])
         self.top = nn.Sequential(nn.ReflectionPad2d(2), nn.Conv2d(a.channels, N_CHANNELS[a.modality], 5), nn.Sigmoid())
 

@@ -52,22 +52,30 @@ class ChannelMix(nn.Module):
 
 
 class Encoder(nn.Module):
-    def __init__(self, a: EncoderArch, backbone: nn.Module | None = None):
+    """`trunk`: another subject's encoder whose image pathway (backbone and heads) this one shares (models/subjects.py);
+    the voxel readout (space maps, channel mixes, branch mix) is always this encoder's own."""
+
+    def __init__(self, a: EncoderArch, backbone: nn.Module | None = None, trunk: "Encoder | None" = None):
         super().__init__()
         self.arch = a
-        if a.arch == "effnet-lite0":
+        if trunk is not None:
+            self.backbone, self.heads = trunk.backbone, trunk.heads
+        elif a.arch == "effnet-lite0":
             self.backbone = EffNetTaps(backbone if backbone is not None else build_effnet(False), a.modality,
                                        a.depth_input)
         else:
             vgg = backbone if backbone is not None else build_vgg(a.arch, N_CHANNELS[a.modality], a.width)
             self.backbone = TappedFeatures(vgg.features, ENCODER_TAPS[a.arch])
-        self.backbone.requires_grad_(a.train_backbone)
-        for part in getattr(self.backbone, "depth_parts", list)():
-            part.requires_grad_(True)
-        ch = self.backbone.channels()
+        if trunk is None:
+            self.backbone.requires_grad_(a.train_backbone)
+            for part in getattr(self.backbone, "depth_parts", list)():
+                part.requires_grad_(True)
+            ch = self.backbone.channels()
+            self.heads = nn.ModuleDict({"conv1": _head(ch["conv1"], a.head_channels, "pool_s2"),
+                                        "conv2": _head(ch["conv2"], a.head_channels, "s2"),
+                                        "conv3": _head(ch["conv3"], a.head_channels, "s2"),
+                                        "conv4": _head(ch["conv4"], a.head_channels, "1x1")})
         hc = a.head_channels
-        self.heads = nn.ModuleDict({"conv1": _head(ch["conv1"], hc, "pool_s2"), "conv2": _head(ch["conv2"], hc, "s2"),
-                                    "conv3": _head(ch["conv3"], hc, "s2"), "conv4": _head(ch["conv4"], hc, "1x1")})
         # Head outputs: conv1, conv2 at input/4; conv3, conv4 at input/8. 3x3 patches (no padding) shrink each by 2.
         self.sides = {"conv1": a.input_size // 4 - 2, "conv2": a.input_size // 4 - 2,
                       "conv3": a.input_size // 8 - 2, "conv4": a.input_size // 8 - 2}

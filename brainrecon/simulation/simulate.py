@@ -194,8 +194,9 @@ def noisy_trials(clean: np.ndarray, reliability: np.ndarray, rng: np.random.Gene
 # Writing the subject
 
 
-def simulate_subject(out: Path, cfg: SimulationConfig, progress=None) -> dict:
-    """Write stimuli, rgbd, sbj_<N>.npz, the unpaired tree with depth folders and simulated.json into `out`."""
+def simulate_subject(out: Path, cfg: SimulationConfig, progress=None, shared: bool = True) -> dict:
+    """Write stimuli, rgbd, sbj_<N>.npz, the unpaired tree with depth folders and simulated.json into `out`; with
+    `shared` False only sbj_<N>.npz and its truth file (a further subject of a group: simulation/group.py)."""
     out = Path(out)
     start = time.perf_counter()
     say = progress or (lambda msg: None)
@@ -204,8 +205,9 @@ def simulate_subject(out: Path, cfg: SimulationConfig, progress=None) -> dict:
     say("rendering paired stimuli")
     paired = render_scenes(cfg.n_train + cfg.n_test, cfg.resolution, stim_gen)
     train, test = paired[:cfg.n_train], paired[cfg.n_train:]
-    release.write_stimuli(layout.stimuli_file(out, cfg.resolution), train[..., :3], test[..., :3])
-    release.write_stimuli(layout.rgbd_file(out, cfg.resolution), train, test)
+    if shared:
+        release.write_stimuli(layout.stimuli_file(out, cfg.resolution), train[..., :3], test[..., :3])
+        release.write_stimuli(layout.rgbd_file(out, cfg.resolution), train, test)
 
     say("simulating voxel responses")
     model, clean = build_model(cfg, paired)
@@ -233,9 +235,10 @@ def simulate_subject(out: Path, cfg: SimulationConfig, progress=None) -> dict:
             np.savez(f, reliability=model.reliability, true_noise_ceiling=true_ceiling, roi=model.roi_of_voxel)
     write_atomic(out / f"sbj_{cfg.subject}_truth.npz", write_truth)
 
-    say(f"rendering {cfg.n_unpaired} unpaired images")
-    unpaired_gen = torch.Generator().manual_seed(cfg.seed + 7919)
-    _write_unpaired(out, render_scenes(cfg.n_unpaired, cfg.resolution, unpaired_gen), cfg.n_classes)
+    if shared:
+        say(f"rendering {cfg.n_unpaired} unpaired images")
+        unpaired_gen = torch.Generator().manual_seed(cfg.seed + 7919)
+        _write_unpaired(out, render_scenes(cfg.n_unpaired, cfg.resolution, unpaired_gen), cfg.n_classes)
 
     vc = masks["VC"]
     split_half = _split_half_single_trial(grouped[:, :, vc])
@@ -251,7 +254,8 @@ def simulate_subject(out: Path, cfg: SimulationConfig, progress=None) -> dict:
         "median_single_trial_split_half_r_vc": float(np.median(split_half)),
         "seconds": round(time.perf_counter() - start, 2),
     }
-    write_text_atomic(out / "simulated.json", json.dumps(manifest, indent=2))
+    if shared:
+        write_text_atomic(out / "simulated.json", json.dumps(manifest, indent=2))
     return manifest
 
 

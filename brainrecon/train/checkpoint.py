@@ -8,6 +8,7 @@ reconstruct, the API and the decoder's frozen encoder.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 from pathlib import Path
@@ -20,6 +21,7 @@ from brainrecon.errors import UserError
 from brainrecon.models.decoder import Decoder, DecoderArch
 from brainrecon.models.encoder import Encoder, EncoderArch
 from brainrecon.models.ridge import RidgeDecoder
+from brainrecon.models.subjects import SubjectDecoders, SubjectEncoders
 from brainrecon.weights import read_weights
 
 LAST = "last.pt"
@@ -103,20 +105,82 @@ def decoder_arch(cfg: DecoderConfig, n_voxels: int) -> DecoderArch:
                        start_size=cfg.data.resolution // 8)
 
 
-def load_encoder(run_dir: Path, device="cpu") -> Encoder:
-    """The best encoder of a train-encoder run, in eval mode; its resolved EncoderConfig as `.config`."""
+def group_subjects(state: dict) -> dict[int, int]:
+    """{subject: voxel count} of a multi-subject run's checkpoint; {} for a single-subject run."""
+    return {int(k): int(v) for k, v in (state.get("subjects") or {}).items()}
+
+
+def member_config(cfg, subject: int):
+    """A multi-subject run's config as subject `subject`'s own (data.subject set, data.subjects empty)."""
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, subject=subject, subjects=[]))
+
+
+def pick_subject(state: dict, run_dir: Path, subject: int | None, kind: str) -> int | None:
+    """Which member of a multi-subject run to load (None for a single-subject run); a group run needs --subject."""
+    group = group_subjects(state)
+    if not group:
+        return None
+    names = ", ".join(map(str, group))
+    if subject is None:
+        raise UserError(f"{run_dir}: this {kind} run holds subjects {names}; pass --subject N (one of them)")
+    if subject not in group:
+        raise UserError(f"{run_dir}: this {kind} run holds subjects {names}, not {subject}; pass one of them, or adapt "
+                        f"it to subject {subject} with `train-{kind} --subject {subject} --init-from {run_dir}`")
+    return subject
+
+
+def load_group_encoder(run_dir: Path, device="cpu", state: dict | None = None) -> SubjectEncoders:
+    """Every subject's best encoder of a multi-subject train-encoder run, in eval mode; the config as `.config`."""
+    state = state or load_best(run_dir, "encoder")
+    cfg = from_dict("encoder", state["config"])
+    group = group_subjects(state)
+    if not group:
+        raise UserError(f"{run_dir}: a single-subject encoder run; --init-from takes a run trained on several "
+                        "subjects (train-encoder --subjects 1,2,...)")
+    model = SubjectEncoders({s: encoder_arch(cfg, v, train_backbone=False) for s, v in group.items()})
+    model.load_state_dict(state["model"])
+    model.config = cfg
+    return model.to(device).eval()
+
+
+def load_group_decoder(run_dir: Path, device="cpu", state: dict | None = None) -> SubjectDecoders:
+    """Every subject's best decoder of a multi-subject train-decoder run, in eval mode; the config as `.config`."""
+    state = state or load_best(run_dir, "decoder")
+    cfg = from_dict("decoder", state["config"])
+    group = group_subjects(state)
+    if not group:
+        raise UserError(f"{run_dir}: a single-subject decoder run; --init-from takes a run trained on several "
+                        "subjects (train-decoder --subjects 1,2,...)")
+    model = SubjectDecoders({s: decoder_arch(cfg, v) for s, v in group.items()})
+    model.load_state_dict(state["model"])
+    model.config = cfg
+    return model.to(device).eval()
+
+
+def load_encoder(run_dir: Path, device="cpu", subject: int | None = None) -> Encoder:
+    """The best encoder of a train-encoder run, in eval mode; its resolved EncoderConfig as `.config`. Of a
+    multi-subject run: subject `subject`'s (its config as that subject's)."""
     state = load_best(run_dir, "encoder")
     cfg = from_dict("encoder", state["config"])
+    member = pick_subject(state, run_dir, subject, "encoder")
+    if member is not None:
+        model = load_group_encoder(run_dir, device, state).members[str(member)]
+        model.config = member_config(cfg, member)
+        return model
     model = Encoder(encoder_arch(cfg, state["n_voxels"], train_backbone=False))
     model.load_state_dict(state["model"])
     model.config = cfg
     return model.to(device).eval()
 
 
-def load_decoder(run_dir: Path, device="cpu") -> tuple[torch.nn.Module, DecoderConfig]:
-    """The best decoder of a train-decoder run (deep or ridge), in eval mode, with its config."""
+def load_decoder(run_dir: Path, device="cpu", subject: int | None = None) -> tuple[torch.nn.Module, DecoderConfig]:
+    """The best decoder of a train-decoder run (deep or ridge), in eval mode, with its config. Of a multi-subject run:
+    subject `subject`'s, with the config as that subject's."""
     state = load_best(run_dir, "decoder")
     cfg = from_dict("decoder", state["config"])
+    member = pick_subject(state, run_dir, subject, "decoder")
+    if member is not None:
+        return load_group_decoder(run_dir, device, state).members[str(member)], member_config(cfg, member)
     if state["model_kind"] == "ridge":
         model = RidgeDecoder.from_state(state["model"], cfg.modality, cfg.data.resolution)
     else:

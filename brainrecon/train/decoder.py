@@ -12,38 +12,20 @@ from pathlib import Path
 
 import torch
 
-from brainrecon import losses
 from brainrecon.atomic import write_text_atomic
 from brainrecon.config import DecoderConfig, to_dict
 from brainrecon.correlation import pearson
-from brainrecon.data.datasets import (channel_norms, load_paired, load_unpaired_images, unpaired_fmri_batch,
-                                      unpaired_pool)
+from brainrecon.data.datasets import unpaired_pool
+from brainrecon.data.pair_subset import write_listing
 from brainrecon.data.transforms import as_float
-from brainrecon.errors import UserError
 from brainrecon.locks import hold
-from brainrecon.models.decoder import Decoder
-from brainrecon.models.perceptual import build_perceptual_net, stand_in_note
-from brainrecon.runtime import Runtime, autocast, setup
+from brainrecon.models.perceptual import stand_in_note
+from brainrecon.runtime import Runtime, setup
 from brainrecon.train import checkpoint
-from brainrecon.train.distributed import place, steps_per_epoch, wrap
-from brainrecon.train.frozen_cache import FrozenCache, fill_in_order
+from brainrecon.train.decoder_step import UNPAIRED_FMRI, DecoderStep, check_encoder  # noqa: F401 (importable here)
+from brainrecon.train.distributed import steps_per_epoch
 from brainrecon.train.loop import RunFolder, Schedule, fit, run_epoch, selection
 from brainrecon.train.monitor import Monitor
-
-
-UNPAIRED_FMRI = {"test": "test: the test set's fMRI without their images, as the paper (transductive)",
-                 "train": "train: the training fMRI only (strictly inductive)"}
-
-
-def check_encoder(encoder, cfg: DecoderConfig, n_voxels: int, encoder_run: Path) -> None:
-    ec = encoder.config
-    if ec.modality != cfg.modality:
-        raise UserError(f"{encoder_run}: the encoder was trained on {ec.modality}, the decoder asks for "
-                        f"--modality {cfg.modality}; train an encoder with --modality {cfg.modality}")
-    if encoder.arch.n_voxels != n_voxels or ec.data.subject != cfg.data.subject or ec.data.roi != cfg.data.roi:
-        raise UserError(f"{encoder_run}: encoder has {encoder.arch.n_voxels} voxels (subject {ec.data.subject}, "
-                        f"ROI {ec.data.roi}) but the data has {n_voxels} (subject {cfg.data.subject}, ROI "
-                        f"{cfg.data.roi}); use the encoder of the same subject and ROI")
 
 
 def train_decoder(cfg: DecoderConfig, data_root: Path, run_dir: Path, encoder_run: Path | None = None,
@@ -55,92 +37,11 @@ def train_decoder(cfg: DecoderConfig, data_root: Path, run_dir: Path, encoder_ru
         if cfg.model.kind == "ridge":
             from brainrecon.train.ridge import train_ridge
             return train_ridge(cfg, runtime, Path(data_root), Path(run_dir), quiet=quiet)
+        if cfg.data.subjects:
+            from brainrecon.train.group_decoder import train_group_decoder
+            return train_group_decoder(cfg, runtime, Path(data_root), Path(run_dir), encoder_run, quiet, resume,
+                                       resume_hint)
         return _train_decoder(cfg, runtime, Path(data_root), Path(run_dir), encoder_run, quiet, resume, resume_hint)
-
-
-class DecoderStep:
-    """One training step of the decoder (METHOD §4): the paired loss D, the ED cycle (unpaired images -> frozen
-    encoder -> decoder), the DE cycle (unpaired fMRI -> decoder -> frozen encoder) and the regularisers. Built once
-    per run by the trainer; tests/test_decoder.py drives it directly (the caches leave its losses and gradients as
-    they were)."""
-
-    def __init__(self, cfg: DecoderConfig, runtime: Runtime, data_root: Path, encoder_run: Path | None):
-        t, lc = cfg.train, cfg.loss
-        self.cfg, self.runtime = cfg, runtime
-        self.data = data = load_paired(data_root, cfg.data, cfg.modality, seed=t.seed, device=runtime.device)
-        self.w_d, self.w_ed, self.w_de = lc.weights if t.self_supervision else (lc.weights[0], 0.0, 0.0)
-        self.encoder = None
-        if self.w_ed > 0 or self.w_de > 0:
-            if encoder_run is None:
-                raise UserError("self-supervision needs a trained encoder: pass --encoder RUN (a train-encoder --out "
-                                "folder), or --no-self-supervision")
-            self.encoder = place(checkpoint.load_encoder(encoder_run), runtime, "encoder")
-            check_encoder(self.encoder, cfg, data.n_voxels, Path(encoder_run))
-            self.encoder.requires_grad_(False)
-        self.pool = load_unpaired_images(data_root, cfg.data, cfg.modality, runtime.device) if self.w_ed > 0 else None
-        # the DE cycle's image-less fMRI: the test set's repeats (the paper) or each training sample as one 'repeat'
-        self.unpaired_trials = data.test_trials if cfg.data.unpaired_fmri == "test" else data.train_fmri[:, None]
-        self.perceptual = build_perceptual_net(lc.perceptual_net, cfg.modality, data_root, seed=t.seed,
-                                               width=lc.perceptual_width)
-        image_loss = losses.ImageLoss(cfg.modality, channel_norms(data.train_images), self.perceptual,
-                                      lc.perceptual_weights, lc.rgb_l1, lc.depth_l1, lc.tv)
-        self.image_loss = place(image_loss, runtime, "perceptual")
-        snr = data.snr.clamp_min(1e-3)
-        self.snr_weight = snr / snr.mean()
-        self.snr_inv = (1 / snr) / (1 / snr).mean()
-        torch.manual_seed(t.seed)
-        self.raw = Decoder(checkpoint.decoder_arch(cfg, data.n_voxels))
-        self.model = wrap(self.raw, runtime, "decoder")
-        # exact caches of the frozen networks' outputs on fixed images, filled by `fill_caches`
-        self.pool_voxels = self.paired_features = self.pool_features = None
-        if self.pool is not None:
-            self.pool_voxels = FrozenCache("encoder_voxels_unpaired", self.pool,
-                                           lambda u8: {"voxels": self.frozen(self.encoder)(as_float(u8)).float()})
-        if self.perceptual is not None:
-            features = lambda u8: self.frozen(self.image_loss.target_features)(as_float(u8))  # noqa: E731
-            self.paired_features = FrozenCache("perceptual_paired", data.train_images, features)
-            if self.pool is not None:
-                self.pool_features = FrozenCache("perceptual_unpaired", self.pool, features)
-
-    def frozen(self, net):
-        """The frozen networks (encoder, perceptual) run under bf16 autocast when it is on; the decoder itself trains
-        in fp32: in bf16 its gradient drifted from fp32's (cosine 0.984 on a tiny model, tests/test_amp.py)."""
-        def call(*args, **kwargs):
-            with autocast(self.runtime):
-                return net(*args, **kwargs)
-        return call
-
-    def fill_caches(self, progress=None) -> dict:
-        caches = [c for c in (self.pool_voxels, self.paired_features, self.pool_features) if c is not None]
-        return fill_in_order(caches, self.cfg.train.cache_mb, progress)
-
-    def regularisers(self) -> dict:
-        lc = self.cfg.loss
-        return {"reg_gl": losses.decoder_group_lasso(self.raw.input_map(), self.snr_inv, lc.gl_l1, lc.gl_gl),
-                "reg_l1_convs": lc.l1_convs * losses.l1(m.weight for m in self.raw.modules()
-                                                        if isinstance(m, torch.nn.Conv2d))}
-
-    def loss(self, idx: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
-        """(total loss, every logged term) for the paired rows `idx`; `gen` draws the unpaired batches."""
-        t, data, image_loss = self.cfg.train, self.data, self.frozen(self.image_loss)
-        terms = {}
-        d_terms = image_loss(self.model(data.train_fmri[idx]), as_float(data.train_images[idx]),
-                             self.paired_features.get(idx) if self.paired_features else None)
-        terms["loss_D"] = sum(d_terms.values())
-        if self.w_ed > 0:
-            u = torch.randint(0, len(self.pool), (t.unpaired_image_batch,), generator=gen).to(self.runtime.device)
-            voxels = self.pool_voxels.get(u)["voxels"]
-            ed_terms = image_loss(self.model(voxels), as_float(self.pool[u]),
-                                  self.pool_features.get(u) if self.pool_features else None)
-            terms["loss_ED"] = sum(ed_terms.values())
-        if self.w_de > 0:
-            fmri = unpaired_fmri_batch(self.unpaired_trials, t.unpaired_fmri_batch, t.test_avg_fraction, gen)
-            cycled = self.frozen(self.encoder)(self.model(fmri)).float()
-            terms["loss_DE"] = losses.fmri_loss(cycled, fmri, self.snr_weight, self.cfg.loss.fmri_cosine)
-        reg = self.regularisers()
-        loss = self.w_d * terms["loss_D"] + self.w_ed * terms.get("loss_ED", 0) \
-            + self.w_de * terms.get("loss_DE", 0) + sum(reg.values())
-        return loss, {"loss": loss, **terms, **reg, **{f"D_{k}": v for k, v in d_terms.items()}}
 
 
 def _train_decoder(cfg: DecoderConfig, runtime: Runtime, data_root: Path, run_dir: Path, encoder_run: Path | None,
@@ -154,7 +55,8 @@ def _train_decoder(cfg: DecoderConfig, runtime: Runtime, data_root: Path, run_di
     monitor = Monitor(run_dir, enabled=runtime.is_main, quiet=quiet)
     if step.perceptual is not None and (note := stand_in_note(step.perceptual.name, cfg.modality)):
         monitor.say(note)
-    steps = steps_per_epoch(len(data.train_images), t.batch_size, runtime, cfg.data.val_fraction == 0)
+    steps = steps_per_epoch(len(data.train_images), t.batch_size, runtime, len(data.val_images) == 0,
+                            t.steps_per_epoch)
     cache_start = time.perf_counter()
     cache = step.fill_caches(monitor.counting)
     cache["seconds"] = round(time.perf_counter() - cache_start, 2)
@@ -208,7 +110,10 @@ def _train_decoder(cfg: DecoderConfig, runtime: Runtime, data_root: Path, run_di
                "frozen_cache": cache,
                "test_pixcorr": test_pixcorr,
                "best_epoch": int(checkpoint.load(run_dir / checkpoint.BEST)["epoch"]) + 1,
-               "selected_by": selection(select, cfg.data.val_fraction), **runtime.record()}
+               "selected_by": selection(select, data.subset.val_rule), "pairs": data.subset.record(),
+               **({"init_from": step.adapted} if step.adapted else {}),
+               **runtime.record()}
     if runtime.is_main:
         write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+        write_listing(run_dir, data.subset)
     return metrics

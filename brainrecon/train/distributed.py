@@ -34,19 +34,29 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
-def epoch_order(n: int, seed: int, epoch: int, runtime: Runtime) -> torch.Tensor:
-    """This rank's shard of a seeded permutation of n items: the same on every rank and on resume."""
-    g = torch.Generator().manual_seed(seed * 100003 + epoch)
-    order = torch.randperm(n, generator=g)
-    if runtime.distributed:
-        usable = (n // runtime.world_size) * runtime.world_size
-        order = order[:usable][runtime.rank::runtime.world_size]
-    return order
+def epoch_order(n: int, seed: int, epoch: int, runtime: Runtime, at_least: int = 0) -> torch.Tensor:
+    """This rank's shard of a seeded permutation of n items: the same on every rank and on resume. When this rank
+    needs `at_least` items (train.steps_per_epoch beyond one pass), further seeded permutations follow the first."""
+    shards, have, k = [], 0, 0
+    while k == 0 or have < at_least:
+        g = torch.Generator().manual_seed(seed * 100003 + epoch + k * 7_919_111)
+        order = torch.randperm(n, generator=g)
+        if runtime.distributed:
+            usable = (n // runtime.world_size) * runtime.world_size
+            order = order[:usable][runtime.rank::runtime.world_size]
+        shards.append(order)
+        have, k = have + len(order), k + 1
+        if len(order) == 0:
+            break
+    return shards[0] if len(shards) == 1 else torch.cat(shards)
 
 
-def steps_per_epoch(n: int, batch: int, runtime: Runtime, every_pair: bool) -> int:
-    """Batches per epoch on this rank: whole batches only (the remainder of the shuffled order is left out), or, with
-    `every_pair` (data.val_fraction 0, the original code's stream), every item with the last batch partial."""
+def steps_per_epoch(n: int, batch: int, runtime: Runtime, every_pair: bool, fixed: int = 0) -> int:
+    """Batches per epoch on this rank: `fixed` when given (train.steps_per_epoch), else whole batches only (the
+    remainder of the shuffled order is left out), or, with `every_pair` (no validation split, the original code's
+    stream), every item with the last batch partial."""
+    if fixed:
+        return fixed
     per_rank = n // runtime.world_size if runtime.distributed else n
     return max(1, -(-per_rank // batch) if every_pair else per_rank // batch)
 

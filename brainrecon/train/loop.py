@@ -130,6 +130,8 @@ def run_epoch(epoch: int, steps: int, n_pairs: int, batch_size: int, seed: int, 
     gen) -> (loss, logged)` per batch, checked (a NaN or SIGTERM stops before the weights change), then the
     optimiser's step. Returns the logged means over the epoch and the ranks, as `train_<name>`."""
     order = epoch_order(n_pairs, seed, epoch, runtime)
+    if (steps - 1) * batch_size >= len(order):  # train.steps_per_epoch beyond one pass: further shuffles follow
+        order = epoch_order(n_pairs, seed, epoch, runtime, at_least=steps * batch_size)
     gen = epoch_generator(seed, epoch, runtime)
     guard = StepGuard(runtime, epoch, steps)
     for s in range(steps):
@@ -157,11 +159,11 @@ def last_good(last: Path) -> str:
     return f"the last good checkpoint is {last} (epoch {checkpoint.load(last)['epoch'] + 1})"
 
 
-def selection(select: str | None, val_fraction: float) -> str:
-    """How best.pt was chosen, in words, for metrics.json."""
+def selection(select: str | None, val_rule: str) -> str:
+    """How best.pt was chosen, in words, for metrics.json (`val_rule`: how the validation split was made)."""
     if select is None:
-        return "last epoch (no validation split)"
-    return f"lowest {select} on the validation split ({val_fraction:.0%} of the training pairs)"
+        return f"last epoch: {val_rule}"
+    return f"lowest {select} on the validation split: {val_rule}"
 
 
 def _read_history(run_dir: Path, upto: int, write: bool) -> list[dict]:

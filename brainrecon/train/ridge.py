@@ -18,6 +18,7 @@ from brainrecon.atomic import write_text_atomic
 from brainrecon.config import DecoderConfig, to_dict, to_yaml
 from brainrecon.correlation import pearson
 from brainrecon.data.datasets import load_paired
+from brainrecon.data.pair_subset import write_listing
 from brainrecon.data.transforms import as_float
 from brainrecon.runtime import Runtime
 from brainrecon.train import checkpoint
@@ -93,9 +94,10 @@ def train_ridge(cfg: DecoderConfig, runtime: Runtime, data_root: Path, run_dir: 
                "cv_lambdas": lambdas, "cv_pixcorr": [round(float(s), 5) for s in scores],
                "test_pixcorr": test_pixcorr, "modality": cfg.modality, "subject": cfg.data.subject,
                "roi": cfg.data.roi, "n_voxels": data.n_voxels, "seconds": round(time.perf_counter() - start, 2),
-               "self_supervision": False}
+               "self_supervision": False, "pairs": data.subset.record()}
     if runtime.is_main:
         write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+        write_listing(run_dir, data.subset)
         from brainrecon.viz import plot_cv_curve
         plot_cv_curve(lambdas, scores, chosen, run_dir / "ridge_cv.png")
         if not quiet:

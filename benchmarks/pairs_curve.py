@@ -1,0 +1,93 @@
+"""python -m benchmarks.pairs_curve {curve|cross|report} OUT [SEEDS]: reconstruction against the number of paired
+(image, fMRI) samples, on a SIMULATED group (the default demo subject's settings, subjects 1-5, seed 0).
+
+- curve:  the new subject (5) alone, at 1/16, 1/8, 1/4 and all of its 1,200 training stimuli (`--pairs`): the
+          self-supervised decoder (with an encoder trained on the same pairs), the same decoder on the pairs only, and
+          ridge; SEEDS training seeds per point (default 3; the seed also draws the pair subset).
+- cross:  a model trained on subjects 1-4 (all their pairs; one run per seed), adapted to subject 5 with 1/16, 1/8 and
+          1/4 of its pairs (`--init-from`), per seed; compared with curve's from-scratch and ridge runs.
+- report: score what is done (10-way identification: RGB pixcorr, ssim, perceptual-effnet; depth pixcorr), per arm and
+          point the mean over seeds with the seed spread, and paired differences (seed-averaged per-image scores,
+          paired bootstrap CI and sign-flip p over the 50 test images). -> OUT/pairs_curve.csv,
+          OUT/pairs_curve_pairs.csv, OUT/pairs_curve.png (and the cross-subject ones when cross ran).
+
+The optimisation budget is held fixed across points: every run trains the demo's epochs (`--config demo,fast`: 5
+encoder, 4 decoder epochs, the decoder's learning rate decayed for its last) of a fixed number of steps
+(`train.steps_per_epoch`: 18 encoder steps of 64 pairs, 50 decoder steps of 24 pairs: one pass over 1,200 pairs), so a
+point with fewer pairs trains as long as one with all of them. No validation split (`data.val_fraction=0`): every run
+keeps its last epoch, so no point selects on a split of a few images. Every stage already done in OUT is reused.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from brainrecon.config import load_config
+from brainrecon.demo import BUDGETS
+from brainrecon.reconstruct import NPZ, reconstruct
+from brainrecon.simulation.group import simulate_group
+from brainrecon.train.decoder import train_decoder
+from brainrecon.train.encoder import train_encoder
+
+GROUP = (1, 2, 3, 4, 5)
+NEW = 5
+POINTS = (1 / 16, 1 / 8, 1 / 4, 0)          # 0: all pairs
+ADAPT_POINTS = (1 / 16, 1 / 8, 1 / 4)
+ENCODER_BUDGET = ["train.steps_per_epoch=18", "data.val_fraction=0"]
+DECODER_BUDGET = ["train.steps_per_epoch=50", "data.val_fraction=0"]
+PRESET = "demo,fast"
+
+
+def label(point: float) -> str:
+    return "all" if point == 0 else f"1/{round(1 / point)}"
+
+
+def group(data: Path) -> Path:
+    if not (data / "simulated.json").exists():
+        simulate_group(data, replace(BUDGETS["default"].simulation), list(GROUP))
+    return data
+
+
+def _train(stage: str, data: Path, out: Path, sets: list[str], **kwargs) -> Path:
+    if not (out / "metrics.json").exists():
+        cfg = load_config(stage, "rgbd", PRESET, sets)
+        trainer = train_encoder if stage == "encoder" else train_decoder
+        trainer(cfg, data, out, resume=(out / "last.pt").exists(), quiet=True, **kwargs)
+    return out
+
+
+def recon(data: Path, run: Path) -> Path:
+    path = run / "reconstruct_test" / NPZ
+    return path if path.exists() else reconstruct(run, "test", data_dir=data)
+
+
+def point_sets(point: float, seed: int, subject: int = NEW) -> list[str]:
+    return [f"data.subject={subject}", f"data.pairs={point}", f"train.seed={seed}"]
+
+
+def curve(out: Path, n_seeds: int = 3) -> None:
+    """Seed-major (every point's seed 0 first), so a study cut short still pairs every arm at every point."""
+    data = group(out / "data")
+    for seed in range(n_seeds):
+        for point in POINTS:
+            run = out / f"curve_{label(point).replace('/', 'of')}_seed{seed}"
+            sets = point_sets(point, seed)
+            enc = _train("encoder", data, run / "encoder", [*sets, *ENCODER_BUDGET])
+            recon(data, _train("decoder", data, run / "self_supervised", [*sets, *DECODER_BUDGET], encoder_run=enc))
+            recon(data, _train("decoder", data, run / "pairs_only", [*sets, *DECODER_BUDGET,
+                                                                     "train.self_supervision=false"]))
+            recon(data, _train("decoder", data, run / "ridge", [*sets, "model.kind=ridge"]))
+
+
+if __name__ == "__main__":
+    mode, out, *rest = sys.argv[1:]
+    seeds = int(rest[0]) if rest else 3
+    if mode == "curve":
+        curve(Path(out), seeds)
+    elif mode == "report":
+        from benchmarks.pairs_report import report
+        report(Path(out))
+    else:
+        raise SystemExit(f"unknown mode {mode!r}; choose curve, cross or report")

@@ -1,0 +1,53 @@
+"""Several subjects in one model: one encoder (or decoder) per subject, all sharing what can be shared.
+
+The encoders share the image pathway (backbone and per-tap heads) and keep their own voxel readout (space maps,
+channel mixes, branch mix); the decoders share the image-generating trunk (upsampling blocks and top) and keep their
+own voxel -> seed-features input layer. Each member is a plain `Encoder` / `Decoder` whose shared modules are the same
+objects as the first member's, so `members[str(N)]` is subject N's complete network (what reconstruct, the API and the
+decoder's frozen encoder use), `parameters()` lists every shared weight once, and a checkpoint stores it once.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from brainrecon.models.decoder import Decoder, DecoderArch
+from brainrecon.models.encoder import Encoder, EncoderArch
+
+
+class SubjectEncoders(nn.Module):
+    def __init__(self, archs: dict[int, EncoderArch], backbone: nn.Module | None = None):
+        super().__init__()
+        subjects = list(archs)
+        first = Encoder(archs[subjects[0]], backbone)
+        self.members = nn.ModuleDict({str(subjects[0]): first})
+        for s in subjects[1:]:
+            self.members[str(s)] = Encoder(archs[s], trunk=first)
+
+    @property
+    def subjects(self) -> list[int]:
+        return [int(k) for k in self.members]
+
+    def forward(self, images: torch.Tensor, subject: int) -> torch.Tensor:
+        return self.members[str(subject)](images)
+
+    def trainable_parameters(self):
+        return [p for p in self.parameters() if p.requires_grad]
+
+
+class SubjectDecoders(nn.Module):
+    def __init__(self, archs: dict[int, DecoderArch]):
+        super().__init__()
+        subjects = list(archs)
+        first = Decoder(archs[subjects[0]])
+        self.members = nn.ModuleDict({str(subjects[0]): first})
+        for s in subjects[1:]:
+            self.members[str(s)] = Decoder(archs[s], trunk=first)
+
+    @property
+    def subjects(self) -> list[int]:
+        return [int(k) for k in self.members]
+
+    def forward(self, voxels: torch.Tensor, subject: int) -> torch.Tensor:
+        return self.members[str(subject)](voxels)

@@ -1,0 +1,145 @@
+"""The decoder's training step (METHOD §4): the paired loss D, the ED cycle (unpaired images -> frozen encoder ->
+decoder), the DE cycle (unpaired fMRI -> decoder -> frozen encoder) and the regularisers, with the exact caches of the
+frozen networks' outputs. train/decoder.py (one subject) and train/group_decoder.py (one step per subject, sharing the
+unpaired pool and the perceptual network) both train with it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from brainrecon import losses
+from brainrecon.config import DecoderConfig
+from brainrecon.data.datasets import channel_norms, load_paired, load_unpaired_images, unpaired_fmri_batch
+from brainrecon.data.transforms import as_float
+from brainrecon.errors import UserError
+from brainrecon.models.decoder import Decoder
+from brainrecon.models.perceptual import build_perceptual_net
+from brainrecon.runtime import Runtime, autocast
+from brainrecon.train import checkpoint
+from brainrecon.train.distributed import place, wrap
+from brainrecon.train.frozen_cache import FrozenCache, fill_in_order
+
+
+UNPAIRED_FMRI = {"test": "test: the test set's fMRI without their images, as the paper (transductive)",
+                 "train": "train: the training fMRI only (strictly inductive)"}
+
+
+def check_encoder(encoder, cfg: DecoderConfig, n_voxels: int, encoder_run: Path) -> None:
+    ec = encoder.config
+    if ec.modality != cfg.modality:
+        raise UserError(f"{encoder_run}: the encoder was trained on {ec.modality}, the decoder asks for "
+                        f"--modality {cfg.modality}; train an encoder with --modality {cfg.modality}")
+    if encoder.arch.n_voxels != n_voxels or ec.data.subject != cfg.data.subject or ec.data.roi != cfg.data.roi:
+        raise UserError(f"{encoder_run}: encoder has {encoder.arch.n_voxels} voxels (subject {ec.data.subject}, "
+                        f"ROI {ec.data.roi}) but the data has {n_voxels} (subject {cfg.data.subject}, ROI "
+                        f"{cfg.data.roi}); use the encoder of the same subject and ROI")
+
+
+class DecoderStep:
+    """One training step of the decoder (METHOD §4): the paired loss D, the ED cycle (unpaired images -> frozen
+    encoder -> decoder), the DE cycle (unpaired fMRI -> decoder -> frozen encoder) and the regularisers. Built once
+    per run by the trainer; tests/test_decoder.py drives it directly (the caches leave its losses and gradients as
+    they were).
+
+    A subject of a multi-subject run (train/group_decoder.py) passes `shared`, the first subject's step, whose
+    unpaired pool, perceptual network and its cache of the pool's features it reuses, and `build=False`: the group
+    sets `raw` (this subject's member of the shared decoders) and `model` (the wrapped group, called for this subject).
+    With `train.init_from` the decoder starts from a multi-subject run (train/adapt.py); `adapted` records how."""
+
+    def __init__(self, cfg: DecoderConfig, runtime: Runtime, data_root: Path, encoder_run: Path | None,
+                 shared: "DecoderStep | None" = None, build: bool = True):
+        t, lc = cfg.train, cfg.loss
+        self.cfg, self.runtime = cfg, runtime
+        self.data = data = load_paired(data_root, cfg.data, cfg.modality, seed=t.seed, device=runtime.device)
+        self.w_d, self.w_ed, self.w_de = lc.weights if t.self_supervision else (lc.weights[0], 0.0, 0.0)
+        self.encoder = None
+        if self.w_ed > 0 or self.w_de > 0:
+            if encoder_run is None:
+                raise UserError("self-supervision needs a trained encoder: pass --encoder RUN (a train-encoder --out "
+                                "folder), or --no-self-supervision")
+            self.encoder = place(checkpoint.load_encoder(encoder_run, subject=cfg.data.subject), runtime, "encoder")
+            check_encoder(self.encoder, cfg, data.n_voxels, Path(encoder_run))
+            self.encoder.requires_grad_(False)
+        if shared is not None:
+            self.pool = shared.pool
+        else:
+            self.pool = load_unpaired_images(data_root, cfg.data, cfg.modality, runtime.device) if self.w_ed > 0 \
+                else None
+        # the DE cycle's image-less fMRI: the test set's repeats (the paper) or each training sample as one 'repeat'
+        self.unpaired_trials = data.test_trials if cfg.data.unpaired_fmri == "test" else data.train_fmri[:, None]
+        self.perceptual = shared.perceptual if shared is not None else \
+            build_perceptual_net(lc.perceptual_net, cfg.modality, data_root, seed=t.seed, width=lc.perceptual_width)
+        image_loss = losses.ImageLoss(cfg.modality, channel_norms(data.train_images), self.perceptual,
+                                      lc.perceptual_weights, lc.rgb_l1, lc.depth_l1, lc.tv)
+        self.image_loss = place(image_loss, runtime, "perceptual")
+        snr = data.snr.clamp_min(1e-3)
+        self.snr_weight = snr / snr.mean()
+        self.snr_inv = (1 / snr) / (1 / snr).mean()
+        self.raw = self.model = self.adapted = None
+        if build:
+            torch.manual_seed(t.seed)
+            self.raw = Decoder(checkpoint.decoder_arch(cfg, data.n_voxels))
+            if t.init_from:
+                from brainrecon.train.adapt import adapt_decoder
+                self.adapted = adapt_decoder(self.raw, Path(t.init_from), cfg, data, data_root)
+            self.model = wrap(self.raw, runtime, "decoder")
+        # exact caches of the frozen networks' outputs on fixed images, filled by `fill_caches`
+        self.pool_voxels = self.paired_features = self.pool_features = None
+        if self.pool is not None:
+            self.pool_voxels = FrozenCache("encoder_voxels_unpaired", self.pool,
+                                           lambda u8: {"voxels": self.frozen(self.encoder)(as_float(u8)).float()})
+        if self.perceptual is not None:
+            features = lambda u8: self.frozen(self.image_loss.target_features)(as_float(u8))  # noqa: E731
+            self.paired_features = FrozenCache("perceptual_paired", data.train_images, features)
+            if shared is not None:
+                self.pool_features = shared.pool_features   # the same images through the same network: filled once
+            elif self.pool is not None:
+                self.pool_features = FrozenCache("perceptual_unpaired", self.pool, features)
+        self.owns_pool_features = shared is None
+
+    def frozen(self, net):
+        """The frozen networks (encoder, perceptual) run under bf16 autocast when it is on; the decoder itself trains
+        in fp32: in bf16 its gradient drifted from fp32's (cosine 0.984 on a tiny model, tests/test_amp.py)."""
+        def call(*args, **kwargs):
+            with autocast(self.runtime):
+                return net(*args, **kwargs)
+        return call
+
+    def caches(self) -> list[FrozenCache]:
+        """This step's caches, in the order they are worth filling (a shared one only in the step that owns it)."""
+        own_pool = self.pool_features if self.owns_pool_features else None
+        return [c for c in (self.pool_voxels, self.paired_features, own_pool) if c is not None]
+
+    def fill_caches(self, progress=None) -> dict:
+        return fill_in_order(self.caches(), self.cfg.train.cache_mb, progress)
+
+    def regularisers(self) -> dict:
+        lc = self.cfg.loss
+        return {"reg_gl": losses.decoder_group_lasso(self.raw.input_map(), self.snr_inv, lc.gl_l1, lc.gl_gl),
+                "reg_l1_convs": lc.l1_convs * losses.l1(m.weight for m in self.raw.modules()
+                                                        if isinstance(m, torch.nn.Conv2d))}
+
+    def loss(self, idx: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
+        """(total loss, every logged term) for the paired rows `idx`; `gen` draws the unpaired batches."""
+        t, data, image_loss = self.cfg.train, self.data, self.frozen(self.image_loss)
+        terms = {}
+        d_terms = image_loss(self.model(data.train_fmri[idx]), as_float(data.train_images[idx]),
+                             self.paired_features.get(idx) if self.paired_features else None)
+        terms["loss_D"] = sum(d_terms.values())
+        if self.w_ed > 0:
+            u = torch.randint(0, len(self.pool), (t.unpaired_image_batch,), generator=gen).to(self.runtime.device)
+            voxels = self.pool_voxels.get(u)["voxels"]
+            ed_terms = image_loss(self.model(voxels), as_float(self.pool[u]),
+                                  self.pool_features.get(u) if self.pool_features else None)
+            terms["loss_ED"] = sum(ed_terms.values())
+        if self.w_de > 0:
+            fmri = unpaired_fmri_batch(self.unpaired_trials, t.unpaired_fmri_batch, t.test_avg_fraction, gen)
+            cycled = self.frozen(self.encoder)(self.model(fmri)).float()
+            terms["loss_DE"] = losses.fmri_loss(cycled, fmri, self.snr_weight, self.cfg.loss.fmri_cosine)
+        reg = self.regularisers()
+        loss = self.w_d * terms["loss_D"] + self.w_ed * terms.get("loss_ED", 0) \
+            + self.w_de * terms.get("loss_DE", 0) + sum(reg.values())
+        return loss, {"loss": loss, **terms, **reg, **{f"D_{k}": v for k, v in d_terms.items()}}

@@ -1,0 +1,99 @@
+"""The encoder's training step and what its trainers share: the backbone with its weights, the loss of one step
+(random shift, forward under autocast, voxel loss and regularisers), predictions and the correlation summaries.
+train/encoder.py (one subject) and train/group_encoder.py (several) both train with these.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from brainrecon import losses
+from brainrecon.config import EncoderConfig
+from brainrecon.correlation import pearson
+from brainrecon.data import layout
+from brainrecon.data.transforms import N_CHANNELS, as_float, random_shift
+from brainrecon.errors import UserError
+from brainrecon.models.encoder import Encoder
+from brainrecon.models.vgg import build_vgg, load_imagenet_vgg, load_release_vgg
+from brainrecon.runtime import Runtime, autocast
+from brainrecon.train import checkpoint
+
+SIGNAL_CEILING = 0.5  # voxels whose estimated noise ceiling exceeds this count as "carrying signal" in the summaries
+
+
+def voxel_correlation(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-voxel Pearson r over samples: (N, V), (N, V) -> (V,)."""
+    return pearson(pred, target, dim=0)
+
+
+def correlation_summary(r: torch.Tensor, ceiling: torch.Tensor) -> dict:
+    r, nc = r.float().cpu().numpy(), ceiling.float().cpu().numpy()
+    signal = nc > SIGNAL_CEILING
+    ratio = r[signal] / nc[signal] if signal.any() else np.array([np.nan])
+    return {"median_r": float(np.median(r)), "r_75": float(np.percentile(r, 75)), "r_90": float(np.percentile(r, 90)),
+            "median_r_signal": float(np.median(r[signal])) if signal.any() else float("nan"),
+            "median_r_over_ceiling": float(np.median(ratio)), "n_signal_voxels": int(signal.sum())}
+
+
+def build_backbone(cfg: EncoderConfig, root: Path) -> torch.nn.Module:
+    """The encoder's backbone network with the configured weights (release, imagenet or none)."""
+    m = cfg.model
+    if m.arch == "effnet-lite0":
+        from brainrecon.models.effnet_taps import build_effnet
+        return build_effnet(m.backbone_weights == "imagenet")
+    if m.backbone_weights == "release":
+        if cfg.modality == "rgb":
+            raise UserError("--backbone-weights release has no rgb VGG in the release; use imagenet (or none)")
+        return load_release_vgg(layout.release_vgg_file(root, m.arch, cfg.modality), m.arch, N_CHANNELS[cfg.modality])
+    if m.backbone_weights == "imagenet":
+        return load_imagenet_vgg(m.arch)
+    return build_vgg(m.arch, N_CHANNELS[cfg.modality], m.width)
+
+
+def build_encoder(cfg: EncoderConfig, n_voxels: int, root: Path) -> Encoder:
+    return Encoder(checkpoint.encoder_arch(cfg, n_voxels, cfg.model.train_backbone), build_backbone(cfg, root))
+
+
+def backbone_note(cfg: EncoderConfig) -> str | None:
+    """One line for an encoder on a backbone other than the paper's (announced at the start; config.yaml records it)."""
+    m = cfg.model
+    paper = "VGG19 with the release's weights" if cfg.modality != "rgb" else "VGG19 with torchvision's ImageNet weights"
+    if m.arch == "effnet-lite0":
+        weights = "the shipped ImageNet weights" if m.backbone_weights == "imagenet" else "randomly initialised"
+        return f"encoder backbone: EfficientNet-Lite0, {weights}, a stand-in for the paper's {paper}"
+    if m.backbone_weights == "none":
+        return (f"encoder backbone: {m.arch} randomly initialised (backbone_weights none), a stand-in for the paper's "
+                f"{paper}")
+    return None
+
+
+def encoder_loss(model: Encoder, pred, target, cfg: EncoderConfig) -> tuple[torch.Tensor, dict]:
+    lc = cfg.loss
+    crit = losses.voxel_loss(pred, target, lc.mse, lc.cosine)
+    maps = model.regularised_maps()
+    reg = {"group_lasso": lc.group_lasso * sum(losses.spatial_group_lasso(w) for w, _ in maps),
+           "second_moment": lc.second_moment * sum(losses.second_moment(w) for w, _ in maps),
+           "l1_convs": lc.l1_convs * losses.l1(h[-3].weight for h in model.heads.values()),  # head conv
+           "l1_chan_mix": lc.l1_chan_mix * losses.l1(c.chan_mix for c in model.chan_mixes),
+           "l1_branch_mix": lc.l1_branch_mix * model.branch_mix.abs().sum()}
+    return crit + sum(reg.values()), {"criterion": crit.detach(), **{k: v.detach() for k, v in reg.items()}}
+
+
+def step_loss(model, raw: Encoder, images_uint8: torch.Tensor, fmri: torch.Tensor, cfg: EncoderConfig,
+              runtime: Runtime, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
+    """One training step's loss on a paired batch: a random shift of the images (drawn from `gen`), the forward of
+    `model` (the wrapped `raw`) under the runtime's autocast, and `encoder_loss` in fp32."""
+    images = random_shift(as_float(images_uint8), cfg.loss.pad_percent, gen)
+    with autocast(runtime):
+        pred = model(images).float()
+    return encoder_loss(raw, pred, fmri, cfg)
+
+
+@torch.no_grad()
+def predict(model: Encoder, images_uint8: torch.Tensor, batch: int = 100) -> torch.Tensor:
+    """Voxel predictions in fp32 (also when training runs under autocast: reported numbers are full precision)."""
+    model.eval()
+    return torch.cat([model(as_float(images_uint8[i:i + batch])).float() for i in range(0, len(images_uint8), batch)])
