@@ -81,11 +81,28 @@ def curve(out: Path, n_seeds: int = 3) -> None:
             recon(data, _train("decoder", data, run / "ridge", [*sets, "model.kind=ridge"]))
 
 
+def cross(out: Path, n_seeds: int = 3) -> None:
+    """Per seed: the group model on subjects 1-4 (all their pairs), then subject 5 adapted from it at each point."""
+    data = group(out / "data")
+    others = ",".join(str(s) for s in GROUP if s != NEW)
+    for seed in range(n_seeds):
+        pre = out / f"group_seed{seed}"
+        sets = [f"data.subjects=[{others}]", f"train.seed={seed}"]
+        enc = _train("encoder", data, pre / "encoder", [*sets, *ENCODER_BUDGET])
+        dec = _train("decoder", data, pre / "self_supervised", [*sets, *DECODER_BUDGET], encoder_run=enc)
+        for point in ADAPT_POINTS:
+            run = out / f"adapted_{label(point).replace('/', 'of')}_seed{seed}"
+            sets = point_sets(point, seed)
+            a_enc = _train("encoder", data, run / "encoder", [*sets, *ENCODER_BUDGET, f"train.init_from={enc}"])
+            recon(data, _train("decoder", data, run / "self_supervised",
+                               [*sets, *DECODER_BUDGET, f"train.init_from={dec}"], encoder_run=a_enc))
+
+
 if __name__ == "__main__":
     mode, out, *rest = sys.argv[1:]
     seeds = int(rest[0]) if rest else 3
-    if mode == "curve":
-        curve(Path(out), seeds)
+    if mode in ("curve", "cross"):
+        {"curve": curve, "cross": cross}[mode](Path(out), seeds)
     elif mode == "report":
         from benchmarks.pairs_report import report
         report(Path(out))

@@ -15,6 +15,7 @@ from brainrecon.config import DataConfig
 from brainrecon.data import imagenet, layout, release
 from brainrecon.data.pair_subset import PairSubset, keep_pairs, validation_size
 from brainrecon.data.transforms import as_float
+from brainrecon.errors import DataError
 
 
 @dataclass
@@ -70,8 +71,16 @@ def load_paired(root: Path, cfg: DataConfig, modality: str, seed: int = 0, devic
 
 
 def load_group(root: Path, cfg: DataConfig, modality: str, seed: int = 0, device="cpu") -> dict[int, PairedData]:
-    """Every subject of `cfg.subjects`, each paired with the one stimulus file (and the same kept stimuli)."""
-    return {s: load_paired(root, replace(cfg, subject=s, subjects=[]), modality, seed, device) for s in cfg.subjects}
+    """Every subject of `cfg.subjects`, each paired with the one stimulus file; they must have seen the same training
+    stimuli (as the GOD subjects did), so that they keep the same ones under data.pairs."""
+    group = {s: load_paired(root, replace(cfg, subject=s, subjects=[]), modality, seed, device) for s in cfg.subjects}
+    first, *rest = group.items()
+    for s, data in rest:
+        if not np.array_equal(data.subset.stimuli, first[1].subset.stimuli):
+            raise DataError(f"{data.files[1]}: subject {s} saw {data.subset.total_stimuli} training stimuli, not the "
+                            f"{first[1].subset.total_stimuli} of subject {first[0]} ({first[1].files[1].name}); a "
+                            "multi-subject run needs subjects who saw the same images")
+    return group
 
 
 def load_unpaired_images(root: Path, cfg: DataConfig, modality: str, device="cpu") -> torch.Tensor:

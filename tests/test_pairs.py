@@ -1,0 +1,86 @@
+"""Fewer training pairs (data.pairs / --pairs), the validation floor (data.val_min) and fixed-step epochs
+(train.steps_per_epoch)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from brainrecon.cli import app
+from brainrecon.config import load_config
+from brainrecon.data import release
+from brainrecon.data.pair_subset import keep_pairs, validation_size
+from brainrecon.errors import ConfigError, UserError
+from brainrecon.runtime import Runtime
+from brainrecon.train.decoder import train_decoder
+from brainrecon.train.distributed import epoch_order, steps_per_epoch
+from brainrecon.train.encoder import train_encoder
+from conftest import tiny_overrides
+
+
+def test_a_subset_is_exactly_n_whole_stimuli_nested_and_seeded():
+    labels = np.repeat(np.arange(100), 3)[np.random.default_rng(1).permutation(300)]   # each stimulus shown 3 times
+    a = keep_pairs(labels, 10, seed=0)
+    assert len(a.stimuli) == 10 and len(a.rows) == 30                                  # every row of each kept one
+    assert set(labels[a.rows]) == set(a.stimuli)
+    assert np.array_equal(a.stimuli, keep_pairs(labels, 10, seed=0).stimuli)            # reproducible per seed
+    assert not np.array_equal(a.stimuli, keep_pairs(labels, 10, seed=1).stimuli)        # and a different draw per seed
+    assert set(a.stimuli) <= set(keep_pairs(labels, 0.25, seed=0).stimuli)              # nested: 10 inside 25
+    assert len(keep_pairs(labels, 0.25, seed=0).stimuli) == 25
+    assert len(keep_pairs(labels, 0, seed=0).rows) == 300                               # 0: all
+    with pytest.raises(UserError, match="only 100 stimuli"):
+        keep_pairs(labels, 101, seed=0)
+
+
+def test_the_validation_split_has_a_floor_or_none():
+    assert validation_size(1200, 0.05, 20)[0] == 60                                     # the paper's 5 %, unchanged
+    n, rule = validation_size(300, 0.05, 20)
+    assert n == 20 and "raised to the floor" in rule
+    n, rule = validation_size(75, 0.05, 20)                                             # 20 > 75 // 4
+    assert n == 0 and "below the floor" in rule
+    assert validation_size(300, 0, 20)[0] == 0
+
+
+def test_fixed_steps_per_epoch_draw_full_batches_from_further_shuffles():
+    runtime = Runtime(device=torch.device("cpu"))
+    assert steps_per_epoch(40, 16, runtime, False, fixed=7) == 7
+    order = epoch_order(40, seed=3, epoch=0, runtime=runtime, at_least=7 * 16)
+    assert len(order) >= 112 and torch.equal(order[:40], epoch_order(40, 3, 0, runtime))  # the first pass unchanged
+    assert sorted(order[40:80].tolist()) == list(range(40))                                # then whole shuffles
+
+
+def _encoder_cfg(**extra):
+    return load_config("encoder", "rgbd", "demo", tiny_overrides(**{
+        "train.epochs": 1, "train.batch_size": 16, "train.milestones": "[]", "model.input_size": 32, **extra}))
+
+
+def test_both_deep_trainers_and_ridge_keep_exactly_the_requested_stimuli(tiny_subject, tmp_path):
+    subject = release.load_subject(tiny_subject, 3, "VC")
+    expected = keep_pairs(subject.train_labels, 40, seed=2).stimuli
+    m = train_encoder(_encoder_cfg(**{"data.pairs": 40, "train.seed": 2, "train.steps_per_epoch": 2}), tiny_subject,
+                      tmp_path / "enc", quiet=True)
+    assert m["pairs"]["stimuli"] == 40 and m["pairs"]["rows"] == 40 and m["pairs"]["of_stimuli"] == 400
+    assert m["pairs"]["validation_rows"] == 0 and "below the floor" in m["selected_by"]
+    listed = json.loads((tmp_path / "enc/pairs.json").read_text())
+    assert listed["kept_stimuli"] == expected.tolist()
+    decoder_sets = {"data.pairs": 40, "train.seed": 2, "train.epochs": 1, "train.milestones": "[]",
+                    "train.batch_size": 8, "loss.perceptual_net": "none", "train.self_supervision": "false"}
+    for name, extra in (("deep", {}), ("ridge", {"model.kind": "ridge"})):
+        cfg = load_config("decoder", "rgbd", "demo", tiny_overrides(**decoder_sets, **extra))
+        d = train_decoder(cfg, tiny_subject, tmp_path / name, quiet=True)
+        assert d["pairs"]["stimuli"] == 40, name
+        assert json.loads((tmp_path / name / "pairs.json").read_text())["kept_stimuli"] == expected.tolist(), name
+
+
+def test_bad_pairs_values_are_one_line(tiny_subject, tmp_path):
+    with pytest.raises(ConfigError, match="whole number of stimuli"):
+        _encoder_cfg(**{"data.pairs": 2.5})
+    result = CliRunner().invoke(app, ["train-encoder", "--data-dir", str(tiny_subject), "--config", "demo",
+                                      "--pairs", "5000", "--out", str(tmp_path / "run"), "--set",
+                                      "data.resolution=32", "--epochs", "1"])
+    assert result.exit_code == 2 and "only 400 stimuli" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "run").exists()
