@@ -41,6 +41,16 @@ def _runs(out: Path) -> dict:
     return found
 
 
+def _seconds(runs: dict) -> dict:
+    """{(arm, point): mean training seconds of the decoder runs (metrics.json; the machine that trained them)}."""
+    import json
+    out = {}
+    for key, paths in runs.items():
+        secs = [json.loads((p.parent.parent / "metrics.json").read_text())["seconds"] for p in paths]
+        out[key] = round(float(np.mean(secs)), 1)
+    return out
+
+
 def _scores(runs: dict, data: Path) -> dict:
     """{(arm, point, channel, metric): [per-image % correct, one array per seed]}."""
     opts = EvalOptions(ways=(WAYS,), metrics=("pixcorr", "ssim", "perceptual-effnet"), repeats=100, mode="percent")
@@ -76,7 +86,8 @@ def _pairs_count(point: float) -> int:
 
 def report(out: Path) -> None:
     data = out / "data"
-    scores = _scores(_runs(out), data)
+    runs = _runs(out)
+    scores, seconds = _scores(runs, data), _seconds(runs)
     arm_rows, pair_rows = [], []
     for (arm, point, channel, metric), per_seed in sorted(scores.items(), key=lambda kv: (kv[0][0], -_pairs_count(
             kv[0][1]), kv[0][2], kv[0][3])):
@@ -87,7 +98,8 @@ def report(out: Path) -> None:
                          "mean": round(float(np.mean(seed_means)), 4),
                          "seed_sd": round(float(np.std(seed_means, ddof=1)), 4) if len(per_seed) > 1 else "",
                          "seed_means": " ".join(f"{m:.3f}" for m in seed_means),
-                         "ci_low": round(lo, 4), "ci_high": round(hi, 4)})
+                         "ci_low": round(lo, 4), "ci_high": round(hi, 4),
+                         "decoder_seconds": seconds[(arm, point)]})
     for a, pa, b, pb in _pairs_of(scores):
         for channel, metric in PANELS:
             sa, sb = scores.get((a, pa, channel, metric)), scores.get((b, pb, channel, metric))

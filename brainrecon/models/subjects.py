@@ -16,38 +16,33 @@ from brainrecon.models.decoder import Decoder, DecoderArch
 from brainrecon.models.encoder import Encoder, EncoderArch
 
 
-class SubjectEncoders(nn.Module):
-    def __init__(self, archs: dict[int, EncoderArch], backbone: nn.Module | None = None):
+class _Members(nn.Module):
+    """`members[str(N)]`: subject N's network, built by `make(arch, trunk)`; the first member is every other's trunk."""
+
+    def __init__(self, archs: dict, make):
         super().__init__()
         subjects = list(archs)
-        first = Encoder(archs[subjects[0]], backbone)
+        first = make(archs[subjects[0]], None)
         self.members = nn.ModuleDict({str(subjects[0]): first})
         for s in subjects[1:]:
-            self.members[str(s)] = Encoder(archs[s], trunk=first)
+            self.members[str(s)] = make(archs[s], first)
 
     @property
     def subjects(self) -> list[int]:
         return [int(k) for k in self.members]
 
-    def forward(self, images: torch.Tensor, subject: int) -> torch.Tensor:
-        return self.members[str(subject)](images)
+    def forward(self, x: torch.Tensor, subject: int) -> torch.Tensor:
+        return self.members[str(subject)](x)
+
+
+class SubjectEncoders(_Members):
+    def __init__(self, archs: dict[int, EncoderArch], backbone: nn.Module | None = None):
+        super().__init__(archs, lambda arch, trunk: Encoder(arch, backbone if trunk is None else None, trunk=trunk))
 
     def trainable_parameters(self):
         return [p for p in self.parameters() if p.requires_grad]
 
 
-class SubjectDecoders(nn.Module):
+class SubjectDecoders(_Members):
     def __init__(self, archs: dict[int, DecoderArch]):
-        super().__init__()
-        subjects = list(archs)
-        first = Decoder(archs[subjects[0]])
-        self.members = nn.ModuleDict({str(subjects[0]): first})
-        for s in subjects[1:]:
-            self.members[str(s)] = Decoder(archs[s], trunk=first)
-
-    @property
-    def subjects(self) -> list[int]:
-        return [int(k) for k in self.members]
-
-    def forward(self, voxels: torch.Tensor, subject: int) -> torch.Tensor:
-        return self.members[str(subject)](voxels)
+        super().__init__(archs, lambda arch, trunk: Decoder(arch, trunk=trunk))

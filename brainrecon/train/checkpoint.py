@@ -129,32 +129,30 @@ def pick_subject(state: dict, run_dir: Path, subject: int | None, kind: str) -> 
     return subject
 
 
-def load_group_encoder(run_dir: Path, device="cpu", state: dict | None = None) -> SubjectEncoders:
-    """Every subject's best encoder of a multi-subject train-encoder run, in eval mode; the config as `.config`."""
-    state = state or load_best(run_dir, "encoder")
-    cfg = from_dict("encoder", state["config"])
+def _load_group(run_dir: Path, kind: str, device, state: dict | None):
+    state = state or load_best(run_dir, kind)
+    cfg = from_dict(kind, state["config"])
     group = group_subjects(state)
     if not group:
-        raise UserError(f"{run_dir}: a single-subject encoder run; --init-from takes a run trained on several "
-                        "subjects (train-encoder --subjects 1,2,...)")
-    model = SubjectEncoders({s: encoder_arch(cfg, v, train_backbone=False) for s, v in group.items()})
+        raise UserError(f"{run_dir}: a single-subject {kind} run; --init-from takes a run trained on several "
+                        f"subjects (train-{kind} --subjects 1,2,...)")
+    if kind == "encoder":
+        model = SubjectEncoders({s: encoder_arch(cfg, v, train_backbone=False) for s, v in group.items()})
+    else:
+        model = SubjectDecoders({s: decoder_arch(cfg, v) for s, v in group.items()})
     model.load_state_dict(state["model"])
     model.config = cfg
     return model.to(device).eval()
+
+
+def load_group_encoder(run_dir: Path, device="cpu", state: dict | None = None) -> SubjectEncoders:
+    """Every subject's best encoder of a multi-subject train-encoder run, in eval mode; the config as `.config`."""
+    return _load_group(run_dir, "encoder", device, state)
 
 
 def load_group_decoder(run_dir: Path, device="cpu", state: dict | None = None) -> SubjectDecoders:
     """Every subject's best decoder of a multi-subject train-decoder run, in eval mode; the config as `.config`."""
-    state = state or load_best(run_dir, "decoder")
-    cfg = from_dict("decoder", state["config"])
-    group = group_subjects(state)
-    if not group:
-        raise UserError(f"{run_dir}: a single-subject decoder run; --init-from takes a run trained on several "
-                        "subjects (train-decoder --subjects 1,2,...)")
-    model = SubjectDecoders({s: decoder_arch(cfg, v) for s, v in group.items()})
-    model.load_state_dict(state["model"])
-    model.config = cfg
-    return model.to(device).eval()
+    return _load_group(run_dir, "decoder", device, state)
 
 
 def load_encoder(run_dir: Path, device="cpu", subject: int | None = None) -> Encoder:

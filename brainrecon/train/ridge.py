@@ -68,6 +68,7 @@ def train_ridge(cfg: DecoderConfig, runtime: Runtime, data_root: Path, run_dir: 
     start = time.perf_counter()
     data = load_paired(Path(data_root), cfg.data, cfg.modality, seed=cfg.train.seed, device=runtime.device)
     x = torch.cat([data.train_fmri, data.val_fmri]).double()       # CV runs on all training pairs
+    data.subset.val_rows, data.subset.val_rule = 0, f"none: lambda by {cfg.ridge_folds}-fold CV over every kept pair"
     y = as_float(torch.cat([data.train_images, data.val_images])).flatten(1).double()
     z = (x - x.mean(0)) / x.std(0).clamp_min(1e-6)
     lambdas = sorted(cfg.ridge_lambdas)
@@ -94,7 +95,8 @@ def train_ridge(cfg: DecoderConfig, runtime: Runtime, data_root: Path, run_dir: 
                "cv_lambdas": lambdas, "cv_pixcorr": [round(float(s), 5) for s in scores],
                "test_pixcorr": test_pixcorr, "modality": cfg.modality, "subject": cfg.data.subject,
                "roi": cfg.data.roi, "n_voxels": data.n_voxels, "seconds": round(time.perf_counter() - start, 2),
-               "self_supervision": False, "pairs": data.subset.record()}
+               "self_supervision": False,
+               "pairs": data.subset.record()}
     if runtime.is_main:
         write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
         write_listing(run_dir, data.subset)
