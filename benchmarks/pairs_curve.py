@@ -4,8 +4,8 @@
 - curve:  the new subject (5) alone, at 1/16, 1/8, 1/4 and all of its 1,200 training stimuli (`--pairs`): the
           self-supervised decoder (with an encoder trained on the same pairs), the same decoder on the pairs only, and
           ridge; SEEDS training seeds per point (default 3; the seed also draws the pair subset).
-- cross:  a model trained on subjects 1-4 (all their pairs; one run per seed), adapted to subject 5 with 1/16, 1/8 and
-          1/4 of its pairs (`--init-from`), per seed; compared with curve's from-scratch and ridge runs.
+- cross:  one model trained on subjects 1-4 (all their pairs, seed 0), adapted to subject 5 with 1/8, 1/16 and 1/4 of
+          its pairs (`--init-from`), SEEDS seeds per point; compared with curve's from-scratch and ridge runs.
 - report: score what is done (10-way identification: RGB pixcorr, ssim, perceptual-effnet; depth pixcorr), per arm and
           point the mean over seeds with the seed spread, and paired differences (seed-averaged per-image scores,
           paired bootstrap CI and sign-flip p over the 50 test images). -> OUT/pairs_curve.csv,
@@ -34,7 +34,7 @@ from brainrecon.train.encoder import train_encoder
 GROUP = (1, 2, 3, 4, 5)
 NEW = 5
 POINTS = (1 / 16, 1 / 8, 1 / 4, 0)          # 0: all pairs
-ADAPT_POINTS = (1 / 16, 1 / 8, 1 / 4)
+ADAPT_POINTS = (1 / 8, 1 / 16, 1 / 4)      # the goal's point first
 ENCODER_BUDGET = ["train.steps_per_epoch=18", "data.val_fraction=0"]
 DECODER_BUDGET = ["train.steps_per_epoch=50", "data.val_fraction=0"]
 PRESET = "demo,fast"
@@ -82,15 +82,17 @@ def curve(out: Path, n_seeds: int = 3) -> None:
 
 
 def cross(out: Path, n_seeds: int = 3) -> None:
-    """Per seed: the group model on subjects 1-4 (all their pairs), then subject 5 adapted from it at each point."""
+    """One group model (subjects 1-4, all their pairs, seed 0), then subject 5 adapted from it at each point with
+    `n_seeds` seeds (the seed draws the pairs and the fine-tuning's batches). The goal's point (1/8) first, every
+    seed, then 1/16 and 1/4, so that a study cut short has the goal complete."""
     data = group(out / "data")
     others = ",".join(str(s) for s in GROUP if s != NEW)
-    for seed in range(n_seeds):
-        pre = out / f"group_seed{seed}"
-        sets = [f"data.subjects=[{others}]", f"train.seed={seed}"]
-        enc = _train("encoder", data, pre / "encoder", [*sets, *ENCODER_BUDGET])
-        dec = _train("decoder", data, pre / "self_supervised", [*sets, *DECODER_BUDGET], encoder_run=enc)
-        for point in ADAPT_POINTS:
+    pre = out / "group_seed0"
+    sets = [f"data.subjects=[{others}]", "train.seed=0"]
+    enc = _train("encoder", data, pre / "encoder", [*sets, *ENCODER_BUDGET])
+    dec = _train("decoder", data, pre / "self_supervised", [*sets, *DECODER_BUDGET], encoder_run=enc)
+    for point in ADAPT_POINTS:
+        for seed in range(n_seeds):
             run = out / f"adapted_{label(point).replace('/', 'of')}_seed{seed}"
             sets = point_sets(point, seed)
             a_enc = _train("encoder", data, run / "encoder", [*sets, *ENCODER_BUDGET, f"train.init_from={enc}"])

@@ -115,7 +115,6 @@ def test_a_new_subject_is_adapted_from_the_group_with_few_pairs(group, group_run
 def test_the_adapted_encoder_starts_from_the_group(group, group_runs, tmp_path):
     """Before any step, the adapted encoder predicts the new subject's training fMRI better than a fresh one."""
     from brainrecon.data.datasets import load_paired
-    from brainrecon.runtime import Runtime
     from brainrecon.train.adapt import adapt_encoder
     from brainrecon.train.encoder import build_encoder, predict, voxel_correlation
     cfg = enc_cfg(**{"data.subject": 3})
@@ -124,7 +123,7 @@ def test_the_adapted_encoder_starts_from_the_group(group, group_runs, tmp_path):
     fresh = build_encoder(cfg, data.n_voxels, group)
     torch.manual_seed(0)
     adapted = build_encoder(cfg, data.n_voxels, group)
-    adapt_encoder(adapted, group_runs / "enc", cfg, data, Runtime(device=torch.device("cpu")))
+    adapt_encoder(adapted, group_runs / "enc", cfg, data)
     r_fresh = voxel_correlation(predict(fresh, data.train_images), data.train_fmri).median()
     r_adapted = voxel_correlation(predict(adapted, data.train_images), data.train_fmri).median()
     assert r_adapted > r_fresh + 0.05

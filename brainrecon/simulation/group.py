@@ -34,8 +34,8 @@ def subject_voxels(cfg: SimulationConfig, subject: int) -> int:
 def simulate_group(out: Path, cfg: SimulationConfig, subjects: list[int], progress=None) -> dict:
     """Write the subjects' sbj_<N>.npz beside one set of stimuli and unpaired images, and simulated.json with a
     summary per subject."""
-    if len(set(subjects)) != len(subjects) or not subjects:
-        raise ConfigError(f"--subjects {','.join(map(str, subjects))}: name each subject once")
+    if len(set(subjects)) != len(subjects) or not subjects or min(subjects) < 1:
+        raise ConfigError(f"--subjects {','.join(map(str, subjects))}: name each subject once, as numbers from 1")
     start = time.perf_counter()
     say = progress or (lambda msg: None)
     out = Path(out)

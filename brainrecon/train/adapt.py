@@ -22,7 +22,6 @@ from brainrecon.data.datasets import PairedData
 from brainrecon.errors import UserError
 from brainrecon.models.decoder import Decoder
 from brainrecon.models.encoder import Encoder
-from brainrecon.runtime import Runtime
 from brainrecon.train import checkpoint
 from brainrecon.train.encoder_step import predict
 from brainrecon.train.ridge import cross_validate, fit_ridge
@@ -58,7 +57,7 @@ def stimulus_record(path: Path) -> dict:
 
 
 @torch.no_grad()
-def adapt_encoder(raw: Encoder, run: Path, cfg, data: PairedData, runtime: Runtime) -> dict:
+def adapt_encoder(raw: Encoder, run: Path, cfg, data: PairedData) -> dict:
     """Load the group's image pathway into `raw` and initialise its readout from the best-matching group voxels."""
     state = checkpoint.load_best(run, "encoder")
     group = checkpoint.load_group_encoder(run, "cpu", state)

@@ -10,7 +10,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from brainrecon import losses
@@ -50,7 +49,7 @@ def _train_encoder(cfg: EncoderConfig, runtime: Runtime, data_root: Path, run_di
     adapted = None
     if t.init_from:
         from brainrecon.train.adapt import adapt_encoder
-        adapted = adapt_encoder(raw, Path(t.init_from), cfg, data, runtime)
+        adapted = adapt_encoder(raw, Path(t.init_from), cfg, data)
     model = wrap(raw, runtime, "encoder")
     optimizer = torch.optim.Adam(raw.trainable_parameters(), lr=t.lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, t.milestones, t.gamma)
