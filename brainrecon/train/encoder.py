@@ -21,11 +21,10 @@ from brainrecon.locks import hold
 from brainrecon.runtime import Runtime, setup
 from brainrecon.train import checkpoint
 from brainrecon.train.encoder_step import (  # noqa: F401 (the step's names, importable from here as before)
-    SIGNAL_CEILING, backbone_note, build_backbone, build_encoder, correlation_summary, encoder_loss, predict, step_loss,
+    SIGNAL_CEILING, backbone_note, build_backbone, start_training, build_encoder, correlation_summary, encoder_loss, predict, step_loss,
     voxel_correlation)
-from brainrecon.train.distributed import steps_per_epoch, wrap
+from brainrecon.train.distributed import steps_per_epoch
 from brainrecon.train.loop import RunFolder, Schedule, fit, run_epoch, selection
-from brainrecon.train.monitor import Monitor
 
 def train_encoder(cfg: EncoderConfig, data_root: Path, run_dir: Path, resume: bool = False,
                   quiet: bool = False, resume_hint: str = "--resume") -> dict:
@@ -50,12 +49,7 @@ def _train_encoder(cfg: EncoderConfig, runtime: Runtime, data_root: Path, run_di
     if t.init_from:
         from brainrecon.train.adapt import adapt_encoder
         adapted = adapt_encoder(raw, Path(t.init_from), cfg, data)
-    model = wrap(raw, runtime, "encoder")
-    optimizer = torch.optim.Adam(raw.trainable_parameters(), lr=t.lr)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, t.milestones, t.gamma)
-    monitor = Monitor(run_dir, enabled=runtime.is_main, quiet=quiet)
-    if (note := backbone_note(cfg)) is not None:
-        monitor.say(note)
+    model, optimizer, scheduler, monitor = start_training(raw, cfg, runtime, run_dir, quiet)
 
     steps = steps_per_epoch(len(data.train_images), t.batch_size, runtime, len(data.val_images) == 0,
                             t.steps_per_epoch)

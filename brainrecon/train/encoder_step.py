@@ -20,6 +20,8 @@ from brainrecon.models.encoder import Encoder
 from brainrecon.models.vgg import build_vgg, load_imagenet_vgg, load_release_vgg
 from brainrecon.runtime import Runtime, autocast
 from brainrecon.train import checkpoint
+from brainrecon.train.distributed import wrap
+from brainrecon.train.monitor import Monitor
 
 SIGNAL_CEILING = 0.5  # voxels whose estimated noise ceiling exceeds this count as "carrying signal" in the summaries
 
@@ -97,3 +99,16 @@ def predict(model: Encoder, images_uint8: torch.Tensor, batch: int = 100) -> tor
     """Voxel predictions in fp32 (also when training runs under autocast: reported numbers are full precision)."""
     model.eval()
     return torch.cat([model(as_float(images_uint8[i:i + batch])).float() for i in range(0, len(images_uint8), batch)])
+
+
+def start_training(raw, cfg: EncoderConfig, runtime: Runtime, run_dir: Path, quiet: bool):
+    """(the network placed and wrapped for the runtime, Adam, its MultiStepLR, the run's Monitor), the backbone
+    announced when it is not the paper's: how both encoder trainers start."""
+    t = cfg.train
+    model = wrap(raw, runtime, "encoder")
+    optimizer = torch.optim.Adam(raw.trainable_parameters(), lr=t.lr)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, t.milestones, t.gamma)
+    monitor = Monitor(run_dir, enabled=runtime.is_main, quiet=quiet)
+    if (note := backbone_note(cfg)) is not None:
+        monitor.say(note)
+    return model, optimizer, scheduler, monitor

@@ -23,11 +23,10 @@ from brainrecon.models.subjects import SubjectEncoders
 from brainrecon.runtime import Runtime
 from brainrecon.train import checkpoint
 from brainrecon.train.adapt import stimulus_record
-from brainrecon.train.distributed import steps_per_epoch, wrap
-from brainrecon.train.encoder_step import (backbone_note, build_backbone, correlation_summary, predict, step_loss,
+from brainrecon.train.distributed import steps_per_epoch
+from brainrecon.train.encoder_step import (build_backbone, correlation_summary, predict, start_training, step_loss,
                                       voxel_correlation)
 from brainrecon.train.loop import RunFolder, Schedule, fit, run_epoch, selection
-from brainrecon.train.monitor import Monitor
 
 
 def group_files(datas: dict[int, PairedData]) -> list[Path]:
@@ -49,12 +48,7 @@ def train_group_encoder(cfg: EncoderConfig, runtime: Runtime, data_root: Path, r
     torch.manual_seed(t.seed)
     archs = {s: checkpoint.encoder_arch(cfg, d.n_voxels, cfg.model.train_backbone) for s, d in datas.items()}
     raw = SubjectEncoders(archs, build_backbone(cfg, data_root))
-    model = wrap(raw, runtime, "encoder")
-    optimizer = torch.optim.Adam(raw.trainable_parameters(), lr=t.lr)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, t.milestones, t.gamma)
-    monitor = Monitor(run_dir, enabled=runtime.is_main, quiet=quiet)
-    if (note := backbone_note(cfg)) is not None:
-        monitor.say(note)
+    model, optimizer, scheduler, monitor = start_training(raw, cfg, runtime, run_dir, quiet)
     n_rows = max(len(d.train_images) for d in datas.values())
     has_val = all(len(d.val_images) > 0 for d in datas.values())
     steps = steps_per_epoch(n_rows, t.batch_size, runtime, not has_val, t.steps_per_epoch)
