@@ -15,7 +15,6 @@ import torch
 from brainrecon.atomic import write_text_atomic
 from brainrecon.config import DecoderConfig, to_dict
 from brainrecon.correlation import pearson
-from brainrecon.data.datasets import unpaired_pool
 from brainrecon.data.pair_subset import write_listing
 from brainrecon.data.transforms import as_float
 from brainrecon.locks import hold
@@ -101,12 +100,7 @@ def _train_decoder(cfg: DecoderConfig, runtime: Runtime, data_root: Path, run_di
         test_pixcorr = float(pearson(pred.flatten(1), as_float(data.test_images).flatten(1)).mean())
     metrics = {"epochs": len(history), "seconds": round(time.perf_counter() - start, 2),
                "modality": cfg.modality, "subject": cfg.data.subject, "roi": cfg.data.roi, "n_voxels": data.n_voxels,
-               "loss_weights": [step.w_d, step.w_ed, step.w_de],
-               "self_supervision": bool(step.w_ed > 0 or step.w_de > 0),
-               "unpaired_fmri": UNPAIRED_FMRI[cfg.data.unpaired_fmri] if step.w_de > 0 else "none (no DE cycle)",
-               "perceptual_net": step.perceptual.name if step.perceptual is not None else "none",
-               "n_unpaired_images": int(len(step.pool)) if step.pool is not None else 0,
-               "unpaired_pool": unpaired_pool(data_root, cfg.data)[1] if step.pool is not None else None,
+               **step.record(data_root),
                "frozen_cache": cache,
                "test_pixcorr": test_pixcorr,
                "best_epoch": int(checkpoint.load(run_dir / checkpoint.BEST)["epoch"]) + 1,

@@ -12,7 +12,8 @@ import torch
 
 from brainrecon import losses
 from brainrecon.config import DecoderConfig
-from brainrecon.data.datasets import channel_norms, load_paired, load_unpaired_images, unpaired_fmri_batch
+from brainrecon.data.datasets import (channel_norms, load_paired, load_unpaired_images, unpaired_fmri_batch,
+                                      unpaired_pool)
 from brainrecon.data.transforms import as_float
 from brainrecon.errors import UserError
 from brainrecon.models.decoder import Decoder
@@ -107,6 +108,15 @@ class DecoderStep:
             with autocast(self.runtime):
                 return net(*args, **kwargs)
         return call
+
+    def record(self, data_root: Path) -> dict:
+        """What the step computes, for metrics.json: the loss weights, the cycles' sources and the networks."""
+        return {"loss_weights": [self.w_d, self.w_ed, self.w_de],
+                "self_supervision": bool(self.w_ed > 0 or self.w_de > 0),
+                "unpaired_fmri": UNPAIRED_FMRI[self.cfg.data.unpaired_fmri] if self.w_de > 0 else "none (no DE cycle)",
+                "perceptual_net": self.perceptual.name if self.perceptual is not None else "none",
+                "n_unpaired_images": int(len(self.pool)) if self.pool is not None else 0,
+                "unpaired_pool": unpaired_pool(data_root, self.cfg.data)[1] if self.pool is not None else None}
 
     def caches(self) -> list[FrozenCache]:
         """This step's caches, in the order they are worth filling (a shared one only in the step that owns it)."""

@@ -20,14 +20,13 @@ import torch
 from brainrecon.atomic import write_text_atomic
 from brainrecon.config import DecoderConfig, to_dict
 from brainrecon.correlation import pearson
-from brainrecon.data.datasets import unpaired_pool
 from brainrecon.data.transforms import as_float
 from brainrecon.models.perceptual import stand_in_note
 from brainrecon.models.subjects import SubjectDecoders
 from brainrecon.runtime import Runtime
 from brainrecon.train import checkpoint
 from brainrecon.train.adapt import stimulus_record
-from brainrecon.train.decoder_step import UNPAIRED_FMRI, DecoderStep
+from brainrecon.train.decoder_step import DecoderStep
 from brainrecon.train.distributed import steps_per_epoch, wrap
 from brainrecon.train.frozen_cache import fill_in_order
 from brainrecon.train.group_encoder import group_files, group_rows
@@ -126,12 +125,7 @@ def train_group_decoder(cfg: DecoderConfig, runtime: Runtime, data_root: Path, r
     metrics = {"test_pixcorr": float(np.mean([p["test_pixcorr"] for p in per_subject.values()])),
                "summary": "test_pixcorr: the mean over subjects", "subjects": per_subject,
                "epochs": len(history), "seconds": round(time.perf_counter() - start, 2), "modality": cfg.modality,
-               "roi": cfg.data.roi, "loss_weights": [first.w_d, first.w_ed, first.w_de],
-               "self_supervision": bool(first.w_ed > 0 or first.w_de > 0),
-               "unpaired_fmri": UNPAIRED_FMRI[cfg.data.unpaired_fmri] if first.w_de > 0 else "none (no DE cycle)",
-               "perceptual_net": first.perceptual.name if first.perceptual is not None else "none",
-               "n_unpaired_images": int(len(first.pool)) if first.pool is not None else 0,
-               "unpaired_pool": unpaired_pool(data_root, cfg.data)[1] if first.pool is not None else None,
+               "roi": cfg.data.roi, **first.record(data_root),
                "frozen_cache": cache,
                "best_epoch": int(checkpoint.load(run_dir / checkpoint.BEST)["epoch"]) + 1,
                "selected_by": selection(select, f"per subject, {first.data.subset.val_rule}; their mean"),
