@@ -24,8 +24,8 @@ LAYERS = [
     ("L4", ["brainrecon.train", "brainrecon.depth"]),
     ("L3", ["brainrecon.models", "brainrecon.losses", "brainrecon.simulation", "brainrecon.sources", "brainrecon.viz"]),
     ("L2", ["brainrecon.data"]),
-    ("L1", ["brainrecon.config", "brainrecon.config_yaml", "brainrecon.config_schema", "brainrecon.config_ranges",
-            "brainrecon.choices", "brainrecon.metric_specs", "brainrecon.correlation", "brainrecon.weights",
+    ("L1", ["brainrecon.config",
+            "brainrecon.metric_specs", "brainrecon.correlation", "brainrecon.weights",
             "brainrecon.runtime", "brainrecon.locks", "brainrecon.atomic", "brainrecon.errors"]),
 ]
 

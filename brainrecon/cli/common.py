@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from brainrecon.choices import MODALITIES, ROIS
+from brainrecon.config.choices import MODALITIES, ROIS
 from brainrecon.errors import Interrupted, UserError
 
 WIDTH = shutil.get_terminal_size((140, 24)).columns  # piped output is not cut at 80 columns

@@ -10,7 +10,7 @@ import typer
 from brainrecon.cli.common import (ModalityOpt, ThreadsOpt, check_choice, check_device, err_console, integer,
                                    leaves_no_new_folder, out_console, resume_hint, user_errors)
 from brainrecon.cli.evaluate_commands import print_comparisons, print_tables
-from brainrecon.choices import MODALITIES
+from brainrecon.config.choices import MODALITIES
 
 
 @user_errors

@@ -12,7 +12,7 @@ import typer
 from brainrecon.cli.common import (ConfigOpt, DataDir, DeviceOpt, EpochsOpt, InitFromOpt, ModalityOpt, PairsOpt,
                                    ResumeOpt, RoiOpt, Sets, SubjectOpt, SubjectsOpt, ThreadsOpt, check_choice, check_training_options, leaves_no_new_folder,
                                    named_options, parse_integers, resume_hint, say, user_errors)
-from brainrecon.choices import ROIS
+from brainrecon.config.choices import ROIS
 from brainrecon.errors import UserError
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from brainrecon.config_ranges import check_range, typed_as
+from brainrecon.config.ranges import check_range, typed_as
 from brainrecon.errors import ConfigError
 
 

@@ -19,8 +19,8 @@ The presets are read through the installed package `brainrecon.configs` (the top
 pyproject.toml), so a wheel, an sdist and an editable install all resolve the same files.
 
 The pieces live beside this module, and every public name is importable from here: the stage dataclasses in
-`brainrecon.config_schema`, the range table in `brainrecon.config_ranges`, YAML reading and typed building in
-`brainrecon.config_yaml`, the stage, modality, ROI and metric names in `brainrecon.choices`.
+`brainrecon.config.schema`, the range table in `brainrecon.config.ranges`, YAML reading and typed building in
+`brainrecon.config.yaml_io`, the stage, modality, ROI and metric names in `brainrecon.config.choices`.
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ from pathlib import Path
 
 import yaml
 
-from brainrecon.choices import ALL_METRICS, MODALITIES, ROIS, STAGES
-from brainrecon.config_ranges import RANGES, Range, check_ranges, leaves, show_value, typed_as
-from brainrecon.config_schema import (
+from brainrecon.config.choices import ALL_METRICS, MODALITIES, ROIS, STAGES
+from brainrecon.config.ranges import RANGES, Range, check_ranges, leaves, show_value, typed_as
+from brainrecon.config.schema import (
     DEPTH_INPUTS, DataConfig, DecoderConfig, DecoderLossConfig, DecoderModelConfig, DecoderTrainConfig, EncoderConfig,
     EncoderLossConfig, EncoderModelConfig, TrainConfig, check_modality)
-from brainrecon.config_yaml import build_config, merge_mappings, read_yaml, yaml_load, yaml_problem
+from brainrecon.config.yaml_io import build_config, merge_mappings, read_yaml, yaml_load, yaml_problem
 from brainrecon.errors import ConfigError
 
 __all__ = [  # the names callers import from brainrecon.config, wherever they are defined

@@ -1,7 +1,7 @@
 """The typed stage configs: one dataclass per section (data, model, loss, train) and per stage (`EncoderConfig`,
 `DecoderConfig`), each key with its paper default and its meaning, and the checks between keys a config must pass.
 
-Every numeric key is also checked against its allowed range (`brainrecon.config_ranges.RANGES`) when a stage config is
+Every numeric key is also checked against its allowed range (`brainrecon.config.ranges.RANGES`) when a stage config is
 built, in code or from YAML (`brainrecon.config.load_config`).
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from brainrecon.choices import MODALITIES, ROIS
-from brainrecon.config_ranges import check_ranges
+from brainrecon.config.choices import MODALITIES, ROIS
+from brainrecon.config.ranges import check_ranges
 from brainrecon.errors import ConfigError
 
 
