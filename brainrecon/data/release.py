@@ -14,6 +14,7 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -95,7 +96,7 @@ def _get(npz, path: Path, key: str, hint: str) -> np.ndarray:
         raise DataError(f"{path}: key {key!r} cannot be read ({e}); {_hint(hint, path)}") from None
 
 
-def _first(bad: np.ndarray) -> str:
+def first_position(bad: np.ndarray) -> str:
     """The index of the first True of `bad`, as [i, j, ...]."""
     return "[" + ", ".join(str(int(i)) for i in np.unravel_index(int(np.flatnonzero(bad)[0]), bad.shape)) + "]"
 
@@ -109,7 +110,7 @@ def check_finite(a: np.ndarray, path: Path, key: str, what: str, fix: str) -> No
     if n:
         n_nan = int(np.isnan(a).sum())
         raise DataError(f"{path}: key {key!r} ({what}) has {n} non-finite value{'s' * (n > 1)} ({n_nan} NaN, "
-                        f"{n - n_nan} inf), the first at {_first(bad)}; {fix}")
+                        f"{n - n_nan} inf), the first at {first_position(bad)}; {fix}")
 
 
 def _as_uint8_images(a: np.ndarray, path: Path, key: str, channels: tuple[int, ...]) -> np.ndarray:
@@ -125,7 +126,7 @@ def _as_uint8_images(a: np.ndarray, path: Path, key: str, channels: tuple[int, .
     outside = (a < -1e-3) | (a > 1 + 1e-3)
     if outside.any():
         raise DataError(f"{path}: key {key!r} has {int(outside.sum())} values outside [0, 1] (found "
-                        f"[{float(a.min()):.3g}, {float(a.max()):.3g}]), the first at {_first(outside)}; {fix}")
+                        f"[{float(a.min()):.3g}, {float(a.max()):.3g}]), the first at {first_position(outside)}; {fix}")
     return np.round(np.clip(a, 0, 1) * 255).astype(np.uint8)
 
 
@@ -257,18 +258,31 @@ def noise_ceiling_from_repeats(trials: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return ceiling.astype(np.float32), snr.astype(np.float32)
 
 
-def write_stimuli(path: Path, train: np.ndarray, test: np.ndarray) -> Path:
-    """Write a stimulus npz as the release does: floats in [0, 1] (from uint8: always finite and in range)."""
+def stimuli_writer(train: np.ndarray, test: np.ndarray, as_uint8: bool = False) -> Callable[[Path], None]:
+    """The writer (for atomic.write_atomic / write_all_atomic) of a stimulus npz from uint8 images: floats in [0, 1]
+    as the release stores them (always finite and in range), or uint8 as they are (`as_uint8`: a quarter of the size;
+    the readers take both)."""
     if train.dtype != np.uint8 or test.dtype != np.uint8:
-        raise ValueError("write_stimuli takes uint8 images")
+        raise ValueError("a stimulus file is written from uint8 images")
+
     def writer(tmp: Path):
         with open(tmp, "wb") as f:
-            np.savez(f, train_images=(train / np.float32(255)).astype(np.float32),
-                     test_images=(test / np.float32(255)).astype(np.float32))
-    return write_atomic(path, writer)
+            if as_uint8:
+                np.savez(f, train_images=train, test_images=test)
+            else:
+                np.savez(f, train_images=(train / np.float32(255)).astype(np.float32),
+                         test_images=(test / np.float32(255)).astype(np.float32))
+    return writer
 
 
-def write_subject(path: Path, arrays: dict[str, np.ndarray], masks: dict[str, np.ndarray]) -> Path:
+def write_stimuli(path: Path, train: np.ndarray, test: np.ndarray) -> Path:
+    """Write a stimulus npz as the release does: floats in [0, 1] (from uint8: always finite and in range)."""
+    return write_atomic(path, stimuli_writer(train, test))
+
+
+def subject_writer(path: Path, arrays: dict[str, np.ndarray], masks: dict[str, np.ndarray]) -> Callable[[Path], None]:
+    """The writer of sbj_<N>.npz (arr_0..arr_6 + one boolean mask per ROI of config.ROIS), after checking that the
+    reader would take its arrays (`path` names the file in the refusal)."""
     missing = set(FMRI_KEYS) - set(arrays)
     if missing or set(masks) != set(ROIS):
         raise ValueError(f"write_subject needs {sorted(FMRI_KEYS)} and masks {ROIS}")
@@ -280,4 +294,9 @@ def write_subject(path: Path, arrays: dict[str, np.ndarray], masks: dict[str, np
     def writer(tmp: Path):
         with open(tmp, "wb") as f:
             np.savez(f, *[arrays[f"arr_{i}"] for i in range(7)], **masks)
-    return write_atomic(path, writer)
+    return writer
+
+
+def write_subject(path: Path, arrays: dict[str, np.ndarray], masks: dict[str, np.ndarray]) -> Path:
+    """Write sbj_<N>.npz in the release format (see `subject_writer`)."""
+    return write_atomic(path, subject_writer(path, arrays, masks))
