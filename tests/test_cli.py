@@ -8,8 +8,8 @@ from typer.testing import CliRunner
 
 from brainrecon.cli import app
 
-COMMANDS = ("fetch-data", "simulate", "convert-god", "convert-nsd", "make-depth", "train-encoder", "train-decoder",
-            "reconstruct", "evaluate", "classify", "demo", "config")
+COMMANDS = ("fetch-data", "simulate", "convert-god", "convert-nsd", "import-arrays", "make-depth", "train-encoder",
+            "train-decoder", "reconstruct", "evaluate", "classify", "demo", "config")
 
 
 def test_help_lists_every_subcommand():

@@ -84,9 +84,9 @@ def _as_uint8(a: np.ndarray, name: str, what: str) -> np.ndarray:
     return np.round(a * 255).astype(np.uint8)
 
 
-def images(items, name: str, resolution: int, depth: bool = False) -> tuple[np.ndarray, list[tuple[int, int]]]:
+def images(items, name: str, resolution: int, depth: bool = False) -> np.ndarray:
     """Images as an (N, H, W[, C]) array or a sequence of (H, W[, C]) arrays (sizes may differ), uint8 or floats in
-    [0, 1] -> (N, R, R, 3) uint8 (depth: (N, R, R, 1)), centre-cropped and resized; and each one's (W, H) before."""
+    [0, 1] -> (N, R, R, 3) uint8 (depth: (N, R, R, 1)), centre-cropped and resized."""
     what = "depth maps (N, H, W), near = high" if depth else "images (N, H, W, 3) or grey (N, H, W)"
     channels = (1,) if depth else (1, 3)
     seq: Sequence = list(items) if not isinstance(items, np.ndarray) else items
@@ -94,7 +94,7 @@ def images(items, name: str, resolution: int, depth: bool = False) -> tuple[np.n
         raise DataError(f"{name}: expected {what}, found shape {items.shape}")
     if len(seq) == 0:
         raise DataError(f"{name}: no {'depth maps' if depth else 'images'}")
-    out, sizes = [], []
+    out = []
     for k, item in enumerate(seq):
         a = np.asarray(item)
         where = f"{name} [{k}]" if not isinstance(items, np.ndarray) else name
@@ -106,15 +106,16 @@ def images(items, name: str, resolution: int, depth: bool = False) -> tuple[np.n
             raise DataError(f"{where}: an image of {a.shape[1]} x {a.shape[0]} px is too small (at least "
                             f"{IMAGE_SIDE_MIN} px a side)")
         a = _as_uint8(a, where, what)
-        sizes.append((int(a.shape[1]), int(a.shape[0])))
         out.append(square_image(a, resolution, "L" if depth else "RGB"))
     stacked = np.stack(out)
-    return (stacked[..., None] if depth else stacked), sizes
+    return stacked[..., None] if depth else stacked
 
 
-def masks(given: dict | None, name: str, n_voxels: int, rois: tuple[str, ...]) -> tuple[dict, dict]:
+def masks(given: dict | None, name: str, n_voxels: int, rois: tuple[str, ...],
+          labels: dict | None = None) -> tuple[dict, dict]:
     """{ROI: bool (V,)} for every ROI name of the format, and how each was made: a given mask as given (bool, or 0/1
-    numbers), VC every voxel when not given, any other ROI not given empty."""
+    numbers), VC every voxel when not given, any other ROI not given empty. `labels`: how messages name each given
+    mask (default: `name` and the ROI)."""
     given = dict(given or {})
     unknown = [k for k in given if k not in rois]
     if unknown:
@@ -127,7 +128,7 @@ def masks(given: dict | None, name: str, n_voxels: int, rois: tuple[str, ...]) -
             record[roi] = "not given: every voxel" if roi == "VC" else "not given: empty"
             continue
         m = np.asarray(given[roi])
-        where = f"{name} {roi!r}"
+        where = (labels or {}).get(roi, f"{name} {roi!r}")
         if m.ndim != 1 or len(m) != n_voxels:
             raise DataError(f"{where}: expected a mask over the {n_voxels} voxels (the fMRI's columns), shape "
                             f"({n_voxels},), found shape {m.shape}")

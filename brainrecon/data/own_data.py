@@ -72,9 +72,9 @@ def write_subject(out: str | Path, subject: int = 1, *, train_fmri, train_images
     """
     inputs = SubjectInputs(train_fmri, train_images, test_fmri, test_images, rois, train_image_index,
                            test_image_index, noise_ceiling, train_depth, test_depth)
-    described = {k: _describe(getattr(inputs, k)) for k in ("train_fmri", "train_images", "test_fmri", "test_images",
-                                                            "train_image_index", "test_image_index", "noise_ceiling",
-                                                            "train_depth", "test_depth") if getattr(inputs, k) is not None}
+    keys = ("train_fmri", "train_images", "test_fmri", "test_images", "train_image_index", "test_image_index",
+            "noise_ceiling", "train_depth", "test_depth")
+    described = {k: _describe(getattr(inputs, k)) for k in keys if getattr(inputs, k) is not None}
     described["rois"] = {k: _describe(v) for k, v in (rois or {}).items()}
     return write_inputs(out, subject, inputs, resolution, overwrite,
                         {"made_by": "brainrecon.data.write_subject", "inputs": described})
@@ -97,14 +97,15 @@ def write_inputs(out: str | Path, subject: int, inputs: SubjectInputs, resolutio
         raise UserError(f"{inputs.name('resolution')} {resolution!r} must be a multiple of 8, at least 16 (the "
                         "trainers' data.resolution: 112 for the paper configs, 64 for --config demo)")
     arrays, counts, notes = subject_arrays(inputs)
-    masks, roi_record = own_checks.masks(inputs.rois, inputs.name("rois"), counts["voxels"], ROIS)
+    masks, roi_record = own_checks.masks(inputs.rois, inputs.name("rois"), counts["voxels"], ROIS,
+                                         {r: inputs.names[f"rois.{r}"] for r in ROIS if f"rois.{r}" in inputs.names})
     counts["voxels_per_roi"] = {r: int(m.sum()) for r, m in masks.items()}
-    train, sizes = own_checks.images(inputs.train_images, inputs.name("train_images"), resolution)
-    test, test_sizes = own_checks.images(inputs.test_images, inputs.name("test_images"), resolution)
+    train = own_checks.images(inputs.train_images, inputs.name("train_images"), resolution)
+    test = own_checks.images(inputs.test_images, inputs.name("test_images"), resolution)
     rgbd = None
     if inputs.train_depth is not None:
-        train_d, _ = own_checks.images(inputs.train_depth, inputs.name("train_depth"), resolution, depth=True)
-        test_d, _ = own_checks.images(inputs.test_depth, inputs.name("test_depth"), resolution, depth=True)
+        train_d = own_checks.images(inputs.train_depth, inputs.name("train_depth"), resolution, depth=True)
+        test_d = own_checks.images(inputs.test_depth, inputs.name("test_depth"), resolution, depth=True)
         rgbd = (np.concatenate([train, train_d], -1), np.concatenate([test, test_d], -1))
 
     out = Path(out)
@@ -134,8 +135,7 @@ def write_inputs(out: str | Path, subject: int, inputs: SubjectInputs, resolutio
             "counts": {**counts, "train_images": len(train), "test_images": len(test),
                        "train_images_without_trials": int(len(train) - len(np.unique(arrays["arr_3"])))},
             "rois": roi_record,
-            "images": f"centre-cropped to a square and resized to {resolution} px (PIL bicubic), stored as uint8; "
-                      f"sizes given (W x H): {_sizes(sizes + test_sizes)}",
+            "images": f"centre-cropped to a square and resized to {resolution} px (PIL bicubic), stored as uint8",
             "depth": ("given: the 4th channel of " + stimulus_files[1][0].name + " (not MiDaS large at 224 px, "
                       "though the file has the name the trainers read)") if rgbd is not None else "not given",
             **notes,
@@ -260,12 +260,6 @@ def _same_stimuli(out: Path, modality: str, resolution: int, path: Path, train: 
     raise DataError(f"{path}: already exists with other images ({len(have.train)} training, {len(have.test)} test): "
                     f"the subjects of one data folder share its images; write into another folder, or overwrite it "
                     f"({flag}) if no other subject there uses it")
-
-
-def _sizes(sizes: list[tuple[int, int]]) -> str:
-    distinct = sorted(set(sizes))
-    shown = ", ".join(f"{w} x {h}" for w, h in distinct[:5])
-    return shown + (f" and {len(distinct) - 5} more" if len(distinct) > 5 else "")
 
 
 def _version() -> str:
