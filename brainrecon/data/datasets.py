@@ -5,7 +5,7 @@ Images stay uint8 (N, C, R, R) on the device and become [0, 1] floats per batch;
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,6 @@ from brainrecon.config import DataConfig
 from brainrecon.data import imagenet, layout, release
 from brainrecon.data.pair_subset import PairSubset, keep_pairs, validation_size
 from brainrecon.data.transforms import as_float
-from brainrecon.errors import DataError
 
 
 @dataclass
@@ -68,19 +67,6 @@ def load_paired(root: Path, cfg: DataConfig, modality: str, seed: int = 0, devic
         noise_ceiling=t(subject.noise_ceiling), snr=t(subject.snr),
         files=[stim_path, subject.path], subset=subset, train_stimuli=labels[train],
     )
-
-
-def load_group(root: Path, cfg: DataConfig, modality: str, seed: int = 0, device="cpu") -> dict[int, PairedData]:
-    """Every subject of `cfg.subjects`, each paired with the one stimulus file; they must have seen the same training
-    stimuli (as the GOD subjects did), so that they keep the same ones under data.pairs."""
-    group = {s: load_paired(root, replace(cfg, subject=s, subjects=[]), modality, seed, device) for s in cfg.subjects}
-    first, *rest = group.items()
-    for s, data in rest:
-        if not np.array_equal(data.subset.stimuli, first[1].subset.stimuli):
-            raise DataError(f"{data.files[1]}: subject {s} saw {data.subset.total_stimuli} training stimuli, not the "
-                            f"{first[1].subset.total_stimuli} of subject {first[0]} ({first[1].files[1].name}); a "
-                            "multi-subject run needs subjects who saw the same images")
-    return group
 
 
 def load_unpaired_images(root: Path, cfg: DataConfig, modality: str, device="cpu") -> torch.Tensor:

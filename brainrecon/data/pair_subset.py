@@ -31,6 +31,7 @@ class PairSubset:
     seed: int
     val_rows: int = 0
     val_rule: str = ""
+    ids: np.ndarray | None = None  # the source id of each training stimulus (NSD 73k ids), when the data records them
 
     def record(self) -> dict:
         """For metrics.json: what was kept and how the validation split was made."""
@@ -40,12 +41,18 @@ class PairSubset:
 
     def listing(self) -> dict:
         """For pairs.json: the record and every kept stimulus index (into the stimulus file's training images)."""
-        return {**self.record(), "kept_stimuli": [int(i) for i in self.stimuli]}
+        ids = {"kept_ids": [int(self.ids[i]) for i in self.stimuli]} if self.ids is not None else {}
+        return {**self.record(), "kept_stimuli": [int(i) for i in self.stimuli], **ids}
 
 
-def write_listing(run_dir: Path, subset: PairSubset) -> None:
-    """pairs.json in a run folder: the kept stimuli and the validation rule."""
-    write_text_atomic(Path(run_dir) / "pairs.json", json.dumps(subset.listing(), indent=1))
+def listing_name(subject: int | None = None) -> str:
+    """pairs.json of a single-subject run; pairs_subject<N>.json for each member of a multi-subject run."""
+    return "pairs.json" if subject is None else f"pairs_subject{subject}.json"
+
+
+def write_listing(run_dir: Path, subset: PairSubset, subject: int | None = None) -> None:
+    """A run folder's listing of the kept stimuli and the validation rule (`listing_name`)."""
+    write_text_atomic(Path(run_dir) / listing_name(subject), json.dumps(subset.listing(), indent=1))
 
 
 def _show(pairs: float):

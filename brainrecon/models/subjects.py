@@ -46,3 +46,32 @@ class SubjectEncoders(_Members):
 class SubjectDecoders(_Members):
     def __init__(self, archs: dict[int, DecoderArch]):
         super().__init__(archs, lambda arch, trunk: Decoder(arch, trunk=trunk))
+
+
+def encoder_members(archs: dict[int, EncoderArch], backbone: nn.Module | None = None
+                    ) -> tuple[nn.Module, dict[int, Encoder]]:
+    """(the network a run trains and saves, each subject's encoder): a plain Encoder for one subject (saved in the
+    single-subject format), a SubjectEncoders for several."""
+    if len(archs) == 1:
+        (s, arch), = archs.items()
+        raw = Encoder(arch, backbone)
+        return raw, {s: raw}
+    group = SubjectEncoders(archs, backbone)
+    return group, {s: group.members[str(s)] for s in archs}
+
+
+def decoder_members(archs: dict[int, DecoderArch]) -> tuple[nn.Module, dict[int, Decoder]]:
+    """As `encoder_members`, for decoders."""
+    if len(archs) == 1:
+        (s, arch), = archs.items()
+        raw = Decoder(arch)
+        return raw, {s: raw}
+    group = SubjectDecoders(archs)
+    return group, {s: group.members[str(s)] for s in archs}
+
+
+def member_call(model, subject: int, single: bool):
+    """Subject `subject`'s forward through `model` (the possibly DDP-wrapped run network)."""
+    if single:
+        return model
+    return lambda x: model(x, subject=subject)

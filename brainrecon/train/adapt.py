@@ -4,10 +4,16 @@ initialised from the group, then everything fine-tuned by the usual trainer with
 - Encoder: the image pathway (backbone and heads) is the group's. Each new voxel's readout (space map, channel mixes,
   branch mix, bias) starts as a copy of the group voxel whose predicted responses to the new subject's training images
   correlate best with the new voxel's measured ones, scaled and shifted by least squares onto them.
+  This needs only the new subject's own images, so it works whether or not the group saw them (NSD). The recorded
+  `median_match_r` comes with `median_match_r_null`: the same best-of-all-group-voxels matching against the new
+  subject's fMRI with its rows shuffled (no stimulus relation), the level a match reaches by chance.
 - Decoder: the trunk (blocks and top) is the group's. The new subject's voxel -> seed-features input layer is a ridge
-  regression (lambda by cross-validation) from its training fMRI onto the seed features the group's input layers give,
-  averaged over the group's subjects, for the same stimuli: the features the shared trunk already turns into images.
-  This needs the group subjects' sbj_<N>.npz beside the new one (they saw the same images).
+  regression (lambda by cross-validation) from its training fMRI onto target seed features for its training images,
+  the mean over the group's subjects of what their input layers give: the features the shared trunk already turns
+  into images. Two rules make those targets, and metrics.json says which ran:
+  "group fMRI": the group subjects' measured fMRI for the same images (GOD: they saw the new subject's images; their
+  sbj_<N>.npz lie in the data folder); "group encoder": the group's encoder's predicted fMRI for the new subject's own
+  images (NSD: the group never saw them; the group decoder's run records its encoder run).
 """
 
 from __future__ import annotations
@@ -17,8 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from brainrecon.correlation import pearson
 from brainrecon.data import layout, release
 from brainrecon.data.datasets import PairedData
+from brainrecon.data.group import images_sha256
 from brainrecon.errors import UserError
 from brainrecon.models.decoder import Decoder
 from brainrecon.models.encoder import Encoder
@@ -42,18 +50,28 @@ def check_compatible(cfg, group_cfg, keys: tuple[str, ...], run: Path, stage: st
                         f"pass --config {run} (its config.yaml) with your changes")
 
 
+def shares_stimuli(state: dict) -> bool:
+    """Whether a group run's subjects all saw one stimulus set (GOD), which a new subject must then share too."""
+    return "NSD" not in (state.get("stimuli") or {}).get("rule", "")
+
+
 def check_stimuli(run: Path, state: dict, files: list[Path]) -> None:
-    """The new subject must have seen the group's stimulus set: the stimulus file's name and size must match."""
-    recorded = state.get("stimulus_file") or {}
+    """A new subject of a group that saw one stimulus set (GOD) must have seen it too, by content (a sha256 of the
+    pixels; a run written before it recorded the hash: by the file's name and size). NSD groups need no check."""
     stim = files[0]
-    if recorded and (recorded.get("name") != stim.name or recorded.get("bytes") != stim.stat().st_size):
-        raise UserError(f"{stim}: not the stimulus set the --init-from run {run} was trained on ({recorded.get('name')}, "
-                        f"{recorded.get('bytes')} bytes); adapt only a subject who saw the same images")
-
-
-def stimulus_record(path: Path) -> dict:
-    """What a multi-subject checkpoint keeps of its stimulus file, for check_stimuli."""
-    return {"name": Path(path).name, "bytes": Path(path).stat().st_size}
+    recorded = state.get("stimuli") or {}
+    if recorded:
+        if not shares_stimuli(state):
+            return
+        first = next(iter(recorded["subjects"].values()))
+        if first.get("sha256") and first["sha256"] != images_sha256(stim):
+            raise UserError(f"{stim}: not the stimulus set the --init-from run {run} was trained on (its images "
+                            f"differ in content from {first['file']}); adapt only a subject who saw the same images")
+        return
+    old = state.get("stimulus_file") or {}
+    if old and (old.get("name") != stim.name or old.get("bytes") != stim.stat().st_size):
+        raise UserError(f"{stim}: not the stimulus set the --init-from run {run} was trained on ({old.get('name')}, "
+                        f"{old.get('bytes')} bytes); adapt only a subject who saw the same images")
 
 
 @torch.no_grad()
@@ -66,14 +84,16 @@ def adapt_encoder(raw: Encoder, run: Path, cfg, data: PairedData) -> dict:
     raw.backbone.load_state_dict(group.members[str(group.subjects[0])].backbone.state_dict())
     raw.heads.load_state_dict(group.members[str(group.subjects[0])].heads.state_dict())
     images, target = data.train_images.cpu(), data.train_fmri.cpu().float()
-    tz = _standardise(target)
+    shuffled = target[torch.randperm(len(target), generator=torch.Generator().manual_seed(cfg.train.seed))]
+    null_r = torch.full((target.shape[1],), -2.0)
     best_r = torch.full((target.shape[1],), -2.0)
     best_src = torch.zeros(target.shape[1], 2, dtype=torch.long)                       # (member index, voxel)
     preds = {}
     for m, s in enumerate(group.subjects):
         member = group.members[str(s)]
         preds[m] = pred = predict(member, images)                                       # (N, V_s)
-        r = _standardise(pred).T @ tz / len(pred)                                       # (V_s, V)
+        r = pearson(pred.T, target.T, cross=True)                                       # (V_s, V)
+        null_r = torch.maximum(null_r, pearson(pred.T, shuffled.T, cross=True).max(0).values)
         value, voxel = r.max(0)
         better = value > best_r
         best_r[better] = value[better]
@@ -90,11 +110,8 @@ def adapt_encoder(raw: Encoder, run: Path, cfg, data: PairedData) -> dict:
         _copy_readout(raw, group.members[str(s)], new, src, slope, offset)
     return {"run": str(Path(run).resolve()), "subjects": group.subjects,
             "readout": "each voxel from the group voxel whose predictions correlate best with it, least-squares scaled",
-            "median_match_r": float(best_r.median())}
-
-
-def _standardise(x: torch.Tensor) -> torch.Tensor:
-    return (x - x.mean(0)) / x.std(0).clamp_min(1e-8)
+            "median_match_r": float(best_r.median()), "median_match_r_null": float(null_r.median()),
+            "null": "the same matching against the new subject's fMRI with its rows shuffled"}
 
 
 def _copy_readout(raw: Encoder, source: Encoder, new: torch.Tensor, src: torch.Tensor, slope: torch.Tensor,
@@ -129,9 +146,13 @@ def adapt_decoder(raw: Decoder, run: Path, cfg, data: PairedData, data_root: Pat
     raw.top.load_state_dict(first.top.state_dict())
     stimuli = data.train_stimuli
     target = torch.zeros(len(stimuli), raw.input_fc.out_features, dtype=torch.float64)
+    rule = "group fMRI" if shares_stimuli(state) else "group encoder"
+    if rule == "group fMRI":
+        fmri = {s: _rows_of(data_root, s, group.config.data.roi, stimuli, run) for s in group.subjects}
+    else:
+        fmri = _predicted_fmri(state, run, group.subjects, data.train_images.cpu())
     for s in group.subjects:
-        rows = _rows_of(data_root, s, group.config.data.roi, stimuli, run)
-        target += group.members[str(s)].input_fc(rows).double() / len(group.subjects)
+        target += group.members[str(s)].input_fc(fmri[s]).double() / len(group.subjects)
     x = data.train_fmri.cpu().double()
     z = (x - x.mean(0)) / x.std(0).clamp_min(1e-6)
     lambdas = sorted(cfg.ridge_lambdas)
@@ -141,8 +162,25 @@ def adapt_decoder(raw: Decoder, run: Path, cfg, data: PairedData, data_root: Pat
     weight = (fitted["left"].double() @ fitted["right"].double()) / fitted["voxel_std"].double().unsqueeze(1)
     raw.input_fc.weight.copy_(weight.T.float())
     raw.input_fc.bias.copy_((fitted["intercept"].double() - fitted["voxel_mean"].double() @ weight).float())
-    return {"run": str(Path(run).resolve()), "subjects": group.subjects, "input_layer": "ridge onto the group's seed "
-            "features for the same stimuli", "lambda": lam, "cv_feature_r": round(float(max(scores)), 4)}
+    how = {"group fMRI": "the group subjects' measured fMRI for the same images",
+           "group encoder": "the group encoder's predicted fMRI for the new subject's own images"}[rule]
+    return {"run": str(Path(run).resolve()), "subjects": group.subjects, "rule": rule,
+            "input_layer": f"ridge onto the group's seed features from {how}", "lambda": lam,
+            "cv_feature_r": round(float(max(scores)), 4)}
+
+
+def _predicted_fmri(state: dict, run: Path, subjects: list[int], images: torch.Tensor) -> dict[int, torch.Tensor]:
+    """Each group subject's predicted fMRI for `images`, by the group encoder the group decoder was trained with."""
+    encoder_run = state.get("encoder_run") or ""
+    if not encoder_run or not (Path(encoder_run) / checkpoint.BEST).is_file():
+        raise UserError(f"{run}: --init-from of a group that never saw the new subject's images fits the input layer "
+                        f"through the group's encoder, but this run records none{' at ' + encoder_run if encoder_run else ''}"
+                        "; adapt from a group decoder trained with its --encoder (self-supervised), kept in place")
+    encoders = checkpoint.load_group_encoder(Path(encoder_run), "cpu")
+    missing = [s for s in subjects if str(s) not in encoders.members]
+    if missing:
+        raise UserError(f"{encoder_run}: the group encoder lacks subjects {missing}; it is not the group decoder's")
+    return {s: predict(encoders.members[str(s)], images) for s in subjects}
 
 
 def _rows_of(data_root: Path, subject: int, roi: str, stimuli: np.ndarray, run: Path) -> torch.Tensor:

@@ -155,6 +155,30 @@ def load_group_decoder(run_dir: Path, device="cpu", state: dict | None = None) -
     return _load_group(run_dir, "decoder", device, state)
 
 
+def run_extra(kind: str, members, data_root: Path) -> dict:
+    """What every checkpoint of a run records besides the weights: a single-subject run its voxel count (today's
+    format), a group each subject's voxel count and the identity of their stimuli (data/group.py `Members`)."""
+    extra = {"kind": kind, "data_dir": str(Path(data_root).resolve())}
+    if members.single:
+        (data,) = members.data.values()
+        return {**extra, "n_voxels": data.n_voxels}
+    return {**extra, "n_voxels": 0, "subjects": {str(s): d.n_voxels for s, d in members.data.items()},
+            "stimuli": members.stimuli}
+
+
+def load_members(run_dir: Path, kind: str, device="cpu") -> dict[int, torch.nn.Module]:
+    """{subject: best network} of a deep encoder or decoder run, one subject or several, in eval mode."""
+    state = load_best(run_dir, kind)
+    group = group_subjects(state)
+    if group:
+        nets = _load_group(run_dir, kind, device, state)
+        return {s: nets.members[str(s)] for s in group}
+    subject = int(state["config"]["data"]["subject"])
+    if kind == "encoder":
+        return {subject: load_encoder(run_dir, device)}
+    return {subject: load_decoder(run_dir, device)[0]}
+
+
 def load_encoder(run_dir: Path, device="cpu", subject: int | None = None) -> Encoder:
     """The best encoder of a train-encoder run, in eval mode; its resolved EncoderConfig as `.config`. Of a
     multi-subject run: subject `subject`'s (its config as that subject's)."""

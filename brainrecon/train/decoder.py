@@ -2,28 +2,35 @@
 
 Each step mixes three batches: paired (image, fMRI) -> loss D; unpaired images -> frozen encoder -> decoder -> loss ED;
 unpaired (image-less test) fMRI -> decoder -> frozen encoder -> loss DE. Only decoder weights train.
+
+One trainer for one subject or several (`data.subjects`): a single-subject run is a group of one. With several, the
+image-generating trunk is shared and the voxel -> seed-features input layer is per subject (models/subjects.py); each
+step runs the single-subject step (train/decoder_step.py) for every subject on its own pairs, its own unpaired fMRI and
+its unpaired images through its own frozen encoder, and minimises their mean: with one subject it is that step, bit
+for bit. The frozen encoder of a group is a train-encoder run of the same subjects.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import torch
 
-from brainrecon.atomic import write_text_atomic
 from brainrecon.config import DecoderConfig, to_dict
 from brainrecon.correlation import pearson
-from brainrecon.data.pair_subset import write_listing
+from brainrecon.data.group import load_members
 from brainrecon.data.transforms import as_float
 from brainrecon.locks import hold
 from brainrecon.models.perceptual import stand_in_note
+from brainrecon.models.subjects import decoder_members, member_call
 from brainrecon.runtime import Runtime, setup
 from brainrecon.train import checkpoint
 from brainrecon.train.decoder_step import UNPAIRED_FMRI, DecoderStep, check_encoder  # noqa: F401 (importable here)
-from brainrecon.train.distributed import steps_per_epoch
-from brainrecon.train.loop import RunFolder, Schedule, fit, run_epoch, selection
+from brainrecon.train.distributed import steps_per_epoch, wrap
+from brainrecon.train.frozen_cache import fill_in_order
+from brainrecon.train.loop import (RunFolder, Schedule, fit, mean_over_subjects, run_epoch, selection,
+                                   subject_metrics, write_records)
 from brainrecon.train.monitor import Monitor
 
 
@@ -36,78 +43,105 @@ def train_decoder(cfg: DecoderConfig, data_root: Path, run_dir: Path, encoder_ru
         if cfg.model.kind == "ridge":
             from brainrecon.train.ridge import train_ridge
             return train_ridge(cfg, runtime, Path(data_root), Path(run_dir), quiet=quiet)
-        if cfg.data.subjects:
-            from brainrecon.train.group_decoder import train_group_decoder
-            return train_group_decoder(cfg, runtime, Path(data_root), Path(run_dir), encoder_run, quiet, resume,
-                                       resume_hint)
-        return _train_decoder(cfg, runtime, Path(data_root), Path(run_dir), encoder_run, quiet, resume, resume_hint)
+        return _train(cfg, runtime, Path(data_root), Path(run_dir), encoder_run, quiet, resume, resume_hint)
 
 
-def _train_decoder(cfg: DecoderConfig, runtime: Runtime, data_root: Path, run_dir: Path, encoder_run: Path | None,
-                   quiet: bool, resume: bool, resume_hint: str) -> dict:
+def build_steps(cfg: DecoderConfig, runtime: Runtime, data_root: Path, encoder_run: Path | None):
+    """(each subject's DecoderStep, the run network to train, the members' data): the steps built in --subjects order,
+    then the decoders, seeded by train.seed (a group of one builds exactly what a single-subject run always did)."""
+    members = load_members(data_root, cfg.data, cfg.modality, seed=cfg.train.seed, device=runtime.device)
+    steps, first = {}, None
+    for s, data in members.data.items():
+        own = cfg if members.single else checkpoint.member_config(cfg, s)
+        step = DecoderStep(own, runtime, members.roots[s], encoder_run, shared=first, build=False, data=data)
+        if not members.single:
+            for cache in step.caches():
+                cache.name = f"{cache.name}_subject{s}"
+        steps[s], first = step, first or step
+    torch.manual_seed(cfg.train.seed)
+    raw, nets = decoder_members({s: checkpoint.decoder_arch(cfg, st.data.n_voxels) for s, st in steps.items()})
+    if cfg.train.init_from:
+        from brainrecon.train.adapt import adapt_decoder
+        first.adapted = adapt_decoder(raw, Path(cfg.train.init_from), cfg, first.data, data_root)
+    model = wrap(raw, runtime, "decoder")
+    for s, step in steps.items():
+        step.raw, step.model = nets[s], member_call(model, s, members.single)
+    return steps, raw, model, members
+
+
+def _train(cfg: DecoderConfig, runtime: Runtime, data_root: Path, run_dir: Path, encoder_run: Path | None,
+           quiet: bool, resume: bool, resume_hint: str) -> dict:
     start = time.perf_counter()
     t = cfg.train
-    step = DecoderStep(cfg, runtime, data_root, encoder_run)
-    data, raw, model, image_loss = step.data, step.raw, step.model, step.image_loss
+    steps_by, raw, model, members = build_steps(cfg, runtime, data_root, encoder_run)
+    first, single = next(iter(steps_by.values())), members.single
     optimizer = torch.optim.Adam(raw.parameters(), lr=t.lr, amsgrad=True)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, t.milestones, t.gamma)
     monitor = Monitor(run_dir, enabled=runtime.is_main, quiet=quiet)
-    if step.perceptual is not None and (note := stand_in_note(step.perceptual.name, cfg.modality)):
+    if first.perceptual is not None and (note := stand_in_note(first.perceptual.name, cfg.modality)):
         monitor.say(note)
-    steps = steps_per_epoch(len(data.train_images), t.batch_size, runtime, len(data.val_images) == 0,
-                            t.steps_per_epoch)
+    has_val = members.has_val
+    steps = steps_per_epoch(members.n_rows, t.batch_size, runtime, not has_val, t.steps_per_epoch)
     cache_start = time.perf_counter()
-    cache = step.fill_caches(monitor.counting)
+    cache = fill_in_order([c for st in steps_by.values() for c in st.caches()], t.cache_mb, monitor.counting)
     cache["seconds"] = round(time.perf_counter() - cache_start, 2)
 
+    def batch_loss(idx: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
+        return mean_over_subjects({s: st.loss(members.rows(idx, s), gen) for s, st in steps_by.items()})
+
     def train_epoch(epoch: int) -> dict:
-        return run_epoch(epoch, steps, len(data.train_images), t.batch_size, t.seed, runtime, optimizer, monitor,
-                         step.loss)
+        return run_epoch(epoch, steps, members.n_rows, t.batch_size, t.seed, runtime, optimizer, monitor, batch_loss)
 
     def validate(epoch: int) -> dict:
-        """The validation split only (TensorBoard pictures from it too): the test set is scored after training."""
-        if len(data.val_fmri) == 0:
+        """The validation split only (TensorBoard pictures from the first subject's): the test set is scored after
+        training."""
+        if not has_val:
             return {}
-        pred, truth = raw(data.val_fmri).float(), as_float(data.val_images)
-        out = {"val_loss_D": float(sum(image_loss(pred, truth).values())),
-               "val_pixcorr": float(pearson(pred.flatten(1), truth.flatten(1)).mean())}
-        if runtime.is_main and (epoch % 5 == 0 or epoch + 1 == t.epochs):
-            from torchvision.utils import make_grid
-            show = torch.cat([truth[:8], pred[:8]])[:, :3] if pred.shape[1] >= 3 else \
-                torch.cat([truth[:8], pred[:8]]).expand(-1, 3, -1, -1)
-            monitor.image("validation reconstructions (top: truth)", make_grid(show, nrow=8), epoch)
+        out = {"val_loss_D": 0.0, "val_pixcorr": 0.0}
+        for st in steps_by.values():
+            pred, truth = st.raw(st.data.val_fmri).float(), as_float(st.data.val_images)
+            out["val_loss_D"] += float(sum(st.image_loss(pred, truth).values())) / len(steps_by)
+            out["val_pixcorr"] += float(pearson(pred.flatten(1), truth.flatten(1)).mean()) / len(steps_by)
+            if st is first and runtime.is_main and (epoch % 5 == 0 or epoch + 1 == t.epochs):
+                from torchvision.utils import make_grid
+                show = torch.cat([truth[:8], pred[:8]])[:, :3] if pred.shape[1] >= 3 else \
+                    torch.cat([truth[:8], pred[:8]]).expand(-1, 3, -1, -1)
+                monitor.image("validation reconstructions (top: truth)", make_grid(show, nrow=8), epoch)
         return out
 
-    has_val = len(data.val_fmri) > 0
     select = "val_loss_D" if has_val else None  # no validation split: keep the last epoch, never the test loss
+    group = "" if single else f" ({len(steps_by)} subjects)"
 
     def line(r: dict) -> str:
         parts = "  ".join(f"{k[6:]} {r[k]:.3f}" for k in ("train_loss_D", "train_loss_ED", "train_loss_DE") if k in r)
         val = f"val D {r['val_loss_D']:.3f}  val pixcorr {r['val_pixcorr']:.3f}  " if has_val else ""
-        return f"decoder epoch {r['epoch'] + 1}/{t.epochs}  {parts}  {val}{r['seconds']:.0f}s"
+        return f"decoder{group} epoch {r['epoch'] + 1}/{t.epochs}  {parts}  {val}{r['seconds']:.0f}s"
 
-    extra = {"n_voxels": data.n_voxels, "kind": "decoder", "model_kind": "deep",
-             "encoder_run": str(Path(encoder_run).resolve()) if encoder_run else "",
-             "data_dir": str(data_root.resolve())}
-    run = RunFolder(run_dir, to_dict(cfg), checkpoint.fingerprint(data.files), resume, resume_hint, extra)
+    extra = {**checkpoint.run_extra("decoder", members, data_root), "model_kind": "deep",
+             "encoder_run": str(Path(encoder_run).resolve()) if encoder_run else ""}
+    run = RunFolder(run_dir, to_dict(cfg), checkpoint.fingerprint(members.files()), resume, resume_hint, extra)
     schedule = Schedule(t.epochs, t.seed, select, steps, "train-decoder", t.warn_seconds)
     history = fit(run, schedule, runtime=runtime, model=model, optimizer=optimizer, scheduler=scheduler,
                   train_epoch=train_epoch, validate=validate, monitor=monitor, line=line)
     monitor.close()
-    best, _ = checkpoint.load_decoder(run_dir, runtime.device)
+    best = checkpoint.load_members(run_dir, "decoder", runtime.device)
+    per_subject = {}
     with torch.no_grad():
-        pred = best(data.test_fmri).float()
-        test_pixcorr = float(pearson(pred.flatten(1), as_float(data.test_images).flatten(1)).mean())
-    metrics = {"epochs": len(history), "seconds": round(time.perf_counter() - start, 2),
-               "modality": cfg.modality, "subject": cfg.data.subject, "roi": cfg.data.roi, "n_voxels": data.n_voxels,
-               **step.record(data_root),
-               "frozen_cache": cache,
-               "test_pixcorr": test_pixcorr,
+        for s, st in steps_by.items():
+            d = st.data
+            pred = best[s](d.test_fmri).float()
+            per_subject[s] = {"test_pixcorr": float(pearson(pred.flatten(1), as_float(d.test_images).flatten(1))
+                                                    .mean()), "n_voxels": d.n_voxels, "pairs": d.subset.record()}
+            if not single:
+                per_subject[s]["unpaired_fmri"] = st.record(members.roots[s])["unpaired_fmri"]
+    val_rule = first.data.subset.val_rule
+    metrics = {**subject_metrics(per_subject, ("test_pixcorr",)), "epochs": len(history),
+               "seconds": round(time.perf_counter() - start, 2), "modality": cfg.modality, "roi": cfg.data.roi,
+               **first.record(members.roots[next(iter(steps_by))]), "frozen_cache": cache,
                "best_epoch": int(checkpoint.load(run_dir / checkpoint.BEST)["epoch"]) + 1,
-               "selected_by": selection(select, data.subset.val_rule), "pairs": data.subset.record(),
-               **({"init_from": step.adapted} if step.adapted else {}),
-               **runtime.record()}
+               "selected_by": selection(select, val_rule if single else f"per subject, {val_rule}; their mean"),
+               **({} if single else {"stimuli": members.stimuli}),
+               **({"init_from": first.adapted} if first.adapted else {}), **runtime.record()}
     if runtime.is_main:
-        write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
-        write_listing(run_dir, data.subset)
+        write_records(run_dir, metrics, {s: st.data.subset for s, st in steps_by.items()})
     return metrics

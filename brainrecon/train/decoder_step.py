@@ -1,7 +1,7 @@
 """The decoder's training step (METHOD §4): the paired loss D, the ED cycle (unpaired images -> frozen encoder ->
 decoder), the DE cycle (unpaired fMRI -> decoder -> frozen encoder) and the regularisers, with the exact caches of the
-frozen networks' outputs. train/decoder.py (one subject) and train/group_decoder.py (one step per subject, sharing the
-unpaired pool and the perceptual network) both train with it.
+frozen networks' outputs. train/decoder.py builds one per subject of a run (a single-subject run is a group of one),
+the members sharing the perceptual network and, where they read one data folder, the unpaired pool.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import torch
 
 from brainrecon import losses
 from brainrecon.config import DecoderConfig
-from brainrecon.data.datasets import (channel_norms, load_paired, load_unpaired_images, unpaired_fmri_batch,
-                                      unpaired_pool)
+from brainrecon.data.datasets import (PairedData, channel_norms, load_paired, load_unpaired_images,
+                                      unpaired_fmri_batch, unpaired_pool)
 from brainrecon.data.transforms import as_float
 from brainrecon.errors import UserError
 from brainrecon.models.decoder import Decoder
@@ -45,16 +45,19 @@ class DecoderStep:
     per run by the trainer; tests/test_decoder.py drives it directly (the caches leave its losses and gradients as
     they were).
 
-    A subject of a multi-subject run (train/group_decoder.py) passes `shared`, the first subject's step, whose
-    unpaired pool, perceptual network and its cache of the pool's features it reuses, and `build=False`: the group
-    sets `raw` (this subject's member of the shared decoders) and `model` (the wrapped group, called for this subject).
-    With `train.init_from` the decoder starts from a multi-subject run (train/adapt.py); `adapted` records how."""
+    The trainer passes each subject's `data` (loaded with the group's checks), and for every subject after the first
+    `shared`, the first subject's step, whose perceptual network it reuses, and its unpaired pool (with the cache of
+    the pool's features) when both read the same data folder; with `build=False` the trainer sets `raw` (this
+    subject's decoder) and `model` (the wrapped run network, called for this subject). With `train.init_from` the
+    decoder starts from a multi-subject run (train/adapt.py); `adapted` records how."""
 
     def __init__(self, cfg: DecoderConfig, runtime: Runtime, data_root: Path, encoder_run: Path | None,
-                 shared: "DecoderStep | None" = None, build: bool = True):
+                 shared: "DecoderStep | None" = None, build: bool = True, data: PairedData | None = None):
         t, lc = cfg.train, cfg.loss
-        self.cfg, self.runtime = cfg, runtime
-        self.data = data = load_paired(data_root, cfg.data, cfg.modality, seed=t.seed, device=runtime.device)
+        self.cfg, self.runtime, self.data_root = cfg, runtime, Path(data_root)
+        if data is None:
+            data = load_paired(data_root, cfg.data, cfg.modality, seed=t.seed, device=runtime.device)
+        self.data = data
         self.w_d, self.w_ed, self.w_de = lc.weights if t.self_supervision else (lc.weights[0], 0.0, 0.0)
         self.encoder = None
         if self.w_ed > 0 or self.w_de > 0:
@@ -64,7 +67,8 @@ class DecoderStep:
             self.encoder = place(checkpoint.load_encoder(encoder_run, subject=cfg.data.subject), runtime, "encoder")
             check_encoder(self.encoder, cfg, data.n_voxels, Path(encoder_run))
             self.encoder.requires_grad_(False)
-        if shared is not None:
+        share_pool = shared is not None and shared.data_root.resolve() == self.data_root.resolve()
+        if share_pool:
             self.pool = shared.pool
         else:
             self.pool = load_unpaired_images(data_root, cfg.data, cfg.modality, runtime.device) if self.w_ed > 0 \
@@ -95,11 +99,11 @@ class DecoderStep:
         if self.perceptual is not None:
             features = lambda u8: self.frozen(self.image_loss.target_features)(as_float(u8))  # noqa: E731
             self.paired_features = FrozenCache("perceptual_paired", data.train_images, features)
-            if shared is not None:
+            if share_pool:
                 self.pool_features = shared.pool_features   # the same images through the same network: filled once
             elif self.pool is not None:
                 self.pool_features = FrozenCache("perceptual_unpaired", self.pool, features)
-        self.owns_pool_features = shared is None
+        self.owns_pool_features = not share_pool
 
     def frozen(self, net):
         """The frozen networks (encoder, perceptual) run under bf16 autocast when it is on; the decoder itself trains

@@ -20,6 +20,7 @@ import torch
 
 from brainrecon.atomic import write_text_atomic
 from brainrecon.config import to_yaml
+from brainrecon.data.pair_subset import write_listing
 from brainrecon.errors import Interrupted, UserError, WriteError
 from brainrecon.runtime import Runtime, seed_everything
 from brainrecon.train import checkpoint
@@ -143,6 +144,39 @@ def run_epoch(epoch: int, steps: int, n_pairs: int, batch_size: int, seed: int, 
         optimizer.step()
         monitor.step(epoch, guard.running())
     return {f"train_{k}": all_reduce_mean(v, runtime) for k, v in guard.means().items()}
+
+
+def mean_over_subjects(results: dict) -> tuple[torch.Tensor, dict]:
+    """A step of several subjects: {subject: (loss, logged)} -> (the mean loss, each logged term's mean and every
+    subject's loss). One subject's step is returned as it is."""
+    if len(results) == 1:
+        return next(iter(results.values()))
+    n, total, logged = len(results), 0, {}
+    for s, (loss, parts) in results.items():
+        total = total + loss / n
+        for k, v in parts.items():
+            logged[k] = logged.get(k, 0) + v.detach() / n
+        logged[f"loss_subject{s}"] = loss.detach()
+    logged["loss"] = total
+    return total, logged
+
+
+def subject_metrics(per_subject: dict[int, dict], mean_keys: tuple[str, ...]) -> dict:
+    """metrics.json's subject entries: one subject's own at the top level (and under `subjects`); for several, the
+    mean over subjects of `mean_keys` at the top level and each subject's under `subjects`."""
+    entries = {str(s): m for s, m in per_subject.items()}
+    if len(per_subject) == 1:
+        (s, m), = per_subject.items()
+        return {**m, "subject": s, "subjects": entries}
+    mean = {k: float(sum(m[k] for m in per_subject.values()) / len(per_subject)) for k in mean_keys}
+    return {**mean, "summary": f"{', '.join(mean_keys)}: the mean over subjects of each one's", "subjects": entries}
+
+
+def write_records(run_dir: Path, metrics: dict, subsets: dict) -> None:
+    """metrics.json and the kept pairs' listing (pairs.json; pairs_subject<N>.json per member of a group)."""
+    write_text_atomic(Path(run_dir) / "metrics.json", json.dumps(metrics, indent=2))
+    for s, subset in subsets.items():
+        write_listing(run_dir, subset, None if len(subsets) == 1 else s)
 
 
 def check_record(record: dict, epoch: int) -> None:
