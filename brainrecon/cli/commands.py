@@ -12,6 +12,7 @@ from typer.core import TyperCommand, TyperGroup
 import brainrecon.cli.data_commands as data_commands
 import brainrecon.cli.demo_command as demo_command
 import brainrecon.cli.evaluate_commands as evaluate_commands
+import brainrecon.cli.import_command as import_command
 import brainrecon.cli.train_commands as train_commands
 from brainrecon.cli.common import out_console
 
@@ -36,6 +37,9 @@ COMMANDS = (
             "formats.", "brainrecon convert-god --subject 3 --images ~/god/images"),
     Command("convert-nsd", data_commands.convert_nsd_cmd, "Convert one NSD subject to the release formats.",
             "brainrecon convert-nsd --subject 1 --sessions 1-5"),
+    Command("import-arrays", import_command.import_arrays_cmd, "Write your own fMRI arrays and images in the release "
+            "formats.", "brainrecon import-arrays --train-fmri train.npy --train-images train_images/ --test-fmri "
+            "test.npy --test-images test_images/ --out mydata"),
     Command("make-depth", data_commands.make_depth_cmd, "Run MiDaS depth over an image tree or a stimulus npz.",
             "brainrecon make-depth --images imagenet/val --out depth/val"),
     Command("train-encoder", train_commands.train_encoder_cmd, "Train the image -> voxels encoder.",
