@@ -1,7 +1,8 @@
 """The Python API: trained runs as objects a script can call.
 
     from brainrecon import load_decoder, load_encoder
-    decoder = load_decoder("runs/decoder")            # a train-decoder --out folder (deep or ridge)
+    decoder = load_decoder("runs/decoder")            # a train-decoder --out folder (deep or ridge), an export
+                                                       # folder, or a Hub id "hf://owner/name"
     images = decoder.decode(voxels)                    # (N, V) fMRI -> (N, H, W, C) floats in [0, 1]
     encoder = load_encoder("runs/encoder")
     predicted = encoder.predict(images)                # (N, H, W, C) images -> (N, V) voxels
@@ -28,6 +29,7 @@ from brainrecon.data.transforms import to_float
 from brainrecon.errors import UserError
 from brainrecon.runtime import pick_device
 from brainrecon.train import checkpoint
+from brainrecon.train.exported import resolve_run, run_name
 
 
 @dataclass
@@ -100,18 +102,20 @@ def as_images(images, channels: int, run: Path) -> torch.Tensor:
 
 def load_decoder(run: str | Path, device: str = "auto", subject: int | None = None) -> TrainedDecoder:
     """The best checkpoint of a train-decoder run (deep or ridge), ready to decode; of a run trained on several
-    subjects, subject `subject`'s."""
+    subjects, subject `subject`'s. `run`: the run folder, a `brainrecon export` folder or `hf://owner/name`."""
     dev = pick_device(device)
-    model, cfg = checkpoint.load_decoder(Path(run), dev, subject)
-    return TrainedDecoder(Path(run), model, cfg, dev)
+    folder = resolve_run(run)
+    model, cfg = checkpoint.load_decoder(folder, dev, subject)
+    return TrainedDecoder(folder, model, cfg, dev)
 
 
 def load_encoder(run: str | Path, device: str = "auto", subject: int | None = None) -> TrainedEncoder:
     """The best checkpoint of a train-encoder run, ready to predict voxels; of a run trained on several subjects,
-    subject `subject`'s."""
+    subject `subject`'s. `run`: the run folder, a `brainrecon export` folder or `hf://owner/name`."""
     dev = pick_device(device)
-    model = checkpoint.load_encoder(Path(run), dev, subject)
-    return TrainedEncoder(Path(run), model, model.config, dev)
+    folder = resolve_run(run)
+    model = checkpoint.load_encoder(folder, dev, subject)
+    return TrainedEncoder(folder, model, model.config, dev)
 
 
 def read_fmri(path: Path, key: str | None = None) -> np.ndarray:
@@ -145,7 +149,11 @@ def roi_voxels(voxels: np.ndarray, decoder: TrainedDecoder, data_dir: Path | Non
     from brainrecon.reconstruct import run_data_dir   # here, not at import: it loads matplotlib
 
     cfg = decoder.config
-    subject_file = layout.subject_file(run_data_dir(decoder.run, data_dir), cfg.data.subject)
+    root = run_data_dir(decoder.run, data_dir)
+    if not layout.subject_file(root, cfg.data.subject).exists():   # a group member's own folder (convert-nsd's)
+        found = sorted(root.glob(f"*/sbj_{cfg.data.subject}.npz"))
+        root = found[0].parent if len(found) == 1 else root
+    subject_file = layout.subject_file(root, cfg.data.subject)
     full = None
     if subject_file.exists():
         with np.load(subject_file) as npz:
@@ -161,12 +169,15 @@ def roi_voxels(voxels: np.ndarray, decoder: TrainedDecoder, data_dir: Path | Non
 DECODED = "decoded.npz"
 
 
-def decode_fmri(run_dir: Path, fmri: Path, key: str | None = None, out: Path | None = None,
+def decode_fmri(run_dir: str | Path, fmri: Path, key: str | None = None, out: Path | None = None,
                 data_dir: Path | None = None, device: str = "auto", subject: int | None = None) -> Path:
     """Decode any fMRI array (reconstruct --fmri): `decoded.npz` (reconstructions uint8 (N, H, W, C), the source
-    file and key), one PNG per sample and grid.png into `out` (default: RUN/decoded_<file stem>). `subject`: which
-    subject's decoder, for a run trained on several."""
-    run_dir = Path(run_dir)
+    file and key), one PNG per sample and grid.png into `out` (default: RUN/decoded_<file stem>; an exported model
+    or `hf://owner/name` needs `out`). `subject`: which subject's decoder, for a run trained on several."""
+    from brainrecon.reconstruct import exported_needs_out   # here, not at import: it loads matplotlib
+
+    spec, run_dir = run_dir, resolve_run(run_dir)
+    exported_needs_out(spec, run_dir, out)
     decoder = load_decoder(run_dir, device, subject)
     voxels = roi_voxels(read_fmri(fmri, key), decoder, data_dir)
     images = decoder.decode(voxels)
@@ -176,7 +187,7 @@ def decode_fmri(run_dir: Path, fmri: Path, key: str | None = None, out: Path | N
     def writer(tmp: Path):
         buf = io.BytesIO()
         np.savez(buf, reconstructions=recon_u8, modality=decoder.modality, subject=decoder.config.data.subject,
-                 source=str(Path(fmri).resolve()), key=key or "", run=str(run_dir.name))
+                 source=str(Path(fmri).resolve()), key=key or "", run=run_name(run_dir))
         tmp.write_bytes(buf.getvalue())
     write_atomic(out / DECODED, writer)
     from brainrecon.viz import grid, save_png   # here, not at import: matplotlib is heavy

@@ -1,4 +1,8 @@
-"""reconstruct: decode test-average (or training) fMRI with a trained decoder into arrays and pictures."""
+"""reconstruct: decode test-average (or training) fMRI with a trained decoder into arrays and pictures.
+
+The decoder is a train-decoder run folder, a `brainrecon export` folder or a Hub id `hf://owner/name`
+(train/exported.py); an exported model is never written into, so its outputs need an `out` folder.
+"""
 
 from __future__ import annotations
 
@@ -13,33 +17,36 @@ from brainrecon.atomic import write_atomic
 from brainrecon.config import to_dict
 from brainrecon.data import layout
 from brainrecon.data.datasets import load_paired
+from brainrecon.data.group import member_dir
 from brainrecon.data.transforms import as_float, to_uint8
 from brainrecon.errors import UserError
 from brainrecon.runtime import pick_device
 from brainrecon.train import checkpoint
 from brainrecon.train.checkpoint import load_decoder, load_encoder
+from brainrecon.train.exported import is_exported, resolve_run, run_name
 from brainrecon.viz import gallery, save_png, side_by_side
 
 NPZ = "reconstructions.npz"
 
 
-def run_data_dir(run_dir: Path, flag: str | Path | None) -> Path:
-    """--data-dir if given, else the folder the run was trained on, else the shared rule (env, OS cache)."""
+def run_data_dir(run_dir: Path, flag: str | Path | None, state: dict | None = None) -> Path:
+    """--data-dir if given, else the folder the run was trained on, else the shared rule (env, OS cache); an
+    exported model records no folder. `state`: the run's best state, if already read."""
     if flag:
         return Path(flag)
-    recorded = checkpoint.load(Path(run_dir) / checkpoint.BEST).get("data_dir")
+    recorded = (state or checkpoint.load_best(Path(run_dir), "decoder")).get("data_dir")
     return Path(recorded) if recorded and Path(recorded).exists() else layout.data_dir(None)
 
 
 CEILING = "D(E(x))"
 
 
-def encoded_ceiling(run_dir: Path, model, images: torch.Tensor, dev, subject: int | None = None) -> np.ndarray | None:
+def encoded_ceiling(state: dict, model, images: torch.Tensor, dev, subject: int | None = None) -> np.ndarray | None:
     """D(E(x)): the decoder applied to its encoder's prediction for each image -- what it makes of noise-free,
-    perfectly encoded activity (uint8, like the reconstructions); `subject`: the member of a multi-subject run. None
-    for a run without an encoder (ridge, or a supervised-only decoder trained without one) or when the encoder run is
-    gone."""
-    encoder_run = checkpoint.load(Path(run_dir) / checkpoint.BEST).get("encoder_run") or ""
+    perfectly encoded activity (uint8, like the reconstructions); `state`: the decoder run's best state; `subject`:
+    the member of a multi-subject run. None for a run without an encoder (ridge, a supervised-only decoder trained
+    without one, an exported model) or when the encoder run is gone."""
+    encoder_run = state.get("encoder_run") or ""
     if not encoder_run or not (Path(encoder_run) / checkpoint.BEST).exists():
         return None
     encoder = load_encoder(Path(encoder_run), dev, subject)
@@ -77,17 +84,27 @@ def with_ceilings(recons: list[dict]) -> list[dict]:
     return out
 
 
-def reconstruct(run_dir: Path, split: str = "test", out: Path | None = None, data_dir: Path | None = None,
+def exported_needs_out(run: str | Path, run_dir: Path, out: Path | None) -> None:
+    """An exported model (a folder to upload, or a Hub cache copy) is never written into: its outputs need --out."""
+    if out is None and is_exported(run_dir):
+        raise UserError(f"{run}: an exported model, which is never written into; give --out DIR for the outputs")
+
+
+def reconstruct(run: str | Path, split: str = "test", out: Path | None = None, data_dir: Path | None = None,
                 device: str = "auto", subject: int | None = None) -> Path:
     """Write reconstructions.npz, one side-by-side PNG per image and gallery.png into `out` (default: the run's
-    reconstruct_<split>; for subject N of a run trained on several subjects, reconstruct_<split>_subject<N>)."""
+    reconstruct_<split>; for subject N of a run trained on several subjects, reconstruct_<split>_subject<N>; an
+    exported model or `hf://owner/name` needs `out`)."""
     if split not in ("test", "train"):
         raise UserError(f"--split {split!r}; choose test or train")
-    run_dir = Path(run_dir)
+    run_dir = resolve_run(run)
+    exported_needs_out(run, run_dir, out)
     dev = pick_device(device)
     model, cfg = load_decoder(run_dir, dev, subject)
-    member = cfg.data.subject if checkpoint.group_subjects(checkpoint.load(run_dir / checkpoint.BEST)) else None
-    data = load_paired(run_data_dir(run_dir, data_dir), cfg.data, cfg.modality, seed=cfg.train.seed)
+    state = checkpoint.load_best(run_dir, "decoder")
+    member = cfg.data.subject if checkpoint.group_subjects(state) else None
+    root = run_data_dir(run_dir, data_dir, state)
+    data = load_paired(member_dir(root, member) if member else root, cfg.data, cfg.modality, seed=cfg.train.seed)
     if data.n_voxels != model.n_voxels:
         raise UserError(f"{run_dir}: the decoder takes {model.n_voxels} voxels but the data has {data.n_voxels}; "
                         "check --data-dir")
@@ -100,7 +117,7 @@ def reconstruct(run_dir: Path, split: str = "test", out: Path | None = None, dat
         recon = torch.cat([model(voxels[i:i + 64].to(dev)).float().cpu() for i in range(0, len(voxels), 64)])
     recon_u8 = to_uint8(recon)
     truth_u8 = images.permute(0, 2, 3, 1).cpu().numpy()
-    ceiling = encoded_ceiling(run_dir, model, images, dev, member)
+    ceiling = encoded_ceiling(state, model, images, dev, member)
     out = Path(out) if out else run_dir / (f"reconstruct_{split}" + (f"_subject{member}" if member else ""))
     out.mkdir(parents=True, exist_ok=True)
     run_config = yaml.safe_dump(to_dict(cfg), sort_keys=False)
@@ -110,7 +127,7 @@ def reconstruct(run_dir: Path, split: str = "test", out: Path | None = None, dat
         extra = {"ceiling_reconstructions": ceiling} if ceiling is not None else {}
         np.savez(buf, reconstructions=recon_u8, ground_truth=truth_u8, indices=indices, modality=cfg.modality,
                  subject=cfg.data.subject, run_config=run_config,
-                 run=run_dir.name + (f" subject {member}" if member else ""), split=split,
+                 run=run_name(run_dir) + (f" subject {member}" if member else ""), split=split,
                  run_dir=str(run_dir.resolve()), unpaired_pool=recorded_pool(run_dir), **extra)
         tmp.write_bytes(buf.getvalue())
     write_atomic(out / NPZ, writer)
