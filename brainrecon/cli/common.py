@@ -82,12 +82,19 @@ EpochsOpt = typer.Option(None, "--epochs", metavar="N", parser=integer(), help="
 PairsOpt = typer.Option(None, "--pairs", metavar="N", parser=number(0), help="Training stimuli to use: a count "
                         "(150) or a fraction (0.125); 0 = all (default: the config's data.pairs, all). A seeded draw "
                         "of whole stimuli (train.seed), recorded in the run's pairs.json.")
-SubjectsOpt = typer.Option(None, "--subjects", metavar="N,N,...", help="Train one model for several subjects who saw "
-                           "the same images (e.g. 1,2,4,5): shared image pathway / trunk, per-subject voxel layers; "
-                           "replaces --subject.")
+SubjectsOpt = typer.Option(None, "--subjects", metavar="N,N,...", help="Train one model for several subjects (e.g. "
+                           "1,2,4,5): shared image pathway / trunk, per-subject voxel layers; replaces --subject. Each "
+                           "subject's files are found in --data-dir (GOD: every sbj_N.npz beside one stimulus file) or "
+                           "in the one folder inside it holding sbj_N.npz (convert-nsd's nsd_subjNN). Subjects of one "
+                           "stimulus set must have seen the same images (checked by content); NSD conversions may "
+                           "differ, each training on its own pairs.")
 InitFromOpt = typer.Option(None, "--init-from", metavar="RUN", help="Start from a run of this stage trained on several "
                            "subjects (--subjects) and adapt it to --subject: shared parts loaded, the subject's own "
                            "layers initialised from the group, all fine-tuned.")
+SeedOpt = typer.Option(None, "--seed", metavar="N", parser=integer(0), help="Training seed (train.seed; default: the "
+                       "config's, 0): the weights' initialisation, the batches and augmentation, the validation split, "
+                       "ridge's CV folds and the --pairs draw. Give an encoder and its decoder the same seed: they then keep the same "
+                       "pairs.")
 ResumeOpt = typer.Option(False, "--resume", metavar="", help="Continue the run in --out from its last checkpoint.")
 ThreadsOpt = typer.Option(None, "--threads", metavar="N", parser=integer(), help="CPU threads for torch (default: "
                           "OMP_NUM_THREADS, else the CPUs this process may use, split among torchrun's ranks on this "

@@ -38,8 +38,9 @@ class DataConfig:
     transductive choice) or train (the training fMRI only: strictly inductive)."""
     subjects: list[int] = field(default_factory=list)
     """Several subjects in one model (e.g. [1, 2, 4, 5]): the image pathway of the encoder and the decoder's trunk
-    shared, the voxel readout and input layer per subject (models/subjects.py); every subject's sbj_<N>.npz must pair
-    with the one stimulus file. Empty: data.subject alone."""
+    shared, the voxel readout and input layer per subject (models/subjects.py). Each subject's files lie in the data
+    folder (GOD: beside one stimulus file) or in the one folder inside it holding its sbj_<N>.npz (convert-nsd's
+    nsd_subjNN/; data/group.py). Empty: data.subject alone."""
     pairs: float = 0.0
     """Training stimuli used (with every row that shows them): 0 = all (the paper); a whole number N >= 1 = N
     stimuli; a fraction in (0, 1) = that share of them. A seeded draw (train.seed) of whole stimuli, nested (the first
