@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from brainrecon.cli import app, fetch_screen
-from brainrecon.data import archive, download
+from brainrecon.data import archive, download, remote
 from brainrecon.errors import UserError
 from brainrecon.simulation.serve import FileServer
 from brainrecon.sources import god_fetch, release_files
@@ -169,12 +169,12 @@ def test_dry_run_shows_sizes_total_and_destination_and_creates_nothing(server, t
 
 
 def test_sizes_follow_redirects_and_servers_without_head(server):
-    assert download.remote_size(f"{server.root}/redirect/images_112.npz") == 70_000
+    assert remote.remote_size(f"{server.root}/redirect/images_112.npz") == 70_000
     server.no_head.add("sbj_3.npz")
-    assert download.remote_size(f"{server.url}/sbj_3.npz") == 2_500               # a one-byte ranged GET instead
+    assert remote.remote_size(f"{server.url}/sbj_3.npz") == 2_500               # a one-byte ranged GET instead
     server.hide_size.add("sbj_1.npz")
-    assert download.remote_size(f"{server.url}/sbj_1.npz") is None
-    assert download.remote_size("http://127.0.0.1:9/v1/x") is None                 # nobody there
+    assert remote.remote_size(f"{server.url}/sbj_1.npz") is None
+    assert remote.remote_size("http://127.0.0.1:9/v1/x") is None                 # nobody there
 
 
 def test_terms_must_be_accepted_and_a_refusal_leaves_no_folder(server, tmp_path, monkeypatch):
@@ -313,3 +313,157 @@ def test_nsd_group_downloads_the_tree_convert_nsd_reads(tmp_path):
     from brainrecon.sources.nsd.convert import NsdOptions, convert_nsd
     record = convert_nsd(NsdOptions(subject=1, nsd_dir=data / "nsd", out=data / "nsd_subj01", resolution=16))
     assert record["sessions"] == [1, 2, 3] and (data / "nsd_subj01" / "sbj_1.npz").exists()
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_dry_run_against_a_closed_port_says_unreachable_and_fails(tmp_path):
+    port = closed_port()
+    data = tmp_path / "new"
+    r = CliRunner().invoke(app, ["fetch-data", "--dry-run", "--data-dir", str(data), "--base-url",
+                                 f"http://127.0.0.1:{port}/v1", "--only", "fmri"])
+    out = " ".join(r.output.split())
+    assert r.exit_code == 2, r.output
+    assert f"could not reach 127.0.0.1:{port} (connection refused)" in out and "no size above comes from" in out
+    assert "the server did not say" not in out and "at least 0 B" not in out and "total: unknown" in out
+    assert "Traceback" not in out and not data.exists()
+
+
+def test_dry_run_names_the_files_whose_server_was_not_reached(server, tmp_path, monkeypatch):
+    """One server answers, the other is down: the plan stands (exit 0) and names the files it could not size."""
+    port = closed_port()
+    monkeypatch.setattr(release_files, "RELEASE_URL", server.url)
+    monkeypatch.setattr(release_files, "MIDAS_URL", f"http://127.0.0.1:{port}/v2_1")
+    r = CliRunner().invoke(app, ["fetch-data", "--dry-run", "--data-dir", str(tmp_path / "d"), "--only", "stimuli",
+                                 "--only", "midas"])
+    out = " ".join(r.output.split())
+    assert r.exit_code == 0, r.output
+    assert "images_112.npz 70.0 kB" in out and "model-f6b98070.pt ~422.3 MB" in out
+    assert f"could not reach 127.0.0.1:{port} (connection refused): no size from it for model-f6b98070.pt, " \
+        "model-small-70d6b9c8.pt" in out
+    assert "the server did not say" not in out
+
+
+def test_a_plan_larger_than_the_free_space_warns_before_the_terms(server, tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+    asked = []
+
+    def disk_usage(path):
+        asked.append(path)
+        return namedtuple("usage", "total used free")(10**9, 10**9 - 50_000, 50_000)
+    monkeypatch.setattr(shutil, "disk_usage", disk_usage)
+    data = tmp_path / "new" / "d"
+    r = CliRunner().invoke(app, ["fetch-data", "--data-dir", str(data), "--base-url", server.url, "--only",
+                                 "stimuli"])                 # no --yes: the terms are asked after the plan
+    out = " ".join(r.output.split())
+    assert r.exit_code == 2 and not data.exists()
+    assert f"warning: not enough free space: this needs 70.0 kB and {tmp_path} has 50.0 kB free, 20.0 kB short" in out
+    assert out.index("warning: not enough free space") < out.index("Terms of the data sources")
+    assert asked and all(p == tmp_path for p in asked)          # the nearest folder that exists
+    server.files["imagenet_val.tar.gz"] = b"t" * 30_000          # kept and unpacked beside itself: counted twice
+    r = CliRunner().invoke(app, ["fetch-data", "--dry-run", "--data-dir", str(data), "--base-url", server.url,
+                                 "--only", "imagenet"])
+    assert "this needs 60.0 kB (the downloads, and about as much again to unpack" in " ".join(r.output.split())
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: namedtuple("usage", "total used free")(1, 0, 10**9))
+    r = CliRunner().invoke(app, ["fetch-data", "--dry-run", "--data-dir", str(data), "--base-url", server.url,
+                                 "--only", "stimuli"])
+    assert r.exit_code == 0 and "warning" not in r.output
+
+
+def cells(text: str) -> list[str]:
+    """The cells of a rich table's body rows, stripped."""
+    return [c.strip() for line in text.splitlines() if line.startswith("│") for c in line.strip("│").split("│")]
+
+
+def test_list_at_80_columns_cuts_no_cell(tmp_path):
+    """Every file the release, GOD and NSD subject 1 declare, listed at 80 columns: the file names wrap, no other
+    cell is shortened (no `…`), and nothing is cut to one character."""
+    import io
+    from rich.console import Console
+    from brainrecon.data.download import Lock
+    parts = fetch_screen.select(["all"], None, None) + fetch_screen.select(["god-h5"], None, None) + \
+        fetch_screen.select(["nsd"], "1", "1-3")
+    entries = [e for p in parts for e in p.entries]
+    assert max(len(e.key) for e in entries) > 80
+    console = Console(width=80, file=io.StringIO())
+    fetch_screen.show_list(entries, tmp_path, Lock(tmp_path), None, False, console)
+    text = console.file.getvalue()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    body = cells(text)
+    assert body.count("missing") == len(entries) and all(len(c) != 1 or c == "?" for c in body), text
+    for group in {e.group for e in entries}:
+        assert group in body
+    wide = Console(width=200, file=io.StringIO())          # wide enough: every column, one line per file
+    fetch_screen.show_list(entries, tmp_path, Lock(tmp_path), None, False, wide)
+    assert "present" in wide.file.getvalue() and all(e.key in cells(wide.file.getvalue()) for e in entries)
+
+
+def test_list_at_80_columns_from_the_command(tmp_path, monkeypatch):
+    from brainrecon.cli import common
+    monkeypatch.setattr(common.out_console, "width", 80)
+    r = CliRunner().invoke(app, ["fetch-data", "--data-dir", str(tmp_path / "d"), "--list"])
+    assert r.exit_code == 0 and "…" not in r.output, r.output
+    assert "vgg" in cells(r.output) and "midas" in cells(r.output) and "~422.3 MB" in cells(r.output)
+
+
+@pytest.mark.parametrize("fault", ["http-error", "checksum"])
+def test_a_failed_download_leaves_no_new_folder(server, tmp_path, fault):
+    """The first file comes, the second fails (the server has no such file / its hash is wrong): the new folder and
+    the parents made for it are removed, and the error says so."""
+    args = ["--only", "fmri", "--subjects", "1,3"]
+    if fault == "http-error":
+        del server.files["sbj_3.npz"]
+    else:
+        reg = tmp_path / "known.txt"
+        reg.write_text("sbj_3.npz sha256:" + "0" * 64 + "\n")
+        args += ["--registry", str(reg)]
+    data = tmp_path / "new" / "data"
+    r = cli("--data-dir", str(data), "--base-url", server.url, *args)
+    assert r.exit_code == 2 and server.downloads("sbj_1.npz") == 1, r.output
+    assert f"the new folder {tmp_path / 'new'} was removed" in " ".join(r.output.split())
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_failed_download_into_an_existing_folder_keeps_the_folder(server, tmp_path):
+    """Nothing that was there is touched; the empty sub-folder and the file-less lock this run made go."""
+    data = tmp_path / "mine"
+    data.mkdir()
+    (data / "notes.txt").write_text("mine")
+    r = cli("--data-dir", str(data), "--base-url", server.url, "--only", "vgg")     # the server has no VGG
+    assert r.exit_code == 2 and "was removed" not in r.output, r.output
+    assert sorted(p.name for p in data.iterdir()) == ["notes.txt"] and (data / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("folder", ["typo", "empty"])
+def test_verify_on_a_folder_that_is_not_a_data_folder_fails_in_one_line(tmp_path, folder):
+    data = tmp_path / folder
+    if folder == "empty":
+        data.mkdir()
+        (data / "holiday.jpg").write_bytes(b"x")
+    r = CliRunner().invoke(app, ["fetch-data", "--verify", "--data-dir", str(data)])
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+    assert ("does not exist" if folder == "typo" else "holds none of the 17 file(s) of --only all") in r.output
+    assert (folder == "typo") != data.exists()
+
+
+def test_the_screen_names_no_source():
+    """fetch_screen iterates over the declared sources: no source module, group or command is written in it."""
+    import ast
+    from pathlib import Path
+    from brainrecon.sources.fetch_sources import SOURCES
+    text = Path(fetch_screen.__file__).read_text()
+    modules = {n.module for n in ast.walk(ast.parse(text)) if isinstance(n, ast.ImportFrom)}
+    assert not {m for m in modules if m.startswith("brainrecon.sources")} - {"brainrecon.sources.fetch_sources"}
+    for group in fetch_screen.GROUPS:
+        assert f'"{group}"' not in text and f"'{group}'" not in text
+    strings = " ".join(n.value for n in ast.walk(ast.parse(text)) if isinstance(n, ast.Constant)
+                       and isinstance(n.value, str))
+    assert not [w for w in ("convert-", "train-encoder", "GOD", "NSD", "figshare") if w in strings]
+    assert [s.groups for s in SOURCES] == [release_files.GROUPS, ("god-h5",), ("nsd",)]

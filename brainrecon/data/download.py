@@ -1,7 +1,8 @@
-"""The download library under fetch-data: what a file entry is, the lock of sha256s, sizes, resumable download.
+"""The download library under fetch-data: what a file entry and a source are, the lock of sha256s, resumable download
+(the sizes asked before a download: brainrecon.data.remote).
 
 It knows no source: each source (the authors' release, the public GOD sources, NSD) declares its files, their sizes
-where known and its terms in its own module, and the CLI puts them on the screen.
+where known, its terms and its next command in its own module (a `Source`), and the CLI puts them on the screen.
 
 Hashes are not published, so they are trusted on first use: the first complete download records sha256 and size
 in `brainrecon-lock.json` in the data folder and every later run verifies against it. A `--registry FILE` with
@@ -12,14 +13,16 @@ file is moved into place. A size the declaration does not know is asked of the s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pooch
 import requests
@@ -29,7 +32,6 @@ from brainrecon.errors import UserError
 
 pooch.get_logger().setLevel("WARNING")  # the CLI's own progress bars and summary say what happens
 LOCK = "brainrecon-lock.json"
-SIZE_TIMEOUT = 10.0
 
 
 @dataclass
@@ -65,6 +67,38 @@ class Terms:
     key: str
     items: dict = field(default_factory=dict)
     """source -> its terms, one line each."""
+
+
+@dataclass(frozen=True, eq=False)
+class Source:
+    """What one source gives fetch-data, declared in the source's own module: the screen iterates over these and
+    names no source itself."""
+    terms: Terms
+    groups: tuple[str, ...]
+    """The --only names of its groups."""
+    files: Callable[[], list[Entry]]
+    """The files --only can name one by one (by Entry.name)."""
+    take: Callable[[list[str], list[int] | None, str | None], list[Entry]]
+    """(the --only names it answers to, --subjects (None: not given) and --sessions) -> the files to fetch."""
+    next_step: Callable[[Path, list[Entry]], str | None]
+    """(data folder, the files fetched) -> the command that uses them, or None."""
+    dataset: str = ""
+    """Whose subjects --subjects numbers ("GOD", "NSD"), for the refusal of a subject it lacks."""
+    subjects: tuple[int, ...] = ()
+    subject_groups: tuple[str, ...] = ()
+    """Its groups that --subjects applies to."""
+    in_all: bool = False
+    """`--only all` takes it (the others only when named)."""
+    needs_subjects: str = ""
+    """Set: --subjects must be given for it, and this is the refusal that says so."""
+    sessions: bool = False
+    """--sessions applies to it."""
+
+
+def fetched_subject(entries: list[Entry], group: str) -> int | None:
+    """A subject whose files of `group` are among `entries`: 3 (the papers' subject) if it is, else the first."""
+    subjects = sorted({e.subject for e in entries if e.group == group and e.subject is not None})
+    return (3 if 3 in subjects else subjects[0]) if subjects else None
 
 
 def read_registry(path: Path) -> dict[str, tuple[str | None, str]]:
@@ -137,61 +171,6 @@ class Lock:
 
     def save(self) -> None:
         write_text_atomic(self.path, json.dumps(self.data, indent=2))
-
-
-def remote_size(url: str, timeout: float = SIZE_TIMEOUT) -> int | None:
-    """The size the server gives for `url` (HEAD, following redirects; else a one-byte ranged GET, for servers such
-    as pre-signed storage links that answer only GET), or None when it does not say."""
-    plain, timeout = {"Accept-Encoding": "identity"}, (min(5.0, timeout), timeout)   # (connect, read)
-    try:
-        r = requests.head(url, allow_redirects=True, timeout=timeout, headers=plain)
-        if r.ok and r.headers.get("Content-Length", "").isdigit():
-            return int(r.headers["Content-Length"])
-    except (requests.exceptions.ConnectionError, requests.exceptions.Timeout):
-        return None                                 # nobody answers: no second try
-    except requests.exceptions.RequestException:
-        pass
-    try:
-        with requests.get(url, headers={**plain, "Range": "bytes=0-0"}, stream=True, timeout=timeout) as r:
-            total = r.headers.get("Content-Range", "").rpartition("/")[2]
-            if r.status_code == 206 and total.isdigit():
-                return int(total)
-            if r.status_code == 200 and r.headers.get("Content-Length", "").isdigit():
-                return int(r.headers["Content-Length"])
-    except requests.exceptions.RequestException:
-        pass
-    return None
-
-
-@dataclass
-class Size:
-    bytes: int | None
-    how: str
-    """present (on disk) | lock (recorded at download) | declared | approx (an estimate) | server | unknown"""
-
-
-def sizes(entries: list[Entry], root: Path, lock: Lock, base_url: str | None, ask: bool = True) -> list[Size]:
-    """Each entry's size before a download: the file on disk, else the lock, else the declaration; an estimate or an
-    unknown size is asked of the server (in parallel) when `ask`."""
-    out = []
-    for e in entries:
-        path = Path(root) / e.key
-        if path.is_file():
-            out.append(Size(path.stat().st_size, "present"))
-        elif lock.size(e) is not None:
-            out.append(Size(lock.size(e), "lock"))
-        elif e.size is not None:
-            out.append(Size(e.size, "approx" if e.approx else "declared"))
-        else:
-            out.append(Size(None, "unknown"))
-    pending = [i for i, s in enumerate(out) if s.how in ("approx", "unknown")]
-    if ask and pending:
-        with ThreadPoolExecutor(max_workers=min(8, len(pending))) as pool:
-            answers = list(pool.map(lambda i: remote_size(entries[i].source_url(base_url)), pending))
-        for i, answer in zip(pending, answers):
-            if answer is not None:
-                out[i] = Size(answer, "server")
-    return out
 
 
 class ResumableDownloader:
@@ -270,3 +249,37 @@ def state(e: Entry, root: Path, lock: Lock, rehash: bool) -> str:
     if rehash:
         return "ok" if sha256(path) == expected else "mismatch"
     return f"locked ({source})"
+
+
+@contextlib.contextmanager
+def leaves_no_trace(root: Path, entries: list[Entry]) -> Iterator[None]:
+    """A download that fails leaves no new folder: when `root` did not exist, the folder (and the parents made for it)
+    is removed with all it holds, and the error says so. An existing folder is never removed, and of what this run
+    made in it only what holds nothing of use goes: the empty sub-folders, a lock that records no file. The files
+    completed and verified there stay (recorded in the lock), and so does a cut-off `.part`, which the next run
+    resumes. Ctrl-C keeps everything, so that the same command resumes."""
+    root = Path(root).absolute()
+    top = None
+    for folder in (root, *root.parents):
+        if folder.exists():
+            break
+        top = folder
+    made = {d for e in entries for d in (root / e.key).parents if root in d.parents and not d.exists()}
+    made |= {root / e.unpack_to for e in entries if e.unpack_to and not (root / e.unpack_to).exists()}
+    lock_made = not (root / LOCK).exists()
+    try:
+        yield
+    except Exception as err:
+        if top is None:
+            if lock_made and (root / LOCK).exists() and not Lock(root).data["files"]:
+                (root / LOCK).unlink()
+            for folder in sorted(made, key=lambda d: len(d.parts), reverse=True):    # deepest first
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise
+        partial = any((root / e.key).exists() or Path(f"{root / e.key}.part").exists() for e in entries)
+        shutil.rmtree(top, ignore_errors=True)
+        if isinstance(err, UserError):
+            keep = " (to keep partial downloads for a resume, make the folder first)" if partial else ""
+            raise UserError(f"{err}; the new folder {top} was removed{keep}") from None
+        raise

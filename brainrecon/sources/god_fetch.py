@@ -7,7 +7,9 @@ publishes no sha256 and the sizes are not declared: they are asked of the server
 
 from __future__ import annotations
 
-from brainrecon.data.download import Entry, Terms
+from pathlib import Path
+
+from brainrecon.data.download import Entry, Source, Terms, fetched_subject
 
 GROUP = "god-h5"
 SUBJECTS = (1, 2, 3, 4, 5)
@@ -31,3 +33,21 @@ def entries(subjects: list[int] | None = None) -> list[Entry]:
 
 def names() -> set[str]:
     return {e.name for e in entries()}
+
+
+def take(only: list[str], subjects: list[int] | None, sessions: str | None = None) -> list[Entry]:
+    """The group's subjects (--subjects, else all five) when the group is named, and each file named by itself."""
+    wanted = list(subjects if subjects is not None else SUBJECTS) if GROUP in only else []
+    wanted += [e.subject for e in entries() if e.name in only]
+    return [entry(s) for s in sorted(set(wanted))]
+
+
+def next_step(root: Path, fetched: list[Entry]) -> str | None:
+    subject = fetched_subject(fetched, GROUP)
+    return None if subject is None else \
+        f"brainrecon convert-god --subject {subject} --images PHOTOS --data-dir {root}"
+
+
+SOURCE = Source(
+    terms=TERMS, groups=(GROUP,), files=entries, take=take, next_step=next_step, dataset="GOD", subjects=SUBJECTS,
+    subject_groups=(GROUP,))

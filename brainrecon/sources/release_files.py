@@ -10,7 +10,10 @@ float32 values, 4 bytes each; the file adds a little for its keys), refined by t
 
 from __future__ import annotations
 
-from brainrecon.data.download import Entry, Terms
+from pathlib import Path
+
+from brainrecon.data import layout
+from brainrecon.data.download import Entry, Source, Terms, fetched_subject
 from brainrecon.errors import UserError
 
 RELEASE_URL = "https://github.com/WeizmannVision/SelfSuperReconst/releases/download/v1"
@@ -69,3 +72,21 @@ def select(only: list[str], subjects: list[int]) -> list[Entry]:
         raise UserError(f"--only {unknown[0]!r} is not a group or file of the release")
     return [e for e in entries()
             if e.name in only or (("all" in only or e.group in only) and (e.subject is None or e.subject in subjects))]
+
+
+def take(only: list[str], subjects: list[int] | None, sessions: str | None = None) -> list[Entry]:
+    return select(only, list(subjects if subjects is not None else SUBJECTS))
+
+
+def next_step(root: Path, fetched: list[Entry]) -> str | None:
+    """Training on a fetched subject's fMRI: rgbd when the RGBD stimuli and the RGBD VGG are there too."""
+    subject = fetched_subject(fetched, "fmri")
+    if subject is None:
+        return None
+    rgbd = layout.rgbd_file(root).exists() and layout.release_vgg_file(root, "vgg19", "rgbd").exists()
+    return f"brainrecon train-encoder --data-dir {root} --modality {'rgbd' if rgbd else 'rgb'} --subject {subject}"
+
+
+SOURCE = Source(
+    terms=TERMS, groups=GROUPS, files=entries, take=take, next_step=next_step, dataset="GOD", subjects=SUBJECTS,
+    subject_groups=("fmri",), in_all=True)

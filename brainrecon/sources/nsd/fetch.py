@@ -7,7 +7,9 @@ estimates from the volume sizes (files.approx_size), refined by the server's ans
 
 from __future__ import annotations
 
-from brainrecon.data.download import Entry, Terms
+from pathlib import Path
+
+from brainrecon.data.download import Entry, Source, Terms, fetched_subject
 from brainrecon.sources.nsd import files
 
 GROUP = "nsd"
@@ -33,3 +35,18 @@ def entries(subjects: list[int], sessions: str | None) -> list[Entry]:
             out.setdefault(path, Entry(path, GROUP, f"{files.BUCKET_URL}/{path}", size=files.approx_size(path, subject),
                                        approx=True, folder=FOLDER, subject=None if shared else subject))
     return list(out.values())
+
+
+def take(only: list[str], subjects: list[int] | None, sessions: str | None) -> list[Entry]:
+    return entries(list(subjects or ()), sessions)
+
+
+def next_step(root: Path, fetched: list[Entry]) -> str | None:
+    subject = fetched_subject(fetched, GROUP)
+    return None if subject is None else f"brainrecon convert-nsd --subject {subject} --data-dir {root}"
+
+
+SOURCE = Source(
+    terms=TERMS, groups=(GROUP,), files=lambda: [], take=take, next_step=next_step, dataset="NSD", subjects=SUBJECTS,
+    subject_groups=(GROUP,), needs_subjects="--only nsd needs --subjects (e.g. --subjects 1): one NSD subject is "
+    "~40 GB of betas", sessions=True)
