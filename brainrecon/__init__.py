@@ -5,10 +5,14 @@ The Python API (brainrecon/api.py), loaded on first use so that `import brainrec
     from brainrecon import load_decoder, load_encoder, load_config
     images = load_decoder("runs/decoder").decode(voxels)       # (N, V) -> (N, H, W, C) in [0, 1]
     voxels = load_encoder("runs/encoder").predict(images)      # (N, H, W, C) -> (N, V)
+
+A run folder, a `brainrecon export` folder or a Hub id (`hf://owner/name`) loads alike. `version_string()` names the
+code: the release, and the git commit when run from a checkout (brainrecon/version.py).
 """
 
-__version__ = "0.1.0"
-__all__ = ["load_decoder", "load_encoder", "load_config", "__version__"]
+from brainrecon.version import __version__, version_string
+
+__all__ = ["load_decoder", "load_encoder", "load_config", "__version__", "version_string"]
 
 
 def __getattr__(name: str):

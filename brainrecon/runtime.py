@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 
 from brainrecon.errors import ConfigError
+from brainrecon.version import version_string
 
 
 @dataclass
@@ -36,10 +37,10 @@ class Runtime:
     threads_reason: str = ""
 
     def record(self) -> dict:
-        """What metrics.json says about how the run computed."""
-        return {"device": str(self.device), "autocast": self.amp, "autocast_reason": self.amp_reason,
-                "channels_last": sorted(self.channels_last), "world_size": self.world_size,
-                "cpu_threads": self.threads, "cpu_threads_reason": self.threads_reason}
+        """What metrics.json says about how the run computed, and with which code (brainrecon/version.py)."""
+        return {"brainrecon_version": version_string(), "device": str(self.device), "autocast": self.amp,
+                "autocast_reason": self.amp_reason, "channels_last": sorted(self.channels_last),
+                "world_size": self.world_size, "cpu_threads": self.threads, "cpu_threads_reason": self.threads_reason}
 
     @property
     def is_main(self) -> bool:

@@ -88,9 +88,9 @@ def test_a_preset_section_applies_to_its_modality_only(tmp_path):
 
 
 def test_version_flag():
-    from brainrecon import __version__
+    from brainrecon import version_string
     result = CliRunner().invoke(app, ["--version"])
-    assert result.exit_code == 0 and result.output.splitlines()[0].strip() == f"brainrecon {__version__}"
+    assert result.exit_code == 0 and result.output.splitlines()[0].strip() == f"brainrecon {version_string()}"
 
 
 def test_paper_defaults_match_method():

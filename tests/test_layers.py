@@ -26,7 +26,7 @@ LAYERS = [
     ("L2", ["brainrecon.data"]),
     ("L1", ["brainrecon.config",
             "brainrecon.metric_specs", "brainrecon.correlation", "brainrecon.weights",
-            "brainrecon.runtime", "brainrecon.locks", "brainrecon.atomic", "brainrecon.errors"]),
+            "brainrecon.runtime", "brainrecon.locks", "brainrecon.atomic", "brainrecon.errors", "brainrecon.version"]),
 ]
 
 

@@ -12,6 +12,7 @@ from typer.core import TyperCommand, TyperGroup
 import brainrecon.cli.data_commands as data_commands
 import brainrecon.cli.demo_command as demo_command
 import brainrecon.cli.evaluate_commands as evaluate_commands
+import brainrecon.cli.export_command as export_command
 import brainrecon.cli.import_command as import_command
 import brainrecon.cli.train_commands as train_commands
 from brainrecon.cli.common import out_console
@@ -52,6 +53,8 @@ COMMANDS = (
             "brainrecon evaluate runs/dec runs/ridge --ways 2,10"),
     Command("classify", evaluate_commands.classify, "Large-scale semantic classification of reconstructions.",
             "brainrecon classify runs/dec --class-images ~/imagenet/train"),
+    Command("export", export_command.export_cmd, "Write a trained run as a folder to share (Hugging Face layout).",
+            "brainrecon export runs/dec models/dec && huggingface-cli upload me/dec models/dec"),
     Command("demo", demo_command.demo, "The whole method on a SIMULATED subject, on a CPU (about 4 min).",
             "brainrecon demo --out demo-out --seed 1"),
 )
@@ -81,11 +84,12 @@ class BrainreconGroup(PlainHelpFlag, TyperGroup):
 
 
 def show_version(value: bool) -> None:
-    """-V/--version: brainrecon, torch and CUDA, and the device `--device auto` would use."""
+    """-V/--version: brainrecon (with its git commit in a checkout), torch and CUDA, and the device `--device auto`
+    would use."""
     if not value:
         return
-    from brainrecon import __version__
-    out_console.print(f"brainrecon {__version__}", highlight=False)
+    from brainrecon.version import version_string
+    out_console.print(f"brainrecon {version_string()}", highlight=False)
     try:
         import torch
     except ImportError:                                          # pragma: no cover - torch is a dependency

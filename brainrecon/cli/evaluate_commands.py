@@ -17,10 +17,12 @@ from brainrecon.metric_specs import metric_help
 
 @user_errors
 def reconstruct(
-    run: Path = typer.Argument(..., metavar="RUN", help="A train-decoder --out folder."),
+    run: str = typer.Argument(..., metavar="RUN", help="A train-decoder --out folder, a `brainrecon export` folder, "
+                              "or a Hub id hf://owner/name (downloaded into the Hugging Face cache)."),
     split: str = typer.Option("test", "--split", metavar="SPLIT", help="test or train."),
     out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="Output folder (default: "
-                                       "RUN/reconstruct_<split>, with --fmri RUN/decoded_<file>)."),
+                                       "RUN/reconstruct_<split>, with --fmri RUN/decoded_<file>; required for an "
+                                       "exported model or hf:// id, which is never written into)."),
     data_dir: Optional[Path] = DataDir,
     device: str = DeviceAutoOpt,
     fmri: Optional[Path] = typer.Option(None, "--fmri", metavar="FILE", help="Decode this array instead of a split: "
@@ -36,7 +38,8 @@ def reconstruct(
     --fmri; writes the arrays, PNGs and a gallery."""
     check_choice("--split", split, ("test", "train"))
     check_device("--device", device)
-    check_run_folder(run)
+    if not run.startswith("hf://"):
+        check_run_folder(Path(run))
     if fmri is not None and not fmri.is_file():
         raise UserError(f"--fmri {fmri}: no such file; give a .npy or .npz array of voxel responses")
     if data_dir is not None:

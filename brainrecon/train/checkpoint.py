@@ -22,6 +22,7 @@ from brainrecon.models.decoder import Decoder, DecoderArch
 from brainrecon.models.encoder import Encoder, EncoderArch
 from brainrecon.models.ridge import RidgeDecoder
 from brainrecon.models.subjects import SubjectDecoders, SubjectEncoders
+from brainrecon.train import exported
 from brainrecon.weights import read_weights
 
 LAST = "last.pt"
@@ -52,7 +53,10 @@ def load(path: Path) -> dict:
 
 
 def load_best(run_dir: Path, kind: str) -> dict:
-    """best.pt of an encoder or decoder run folder, checked to be of that kind."""
+    """best.pt of an encoder or decoder run folder, checked to be of that kind; of a `brainrecon export` folder, the
+    same state read from its safetensors and config.json (train/exported.py)."""
+    if exported.is_exported(run_dir):
+        return exported.load_state(run_dir, kind)
     path = Path(run_dir) / BEST
     if not path.exists():
         raise UserError(f"{path}: no trained {kind} here; run `brainrecon train-{kind} --out {run_dir}` first")
