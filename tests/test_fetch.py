@@ -9,7 +9,7 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from brainrecon.cli import app, fetch_screen
+from brainrecon.cli import app, fetch_plan, fetch_screen
 from brainrecon.data import archive, download, remote
 from brainrecon.errors import UserError
 from brainrecon.simulation.serve import FileServer
@@ -246,19 +246,21 @@ def test_god_h5_group_is_per_subject_and_only_when_named():
     assert any("figshare" in source for source in god_fetch.TERMS.items)
 
 
-def test_two_fetches_on_one_data_folder(server, tmp_path):
+@pytest.mark.parametrize("folder", ["existing", "new"])
+def test_two_fetches_on_one_data_folder(server, tmp_path, folder):
     """The second fetch-data stops at once naming the first (pid, command); the first ends well; every file and
-    brainrecon-lock.json are intact."""
+    brainrecon-lock.json are intact. In a new folder too: the second's failure removes nothing of the first's."""
     import os
     import subprocess
     import sys
     server.delay = 0.5
-    cmd = [sys.executable, "-m", "brainrecon", "fetch-data", "--yes", "--data-dir", str(tmp_path), "--base-url",
+    data = tmp_path if folder == "existing" else tmp_path / "new" / "data"
+    cmd = [sys.executable, "-m", "brainrecon", "fetch-data", "--yes", "--data-dir", str(data), "--base-url",
            server.url, "--only", "stimuli", "--only", "fmri", "--subjects", "1,2,3,4,5"]
     env = {**os.environ, "BRAINRECON_FETCH_RETRIES": "0"}
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 60
-    while not (tmp_path / "data.lock").exists():
+    while not (data / "data.lock").exists():
         assert first.poll() is None and time.time() < deadline, first.communicate()
         time.sleep(0.02)
     second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
@@ -268,11 +270,11 @@ def test_two_fetches_on_one_data_folder(server, tmp_path):
     message = " ".join(second.stderr.split())
     assert "another process is writing into this data folder" in message and f"pid {first.pid}" in message and \
         "brainrecon fetch-data" in message, message
-    lock = json.loads((tmp_path / download.LOCK).read_text())
-    for name, data in FILES.items():
-        assert hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
-        assert lock["files"][name]["sha256"] == hashlib.sha256(data).hexdigest()
-    assert not (tmp_path / "data.lock").exists()
+    lock = json.loads((data / download.LOCK).read_text())
+    for name, content in FILES.items():
+        assert hashlib.sha256((data / name).read_bytes()).hexdigest() == hashlib.sha256(content).hexdigest()
+        assert lock["files"][name]["sha256"] == hashlib.sha256(content).hexdigest()
+    assert not (data / "data.lock").exists()
 
 
 def test_nsd_group_downloads_the_tree_convert_nsd_reads(tmp_path):
@@ -454,11 +456,12 @@ def test_verify_on_a_folder_that_is_not_a_data_folder_fails_in_one_line(tmp_path
 
 
 def test_the_screen_names_no_source():
-    """fetch_screen iterates over the declared sources: no source module, group or command is written in it."""
+    """fetch_screen (and its plan) iterate over the declared sources: no source module, group or command is
+    written in them."""
     import ast
     from pathlib import Path
     from brainrecon.sources.fetch_sources import SOURCES
-    text = Path(fetch_screen.__file__).read_text()
+    text = "\n".join(Path(m.__file__).read_text() for m in (fetch_screen, fetch_plan))
     modules = {n.module for n in ast.walk(ast.parse(text)) if isinstance(n, ast.ImportFrom)}
     assert not {m for m in modules if m.startswith("brainrecon.sources")} - {"brainrecon.sources.fetch_sources"}
     for group in fetch_screen.GROUPS:

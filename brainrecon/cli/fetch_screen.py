@@ -1,7 +1,7 @@
-"""fetch-data's screen: which sources --only names, the plan (each file's size, the total, the destination and its
-free space, the servers that could not be reached) before anything is fetched, the terms prompts, the progress bars
-and the "Next:" line. The downloading itself is brainrecon.data.download; each source declares its groups, files,
-terms and next command in its own module (brainrecon.sources.fetch_sources lists them), and this screen names none."""
+"""fetch-data's screen: which sources --only names, the plan before anything is fetched (brainrecon.cli.fetch_plan),
+--list and --verify, the terms prompts, the progress bars and the "Next:" line. The downloading itself is
+brainrecon.data.download; each source declares its groups, files, terms and next command in its own module
+(brainrecon.sources.fetch_sources lists them), and this screen names none."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from pathlib import Path
 
 from rich.markup import escape
 
+from brainrecon.cli.common import leaves_no_new_folder
+from brainrecon.cli.fetch_plan import join_and, refuse_unreached, show_plan, size_text
 from brainrecon.data import download, remote
 from brainrecon.data.archive import unpack
-from brainrecon.data.download import Entry, Lock, Source
-from brainrecon.data.remote import Size
+from brainrecon.data.download import Entry, Lock, Source, Terms
 from brainrecon.errors import UserError
 from brainrecon.locks import hold_data
 from brainrecon.sources.fetch_sources import SOURCES
@@ -30,7 +31,7 @@ class Part:
     entries: list[Entry]
 
     @property
-    def terms(self) -> download.Terms:
+    def terms(self) -> Terms:
         return self.source.terms
 
 
@@ -49,10 +50,6 @@ def _answers(source: Source, only: list[str]) -> list[str]:
     return [o for o in only if o in source.groups or o in names or (o == "all" and source.in_all)]
 
 
-def _and(words: list[str]) -> str:
-    return ", ".join(words[:-1]) + f" and {words[-1]}" if len(words) > 1 else "".join(words)
-
-
 def select(only: list[str], subjects_text: str | None, sessions: str | None) -> list[Part]:
     """--only (groups, `all`, file names), --subjects and --sessions -> the files of each source, every value checked
     (nothing is created here)."""
@@ -66,7 +63,7 @@ def select(only: list[str], subjects_text: str | None, sessions: str | None) -> 
                    for s, names in answers.items()}
     if subjects_text is not None and not any(per_subject.values()):
         also = " (and all)" if any(s.in_all and s.subject_groups for s in SOURCES) else ""
-        raise UserError(f"--subjects applies to the {_and([g for s in SOURCES for g in s.subject_groups])} groups"
+        raise UserError(f"--subjects applies to the {join_and([g for s in SOURCES for g in s.subject_groups])} groups"
                         f"{also}; --only {' '.join(only)} takes none of them")
     if sessions and not any(s.sessions and answers[s] for s in SOURCES):
         takers = [f"--only {g}" for s in SOURCES if s.sessions for g in s.groups]
@@ -83,94 +80,6 @@ def select(only: list[str], subjects_text: str | None, sessions: str | None) -> 
                             f"{max(s.subjects)}, not {bad[0]}")
         parts.append(Part(s, s.take(names, subjects, sessions if s.sessions else None)))
     return [p for p in parts if p.entries]
-
-
-def human(n: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
-
-
-def size_text(s: Size) -> str:
-    if s.bytes is None:
-        return "?"
-    return ("~" if s.how == "approx" else "") + human(s.bytes)
-
-
-def _print(console, text: str) -> None:
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
-
-
-def show_plan(entries: list[Entry], root: Path, lock: Lock, base_url: str | None, console, dry_run: bool
-              ) -> list[Size]:
-    """Each file to fetch with its size (asked of the server where not declared), the total beside the free space
-    at the destination, and the servers that could not be reached. Returns the sizes of the files to fetch."""
-    todo = [e for e in entries if not (root / e.key).exists()]
-    sizes = remote.sizes(todo, root, lock, base_url)
-    made = "" if root.is_dir() else " (a new folder, made when the download starts)"
-    _print(console, f"{'dry run: ' if dry_run else ''}{len(todo)} file(s) to download into {root}{made}; "
-                    f"{len(entries) - len(todo)} already there")
-    width = max((len(e.key) for e in todo), default=0)
-    for e, s in zip(todo, sizes):
-        _print(console, f"  {e.key:<{width}}  {size_text(s):>10}" + (f"  <- {e.source_url(base_url)}" if dry_run
-                                                                      else ""))
-    if dry_run:
-        for e in entries:
-            if e not in todo:
-                _print(console, f"  {e.key}  present (verified against the lock when fetched)")
-    if not todo:
-        return sizes
-    total = sum(s.bytes or 0 for s in sizes)
-    silent = sum(s.bytes is None and not s.unreached for s in sizes)
-    cut_off = sum(s.bytes is None and bool(s.unreached) for s in sizes)
-    approx = any(s.how == "approx" for s in sizes)
-    notes = [f"{silent} file(s) of unknown size: the server did not say"] if silent else []
-    notes += [f"{cut_off} file(s) of unknown size: their server could not be reached"] if cut_off else []
-    bound = "at least " if silent or cut_off else "about " if approx else ""
-    amount = "unknown" if silent + cut_off == len(todo) else f"{bound}{human(total)}"
-    notes += ["the total is a lower bound"] if bound == "at least " and amount != "unknown" else []
-    notes += ["~: an estimate"] if approx else []
-    free = remote.free_space(root)
-    _print(console, f"total: {amount}" + (f" ({'; '.join(notes)})" if notes else "") +
-                    f"; free space at the destination: {human(free)}")
-    _warn_space(todo, sizes, total, bound, root, free, console)
-    _say_unreached(todo, sizes, console)
-    return sizes
-
-
-def _warn_space(todo: list[Entry], sizes: list[Size], total: int, bound: str, root: Path, free: int, console) -> None:
-    """A warning, with the shortfall, when what is known of the plan does not fit the free space (an archive is kept
-    and unpacked beside itself: about as much again)."""
-    archives = sum(s.bytes or 0 for e, s in zip(todo, sizes) if e.unpack_to)
-    need = total + archives
-    if need <= free:
-        return
-    unpacked = " (the downloads, and about as much again to unpack their archives)" if archives else ""
-    _print(console, f"warning: not enough free space: this needs {bound}{human(need)}{unpacked} and "
-                    f"{remote.existing_parent(root)} has {human(free)} free, {human(need - free)} short; free space "
-                    "there or choose another --data-dir")
-
-
-def _say_unreached(todo: list[Entry], sizes: list[Size], console) -> None:
-    """Each server that could not be reached, and the files it was asked about (all of them: just the count)."""
-    asked = [s for s in sizes if s.how in ("server", "approx", "unknown")]
-    hosts: dict[str, list[str]] = {}
-    for e, s in zip(todo, sizes):
-        if s.unreached:
-            hosts.setdefault(s.unreached, []).append(e.key)
-    for host, keys in hosts.items():
-        which = f"the {len(keys)} file(s) asked about" if len(keys) == len(asked) else ", ".join(keys)
-        _print(console, f"could not reach {host}: no size from it for {which}")
-
-
-def refuse_unreached(sizes: list[Size], base_url: str | None) -> None:
-    """A dry run that could size nothing because no server answered is a failure, not a plan."""
-    asked = [s for s in sizes if s.how in ("server", "approx", "unknown")]
-    if asked and all(s.unreached for s in asked):
-        hosts = sorted({s.unreached for s in asked})
-        raise UserError(f"could not reach {_and(hosts)}, so no size above comes from a server; check the network"
-                        f"{' and --base-url ' + base_url if base_url else ''}, then run the dry run again")
 
 
 def check_data_folder(entries: list[Entry], root: Path, lock: Lock, only: list[str]) -> None:
@@ -305,10 +214,10 @@ def run(root: Path, only: list[str], subjects: str | None, base_url: str | None,
                 and accept_terms(p.terms, lock, yes, console)]
     # every option checked and the terms accepted: only now is the data folder made (no new folder on a refusal),
     # and a download that fails removes it again (in a folder that was there, only the empty sub-folders it made)
-    with download.leaves_no_trace(root, entries):
-        root.mkdir(parents=True, exist_ok=True)
+    with leaves_no_new_folder(root):                # the lock refused: no empty folder left
+        made_here = download.make_folder(root)
         # one writer per data folder: a second fetch-data (or convert-god) stops at once, naming this one
-        with hold_data(root):
+        with hold_data(root), download.leaves_no_trace(root, entries, made_here):
             lock = Lock(root)  # read under the lock: what another fetch recorded before us is kept
             for terms in accepted:
                 lock.accept(terms)

@@ -251,26 +251,41 @@ def state(e: Entry, root: Path, lock: Lock, rehash: bool) -> str:
     return f"locked ({source})"
 
 
-@contextlib.contextmanager
-def leaves_no_trace(root: Path, entries: list[Entry]) -> Iterator[None]:
-    """A download that fails leaves no new folder: when `root` did not exist, the folder (and the parents made for it)
-    is removed with all it holds, and the error says so. An existing folder is never removed, and of what this run
-    made in it only what holds nothing of use goes: the empty sub-folders, a lock that records no file. The files
-    completed and verified there stay (recorded in the lock), and so does a cut-off `.part`, which the next run
-    resumes. Ctrl-C keeps everything, so that the same command resumes."""
-    root = Path(root).absolute()
+def make_folder(root: Path) -> Path | None:
+    """Make `root` and its missing parents, one level at a time. Returns the topmost folder this call made (None when
+    `root` was there): what a failed download may remove."""
+    missing, folder = [], Path(root).absolute()
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
     top = None
-    for folder in (root, *root.parents):
-        if folder.exists():
-            break
-        top = folder
+    for folder in reversed(missing):
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue                                # made by another process just now: not ours
+        except OSError as e:
+            raise UserError(f"{root}: cannot create this folder ({e.strerror}); choose another --data-dir") from None
+        top = top or folder
+    return top
+
+
+@contextlib.contextmanager
+def leaves_no_trace(root: Path, entries: list[Entry], made_here: Path | None) -> Iterator[None]:
+    """A download that fails leaves no new folder: `made_here` (make_folder's answer), when set, is removed with all
+    it holds, and the error says so. Entered while holding the data folder's lock (only its holder removes anything).
+    An existing folder is never removed, and of what this run made in it only what holds nothing of use goes: the
+    empty sub-folders, a lock that records no file; the files completed and verified there stay (recorded in the
+    lock), and so does a cut-off `.part`, which the next run resumes. Ctrl-C keeps everything, so that the same
+    command resumes."""
+    root = Path(root).absolute()
     made = {d for e in entries for d in (root / e.key).parents if root in d.parents and not d.exists()}
     made |= {root / e.unpack_to for e in entries if e.unpack_to and not (root / e.unpack_to).exists()}
     lock_made = not (root / LOCK).exists()
     try:
         yield
     except Exception as err:
-        if top is None:
+        if made_here is None:
             if lock_made and (root / LOCK).exists() and not Lock(root).data["files"]:
                 (root / LOCK).unlink()
             for folder in sorted(made, key=lambda d: len(d.parts), reverse=True):    # deepest first
@@ -278,8 +293,8 @@ def leaves_no_trace(root: Path, entries: list[Entry]) -> Iterator[None]:
                     folder.rmdir()
             raise
         partial = any((root / e.key).exists() or Path(f"{root / e.key}.part").exists() for e in entries)
-        shutil.rmtree(top, ignore_errors=True)
+        shutil.rmtree(made_here, ignore_errors=True)
         if isinstance(err, UserError):
             keep = " (to keep partial downloads for a resume, make the folder first)" if partial else ""
-            raise UserError(f"{err}; the new folder {top} was removed{keep}") from None
+            raise UserError(f"{err}; the new folder {made_here} was removed{keep}") from None
         raise
