@@ -71,7 +71,8 @@ def import_arrays_cmd(
                       f"{c['test_images']} test images x {c['repeats_per_test_image']} repeats, {c['voxels']} voxels "
                       f"(VC {c['voxels_per_roi']['VC']}); {', '.join(record['outputs']['stimuli'])} at {resolution} "
                       f"px -> {target} (provenance: {record['outputs']['provenance']}); next: brainrecon train-encoder "
-                      f"--modality {'rgbd' if train_depth else 'rgb'} --subject {subject} --data-dir {target}",
+                      f"--modality {'rgbd' if train_depth else 'rgb'} --subject {subject} --data-dir {target}"
+                      + (f" --set data.resolution={resolution}" if resolution != 112 else ""),
                       highlight=False, soft_wrap=True)
 
 
