@@ -16,6 +16,7 @@ import yaml
 from typer.testing import CliRunner
 
 import brainrecon
+from brainrecon.api import decode_fmri
 from brainrecon.cli import app, main
 from brainrecon.config import load_config
 from brainrecon.data import layout
@@ -67,6 +68,11 @@ def test_exported_decoder_reconstructs_exactly_as_the_run(runs, tiny_subject, tm
     assert "ceiling_reconstructions" not in b                    # the encoder does not travel with the decoder
     with pytest.raises(UserError, match="never written into; give --out"):
         reconstruct(out, data_dir=tiny_subject, device="cpu")
+    np.save(tmp_path / "roi.npy", voxels.numpy())
+    with pytest.raises(UserError, match="never written into; give --out"):
+        decode_fmri(out, tmp_path / "roi.npy", device="cpu")
+    decoded = np.load(decode_fmri(out, tmp_path / "roi.npy", out=tmp_path / "decoded", device="cpu"))
+    assert np.array_equal(decoded["reconstructions"], a["reconstructions"]) and str(decoded["run"]) == "dec"
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "metrics.json", "model.safetensors"]
 
 
@@ -172,6 +178,29 @@ def test_shared_weights_are_stored_once_and_tied_back(tmp_path):
     x = torch.randn(3, 30)
     with torch.no_grad():
         assert torch.equal(group(x, 2), other(x, 2))
+
+
+def test_a_run_of_several_subjects_exports_every_member(tmp_path):
+    from brainrecon.simulation.group import simulate_group
+    from brainrecon.simulation.simulate import SimulationConfig
+    data = tmp_path / "group"
+    simulate_group(data, SimulationConfig(seed=0, n_voxels=60, n_unpaired=8, resolution=32, n_train=48, n_test=10,
+                                          n_repeats=2, n_classes=2), [1, 2])
+    cfg = load_config("decoder", "rgb", "demo", tiny_overrides(**{
+        "data.subjects": "[1,2]", "train.epochs": 1, "train.steps_per_epoch": 2, "train.batch_size": 8,
+        "train.milestones": "[]", "train.self_supervision": "false", "loss.perceptual_net": "none",
+        "model.channels": 32}))
+    train_decoder(cfg, data, tmp_path / "dec", quiet=True)
+    out = export_run(tmp_path / "dec", tmp_path / "model")
+    meta = read_config(out)
+    assert sorted(meta["subjects"]) == ["1", "2"] and meta["tied"] and "--subjects 1,2" in meta["training"]["command"]
+    assert "subjects 1, 2" in (out / "README.md").read_text()
+    for s in (1, 2):
+        a = load_reconstructions(reconstruct(tmp_path / "dec", data_dir=data, device="cpu", subject=s))
+        b = load_reconstructions(reconstruct(out, out=tmp_path / f"r{s}", data_dir=data, device="cpu", subject=s))
+        assert np.array_equal(a["reconstructions"], b["reconstructions"]) and str(b["run"]) == f"dec subject {s}"
+    with pytest.raises(UserError, match="pass --subject N"):
+        brainrecon.load_decoder(out, "cpu")
 
 
 def test_strip_paths_keeps_names_and_says_where():
