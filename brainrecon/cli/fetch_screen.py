@@ -78,7 +78,7 @@ def select(only: list[str], subjects_text: str | None, sessions: str | None) -> 
         if bad:
             raise UserError(f"--subjects {subjects_text}: {s.dataset} has subjects {min(s.subjects)}-"
                             f"{max(s.subjects)}, not {bad[0]}")
-        parts.append(Part(s, s.take(names, subjects, sessions if s.sessions else None)))
+        parts.append(Part(s, s.take(names, subjects if per_subject[s] else None, sessions if s.sessions else None)))
     return [p for p in parts if p.entries]
 
 
@@ -115,8 +115,10 @@ def list_table(rows: list[tuple[str, ...]], title: str, width: int):
     table = Table(title=title, title_justify="left", caption_justify="left",
                   caption=f"left out at {width} columns: {', '.join(dropped)}" if dropped else None)
     for c in keep:
-        table.add_column(c, overflow="fold") if c == "file" else table.add_column(c, no_wrap=True,
-                                                                                  min_width=widths[c])
+        if c == "file":
+            table.add_column(c, overflow="fold")
+        else:
+            table.add_column(c, no_wrap=True, min_width=widths[c])
     for r in rows:
         table.add_row(*(v for c, v in zip(LIST_COLUMNS, r) if c in keep))
     return table

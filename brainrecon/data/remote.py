@@ -70,6 +70,7 @@ def remote_size(url: str, timeout: float = SIZE_TIMEOUT) -> int | None:
 
 @dataclass
 class Size:
+    """One file's size before a download, and where it came from."""
     bytes: int | None
     how: str
     """present (on disk) | lock (recorded at download) | declared | approx (an estimate) | server | unknown"""
