@@ -114,7 +114,8 @@ def _networks(meta: dict) -> list[str]:
     if meta["kind"] == "encoder":
         model = run["model"]
         lines.append(f"- backbone: {BACKBONE[model['backbone_weights']].format(arch=model['arch'])}; its weights are "
-                     "in model.safetensors")
+                     "in model.safetensors" + (", so that licence applies to sharing this file"
+                                               if model["backbone_weights"] == "release" else ""))
     elif meta["model_kind"] == "deep":
         net = training.get("perceptual_net") or run["loss"]["perceptual_net"]
         lines.append(f"- perceptual loss: `{net}`" + (f", {PERCEPTUAL[net]}" if net in PERCEPTUAL else ""))
@@ -122,8 +123,11 @@ def _networks(meta: dict) -> list[str]:
             lines.append(f"- frozen encoder (the self-supervised cycles): the train-encoder run "
                          f"`{training['encoder_run']}`, not included (export it with `brainrecon export`)")
     if meta["modality"] != "rgb" and training["data"]["source"] in ("god", "unknown"):
-        lines.append("- MiDaS v2.1 (Ranftl et al., MIT licence): the depth of the stimuli (large, at 224 px) and of "
-                     f"the unpaired images ({run['data']['depth_source']}), made before training")
+        unpaired = (meta["kind"] == "decoder" and meta["model_kind"] == "deep" and run["train"]["self_supervision"]
+                    and run["loss"]["weights"][1] > 0)
+        lines.append("- MiDaS v2.1 (Ranftl et al., MIT licence): the depth of the stimuli (large, at 224 px)"
+                     + (f" and of the unpaired images ({run['data']['depth_source']})" if unpaired else "")
+                     + ", made before training")
     lines.append("- at inference: none; every weight the network needs is in model.safetensors")
     return lines
 
