@@ -25,7 +25,6 @@ from brainrecon.evaluation.identification import EvalOptions, evaluate_runs, wri
 from brainrecon.models.decoder import DecoderArch
 from brainrecon.models.subjects import SubjectDecoders
 from brainrecon.reconstruct import load_reconstructions, reconstruct
-from brainrecon.train import checkpoint
 from brainrecon.train.decoder import train_decoder
 from brainrecon.train.encoder import train_encoder
 from brainrecon.train.export import export_run, flatten, strip_paths
