@@ -45,7 +45,8 @@ def _nifti(path: Path, vol: np.ndarray) -> None:
 
 
 def write_mini_nsd(root: Path, sessions: int = 3, per_session: int = 60, seed: int = 0, signal: float = 1.0,
-                   with_ncsnr: bool = False, side: int = 32) -> MiniNSD:
+                   with_ncsnr: bool = False, side: int = 32, others: tuple[int, ...] = ()) -> MiniNSD:
+    """Subject 1's files (and the design, the brick); `others`: more subjects, written by `_write_other`."""
     rng = np.random.default_rng(seed)
     subject, n_images, n_stim = 1, 120, 300
     brain = np.zeros(SHAPE, dtype=bool)
@@ -75,6 +76,10 @@ def write_mini_nsd(root: Path, sessions: int = 3, per_session: int = 60, seed: i
     psc = (signal * patterns[trial_ids] + noise) * gain[session_of] + offset[session_of]
     betas = np.where(brain, np.rint(psc * 300), 0).astype(np.int16)
 
+    for k, other in enumerate(others):         # NSD's layout: every subject's list starts with the shared images
+        own = np.setdiff1d(np.arange(1, n_stim + 1), shared)
+        subjectim[other - 1] = np.concatenate([shared, np.random.default_rng(seed + 100 + k).choice(
+            own, n_images - len(shared), replace=False)])
     design = root / files.EXPDESIGN
     design.parent.mkdir(parents=True, exist_ok=True)
     savemat(design, {"masterordering": masterordering[None].astype(np.float64),
@@ -98,5 +103,33 @@ def write_mini_nsd(root: Path, sessions: int = 3, per_session: int = 60, seed: i
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as f:
         f.create_dataset("imgBrick", data=brick)
+    for k, other in enumerate(others):
+        _write_other(root, other, subjectim[other - 1][order - 1], patterns, brain, nsdgeneral, prf, faces,
+                     sessions, per_session, signal, np.random.default_rng(seed + 200 + k))
     return MiniNSD(root=root, subject=subject, per_session=per_session, sessions=sessions, betas=betas,
                    trial_ids=trial_ids, shared=shared, nsdgeneral=nsdgeneral, prf=prf, faces=faces, brick=brick)
+
+
+def _write_other(root: Path, subject: int, trial_ids: np.ndarray, patterns: np.ndarray, brain: np.ndarray,
+                 nsdgeneral: np.ndarray, prf: np.ndarray, faces: np.ndarray, sessions: int, per_session: int,
+                 signal: float, rng: np.random.Generator) -> None:
+    """Another subject on the same trial order (NSD's masterordering), its own images through its subjectim row:
+    the same volume and ROIs as subject 1, its own noise, session offsets and gains."""
+    used = sessions * per_session
+    session_of = np.repeat(np.arange(sessions), per_session)
+    offset = rng.normal(0, 2, (sessions,) + SHAPE)
+    gain = rng.uniform(0.5, 2, (sessions,) + SHAPE)
+    psc = (signal * patterns[trial_ids] + rng.standard_normal((used,) + SHAPE)) * gain[session_of] + offset[session_of]
+    betas = np.where(brain, np.rint(psc * 300), 0).astype(np.int16)
+    for s in range(sessions):
+        path = root / files.betas(subject, s + 1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with h5py.File(path, "w") as f:
+            f.create_dataset("betas", data=betas[s * per_session:(s + 1) * per_session].transpose(0, 3, 2, 1))
+    _nifti(root / files.roi_volume(subject, "nsdgeneral"), nsdgeneral)
+    _nifti(root / files.roi_volume(subject, "prf-visualrois"), prf)
+    _nifti(root / files.roi_volume(subject, "floc-faces"), faces)
+    for name, names in (("prf-visualrois", PRF_NAMES), ("floc-faces", FACE_NAMES)):
+        path = root / files.ctab(subject, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(f"{i} {n} {i * 20} 0 0 0\n" for i, n in enumerate(names)))

@@ -96,7 +96,7 @@ def train_ridge(cfg: DecoderConfig, runtime: Runtime, data_root: Path, run_dir: 
                "test_pixcorr": test_pixcorr, "modality": cfg.modality, "subject": cfg.data.subject,
                "roi": cfg.data.roi, "n_voxels": data.n_voxels, "seconds": round(time.perf_counter() - start, 2),
                "self_supervision": False,
-               "pairs": data.subset.record()}
+               "pairs": data.subset.record(), **runtime.record()}
     if runtime.is_main:
         write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
         write_listing(run_dir, data.subset)
