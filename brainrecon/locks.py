@@ -135,6 +135,17 @@ def hold(run_dir: Path, is_main: bool = True, name: str = LOCK, what: str = "run
             Path(run_dir).rmdir()
 
 
+def in_use(folder: Path, name: str = LOCK) -> bool:
+    """A process holds the folder's lock: a live one on this host, or any on another host (which cannot be checked
+    from here)."""
+    holder = _holder(Path(folder) / name)
+    if holder is None:
+        return False
+    if not holder or holder.get("host") != socket.gethostname():
+        return True
+    return _alive(int(holder.get("pid", -1)))
+
+
 def hold_data(data_dir: Path):
     """The lock of a data folder that fetch-data or convert-god writes into."""
     return hold(data_dir, True, DATA_LOCK, "data")

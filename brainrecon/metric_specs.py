@@ -57,4 +57,5 @@ def metric_spec(name: str) -> MetricSpec:
 
 def metric_help() -> str:
     """The `--metric` help: every name, from the declarations above."""
-    return f"{', '.join(METRIC_NAMES)} (repeatable; default: all available; see docs/metrics.md)."
+    return (f"{', '.join(METRIC_NAMES)} (repeatable; default: each one that scores the run's channels and whose "
+            "network's weights are here, nothing downloaded).")

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from brainrecon.cli import app
 
 COMMANDS = ("fetch-data", "simulate", "convert-god", "convert-nsd", "import-arrays", "make-depth", "train-encoder",
-            "train-decoder", "reconstruct", "evaluate", "classify", "export", "demo", "config")
+            "train-decoder", "reconstruct", "evaluate", "classify", "runs", "export", "demo", "config")
 
 
 def test_help_lists_every_subcommand():

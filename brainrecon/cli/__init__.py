@@ -38,6 +38,9 @@ def usage_message(error) -> str:
     the value as typed in it), and where to read the usage."""
     param, ctx = getattr(error, "param", None), getattr(error, "ctx", None)
     message = getattr(error, "message", None) or error.format_message()
+    close = sorted(getattr(error, "possibilities", None) or ())    # a mistyped option: click's close matches
+    if close:
+        message += f"; did you mean {close[0]}?" if len(close) == 1 else f"; did you mean one of {', '.join(close)}?"
     if param is not None:
         is_option = getattr(param, "param_type_name", "") == "option" and param.opts
         name = param.opts[0] if is_option else (param.metavar or param.name.upper())
@@ -52,9 +55,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         result = app(args=list(sys.argv[1:] if argv is None else argv), standalone_mode=False)
     except _click_errors() as e:
-        ctx = getattr(e, "ctx", None)
-        if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:   # bare `brainrecon` or `brainrecon config`
-            out_console.print(ctx.get_help(), highlight=False, markup=False)
+        if type(e).__name__ == "NoArgsIsHelpError":   # bare `brainrecon` or `brainrecon config`: the help, once
+            shown = e.format_message()                  # typer's rich help printed itself while the error was made
+            if shown.strip():
+                out_console.print(shown, highlight=False, markup=False)
             return 0
         print_error(usage_message(e))
         return getattr(e, "exit_code", 2) or 2

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from typing import Callable
 
 import typer
-from typer.core import TyperCommand, TyperGroup
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 import brainrecon.cli.data_commands as data_commands
 import brainrecon.cli.demo_command as demo_command
 import brainrecon.cli.evaluate_commands as evaluate_commands
 import brainrecon.cli.export_command as export_command
 import brainrecon.cli.import_command as import_command
+import brainrecon.cli.runs_command as runs_command
 import brainrecon.cli.train_commands as train_commands
 from brainrecon.cli.common import out_console
 
@@ -53,6 +54,8 @@ COMMANDS = (
             "brainrecon evaluate runs/dec runs/ridge --ways 2,10"),
     Command("classify", evaluate_commands.classify, "Large-scale semantic classification of reconstructions.",
             "brainrecon classify runs/dec --class-images ~/imagenet/train"),
+    Command("runs", runs_command.runs, "List run folders: stage, subjects, pairs, finished or not, result.",
+            "brainrecon runs runs/"),
     Command("export", export_command.export_cmd, "Write a trained run as a folder to share (Hugging Face layout).",
             "brainrecon export runs/dec models/dec && huggingface-cli upload me/dec models/dec"),
     Command("demo", demo_command.demo, "The whole method on a SIMULATED subject, on a CPU (about 4 min).",
@@ -75,8 +78,27 @@ class PlainHelpFlag:
         return option
 
 
+class PlainArgument(TyperArgument):
+    """An argument shown by its metavar alone: typer >= 0.26 writes a required one as `{RUN}` in the usage line and
+    its Python type (`<path>`, `<list[Path]>`) beside it; here `RUN`, `RECONS...`, `[DIR]`."""
+
+    def display_type_rich(self, ctx):
+        return None
+
+    def get_usage_pieces(self, ctx) -> list[str]:
+        name = self.metavar or self.name.upper()
+        name = name if self.required else f"[{name}]"
+        return [name + ("..." if self.nargs != 1 else "")]
+
+
 class BrainreconCommand(PlainHelpFlag, TyperCommand):
-    """Typer's command with a plain --help flag."""
+    """Typer's command with a plain --help flag and plain arguments."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if type(param) is TyperArgument:
+                param.__class__ = PlainArgument
 
 
 class BrainreconGroup(PlainHelpFlag, TyperGroup):

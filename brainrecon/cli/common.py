@@ -127,9 +127,9 @@ def print_error(message: str) -> None:
 
 
 def say(message: str) -> None:
-    """Print on rank 0 only (under torchrun every rank runs the command)."""
+    """Print on rank 0 only (under torchrun every rank runs the command), one line however long."""
     if os.environ.get("RANK", "0") == "0":
-        out_console.print(message)
+        out_console.print(message, soft_wrap=True)
 
 
 def resume_hint(add_resume: bool = True) -> str:

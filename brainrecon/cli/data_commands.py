@@ -48,8 +48,8 @@ def fetch_data_cmd(
 @user_errors
 def simulate(
     out: Path = typer.Option(..., "--out", metavar="DIR", help="Folder to write the simulated subject into."),
-    subject: int = typer.Option(3, "--subject", metavar="N", parser=integer(1), help="Subject number: names the "
-                                "output sbj_<N>.npz."),
+    subject: Optional[int] = typer.Option(None, "--subject", metavar="N", parser=integer(1), help="Subject number: "
+                                          "names the output sbj_<N>.npz (default 3)."),
     subjects: Optional[str] = typer.Option(None, "--subjects", metavar="N,N,...", help="A group instead of one "
                                            "subject (e.g. 1,2,3,4,5): sbj_<N>.npz each, the same images for all, each "
                                            "with its own voxel population (voxel count within +-10 % of --n-voxels)."),
@@ -64,11 +64,16 @@ def simulate(
     luminance_share: float = typer.Option(0.05, "--luminance-share", metavar="FRACTION",
                                           parser=number(0, 1, high_open=True), help="Fraction of each voxel's "
                                           "explainable variance carried by pRF-pooled luminance, in [0, 1) (the "
-                                          "rest: SOC contrast, colour, depth); see simulation/soc.py."),
+                                          "rest: SOC contrast, colour, depth); recorded with its sources in "
+                                          "simulated.json."),
 ):
     """Write a SIMULATED subject (or a group: --subjects) in the release formats (procedural RGBD scenes, SOC-model
     voxels)."""
+    if subjects is not None and subject is not None:
+        raise UserError(f"--subject {subject} and --subjects {subjects}: give one of them (--subjects writes every "
+                        "subject it names)")
     group = parse_integers("--subjects", subjects) if subjects is not None else None
+    subject = 3 if subject is None else subject
     from brainrecon.simulation.simulate import SimulationConfig, simulate_subject
     cfg = SimulationConfig(subject=subject, seed=seed, n_voxels=n_voxels, n_unpaired=n_unpaired, resolution=resolution,
                            luminance_share=luminance_share)
@@ -106,6 +111,9 @@ def convert_god_cmd(
     data_dir: Optional[Path] = DataDir,
 ):
     """Convert the public GOD fMRI (bdpy HDF5) and the stimulus photos into sbj_<N>.npz and images_<res>.npz."""
+    from brainrecon.sources.god_fetch import SUBJECTS as GOD_SUBJECTS
+    if subject not in GOD_SUBJECTS:
+        raise UserError(f"--subject {subject}: GOD has subjects {min(GOD_SUBJECTS)}..{max(GOD_SUBJECTS)}")
     root = resolve_data_dir(data_dir)
     from brainrecon.sources.god import ConvertOptions, convert_god
     from brainrecon.sources.god_lists import image_list_paths

@@ -9,7 +9,7 @@ import typer
 
 from brainrecon.cli.common import (ModalityOpt, ThreadsOpt, check_choice, check_device, err_console, integer,
                                    leaves_no_new_folder, out_console, resume_hint, user_errors)
-from brainrecon.cli.evaluate_commands import print_comparisons, print_tables
+from brainrecon.cli.tables import print_comparisons, print_tables
 from brainrecon.config.choices import MODALITIES
 
 

@@ -6,13 +6,18 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.table import Table
 
 from brainrecon.cli.common import (DataDir, DeviceAutoOpt, LazyProgress, check_choice, check_device, check_run_folder,
                                    err_console, integer, leaves_no_new_folder, out_console, parse_integers,
                                    resolve_data_dir, user_errors)
+from brainrecon.cli.tables import FormatOpt, print_comparisons, print_suite, print_tables, show
 from brainrecon.errors import UserError
-from brainrecon.metric_specs import metric_help
+from brainrecon.evaluation.paper_tables import FORMATS
+from brainrecon.metric_specs import metric_help, metric_spec
+
+GroupSubjectOpt = typer.Option(None, "--subject", metavar="N", parser=integer(1), help="For run folders of a run "
+                               "trained on several subjects (--subjects): subject N's reconstructions (the folder "
+                               "reconstruct_test_subject<N> that `reconstruct RUN --subject N` writes).")
 
 
 @user_errors
@@ -56,14 +61,17 @@ def reconstruct(
     out_console.print(f"reconstructions: {path}\ngallery: {path.parent / 'gallery.png'}")
 
 
-def check_reconstructions(paths: List[Path]) -> None:
-    """Each RECONS argument is a run folder or a reconstructions .npz file (checked before numpy reads it)."""
+def check_reconstructions(paths: List[Path], subject: Optional[int]) -> List[Path]:
+    """Each RECONS argument is a run folder or a reconstructions .npz file (checked before numpy reads it) -> the
+    file each names (a group run's subject chosen with --subject)."""
+    from brainrecon.evaluation.recon_paths import reconstruction_file
     for p in paths:
         if not p.exists():
             raise UserError(f"{p}: no such file or folder; give a reconstructions.npz file or a run folder")
         if p.is_file() and p.suffix != ".npz":
             raise UserError(f"{p}: not a reconstructions .npz file; give the reconstructions.npz that `brainrecon "
                             f"reconstruct` writes, or its run folder")
+    return [reconstruction_file(p, subject) for p in paths]
 
 
 @user_errors
@@ -105,6 +113,8 @@ def evaluate(
                                  "RGB, the original's for this arm)."),
     midas: str = typer.Option("small", "--midas", metavar="MODEL", help="With --depth-from-rgb: small (as the "
                               "original) or large."),
+    subject: Optional[int] = GroupSubjectOpt,
+    fmt: str = FormatOpt,
 ):
     """n-way identification (% correct and rank) with bootstrap CIs, paired comparisons between runs, tables and a
     plot."""
@@ -113,7 +123,10 @@ def evaluate(
     check_choice("--depth-arm", depth_arm, ("rgb-only", "rgbd"))
     check_choice("--depth-gt", depth_gt, ("release", "midas-on-rgb"))
     check_choice("--suite", suite, ("nsd",))
+    check_choice("--format", fmt, FORMATS)
     check_device("--device", device)
+    for name in metric or ():
+        metric_spec(name)                                   # an unknown name: one line listing the known ones
     if exhaustive and ways not in (None, "2"):
         raise UserError(f"--exhaustive is the 2-way against every other test image: it takes no --ways {ways} (drop "
                         "--ways, or --exhaustive for random n-way draws)")
@@ -123,7 +136,7 @@ def evaluate(
     ways_t = parse_integers("--ways", ways or ("2" if exhaustive else "2,5,10"))
     if distractors not in ("test", "imagenet") and not Path(distractors).is_dir():
         raise UserError(f"--distractors {distractors}: no such folder; give test, imagenet or a folder of images")
-    check_reconstructions(recons)
+    recons = check_reconstructions(recons, subject)
     root = resolve_data_dir(data_dir)
     from brainrecon.evaluation.identification import EvalOptions
     from brainrecon.evaluation.run_evaluation import evaluate_reconstructions
@@ -134,72 +147,13 @@ def evaluate(
                                           depth_arm=depth_arm, depth_gt=depth_gt,
                                           suite=suite, download=download, device=device,
                                           say=lambda s: err_console.print(s, highlight=False))
-    print_tables(result.records, result.depth)
+    written = print_tables(result.records, result.depth, fmt, result.paths["csv"])
     print_comparisons(result.comparisons)
     print_suite(result.suite_rows)
     paths = result.paths
-    out_console.print(f"tables: {paths['csv']}  plot: {paths['png']}" +
+    out_console.print(f"tables: {paths['csv']}{f', {written}' if written else ''}  plot: {paths['png']}" +
                       (f"  paired comparisons: {paths['comparisons_csv']}" if result.comparisons else "") +
                       (f"  NSD suite: {paths['nsd_suite_csv']}" if result.suite_rows else ""))
-
-
-def print_suite(rows: list) -> None:
-    """The NSD papers' table: a line per run; two-way identification in %, EffNet-B and SwAV distances (lower is
-    better); unavailable metrics say why below the table."""
-    if not rows:
-        return
-    from brainrecon.evaluation.nsd_suite import COLUMNS, LOWER_IS_BETTER, table
-    t = Table(title="NSD metric suite (exhaustive two-way identification in %; EffNet-B and SwAV: correlation "
-                    "distance)", title_justify="left")
-    t.add_column("run", no_wrap=True)
-    for c in COLUMNS:
-        t.add_column(f"{c} {'↓' if c in LOWER_IS_BETTER else '↑'}", justify="right", no_wrap=True)
-    for line in table(rows):
-        t.add_row(line["run"], *(line.get(c, "") for c in COLUMNS))
-    out_console.print(t)
-    reasons = {r["metric"]: r["unavailable"] for r in rows if r["unavailable"]}
-    for metric, reason in reasons.items():
-        out_console.print(f"  {metric}: unavailable: {reason}", highlight=False)
-
-
-def print_comparisons(rows: list) -> None:
-    """The paired comparisons at the largest n (all of them are in comparisons.csv)."""
-    if not rows:
-        return
-    from brainrecon.evaluation.compare import N_BOOT, N_PERM
-    top = max(r["ways"] for r in rows)
-    t = Table(title=f"paired comparisons, {top}-way: per-image difference a - b on the same images and distractors; "
-                    f"paired bootstrap 95% CI ({N_BOOT} resamples), two-sided sign-flip p ({N_PERM} flips), seed "
-                    f"{rows[0]['seed']}", title_justify="left")
-    for c in ("a - b", "chan", "metric", "mode", "diff", "95% CI", "p", "a better", "b better"):
-        t.add_column(c, no_wrap=True, justify="left" if c in ("a - b", "chan", "metric", "mode") else "right")
-    for r in rows:
-        if r["ways"] == top:
-            t.add_row(f"{r['run_a']} - {r['run_b']}", r["channel"], r["metric"], r["mode"], f"{r['diff']:+.3f}",
-                      f"{r['ci_low']:+.2f} to {r['ci_high']:+.2f}", f"{r['p_value']:.3g}", str(r["a_better"]),
-                      str(r["b_better"]))
-    out_console.print(t)
-
-
-def print_tables(records: list, depth: list) -> None:
-    runs = sorted({(r["run"], r["subject"], r["modality"]) for r in records})
-    distractors = sorted({r["distractors"] for r in records})
-    t = Table(title=f"n-way identification; distractors: {', '.join(distractors)}; mean and 95% bootstrap CI over "
-                    "images", title_justify="left")
-    for c in ("run", "chan", "metric", "ways", "mode", "mean", "95% CI", "chance"):
-        t.add_column(c, justify="right" if c in ("ways", "mean", "95% CI", "chance") else "left", no_wrap=True)
-    for r in records:
-        t.add_row(r["run"], r["channel"], r["metric"], str(r["ways"]), r["mode"], f"{r['mean']:.3f}",
-                  f"{r['ci_low']:.2f}-{r['ci_high']:.2f}", f"{r['chance']:.2f}")
-    out_console.print(t)
-    out_console.print("runs: " + "; ".join(f"{run} (subject {s}, {m})" for run, s, m in runs))
-    if depth:
-        d = Table(title="depth errors after per-image median scaling (relative inverse depth)", title_justify="left")
-        for c in ("run", "metric", "mean", "95% CI"):
-            d.add_column(c, no_wrap=True)
-        for r in depth:
-            d.add_row(r["run"], r["metric"], f"{r['mean']:.4f}", f"{r['ci_low']:.4f}-{r['ci_high']:.4f}")
-        out_console.print(d)
 
 
 @user_errors
@@ -241,14 +195,19 @@ def classify(
                                          "(default: the data folder's cache/)."),
     data_dir: Optional[Path] = DataDir,
     device: str = DeviceAutoOpt,
+    subject: Optional[int] = GroupSubjectOpt,
+    fmt: str = FormatOpt,
 ):
     """Large-scale semantic classification of reconstructions: n-way among ImageNet classes (the NeuroImage 2022
     protocol), top-k accuracy vs n with bootstrap CIs, paired comparisons and a plot."""
     check_device("--device", device)
+    check_choice("--format", fmt, FORMATS)
     ways_t, tops_t = parse_integers("--ways", ways), parse_integers("--top", top)
     for p in recons:
         if not p.exists():
             raise UserError(f"{p}: no such file or folder; give reconstructions.npz files, run folders or image arrays")
+    from brainrecon.evaluation.recon_paths import reconstruction_file
+    recons = [reconstruction_file(p, subject) for p in recons]
     if not class_images.is_dir():
         raise UserError(f"--class-images {class_images}: no such folder; give an ImageNet-style tree, one folder per "
                         "class")
@@ -270,19 +229,12 @@ def classify(
     comparisons = paired(rows, seed)
     with leaves_no_new_folder(out):
         paths = write_outputs(rows, comparisons, out)
-    t = Table(title=f"semantic classification ({features}); mean over images of each image's accuracy over {trials} "
-                    "trials, 95% bootstrap CI", title_justify="left")
-    from brainrecon.evaluation.classify_runs import seen_in_training
-    for c in ("run", "n", "top", "mean", "95% CI", "chance", "images", "px", "test classes in training"):
-        t.add_column(c, justify="left" if c == "run" else "right", no_wrap=True)
-    for r in rows:
-        t.add_row(r["run"], str(r["ways"]), str(r["top"]), f"{r['mean']:.3f}", f"{r['ci_low']:.3f}-{r['ci_high']:.3f}",
-                  f"{r['chance']:.3f}", str(r["images"]), str(r["size"]), seen_in_training(r))
-    out_console.print(t)
     from brainrecon.evaluation.classify_runs import run_notes
+    from brainrecon.evaluation.paper_tables import classification_table
+    written = show([classification_table(rows, features, trials)], fmt, paths["csv"])
     for line in run_notes(rows):
         out_console.print(line, highlight=False)
     for c in comparisons:
         out_console.print(f"  {c['run_a']} - {c['run_b']}, {c['ways']}-way top-{c['top']}: {c['diff']:+.3f} "
                           f"[{c['ci_low']:+.3f}, {c['ci_high']:+.3f}], p = {c['p_value']:.3g}", highlight=False)
-    out_console.print(f"tables: {paths['csv']}  plot: {paths['png']}")
+    out_console.print(f"tables: {paths['csv']}{f', {written}' if written else ''}  plot: {paths['png']}")

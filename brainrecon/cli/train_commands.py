@@ -10,8 +10,9 @@ from typing import List, Optional
 import typer
 
 from brainrecon.cli.common import (ConfigOpt, DataDir, DeviceOpt, EpochsOpt, InitFromOpt, ModalityOpt, PairsOpt,
-                                   ResumeOpt, RoiOpt, Sets, SubjectOpt, SubjectsOpt, ThreadsOpt, check_choice, check_training_options, leaves_no_new_folder,
-                                   named_options, parse_integers, resume_hint, say, user_errors)
+                                   ResumeOpt, RoiOpt, SeedOpt, Sets, SubjectOpt, SubjectsOpt, ThreadsOpt, check_choice,
+                                   check_training_options, leaves_no_new_folder, named_options, parse_integers,
+                                   resume_hint, say, user_errors)
 from brainrecon.config.choices import ROIS
 from brainrecon.errors import UserError
 
@@ -30,18 +31,34 @@ def config_show(
 def _config(stage: str, modality: str, config: str, sets, options: dict, extra: dict):
     """The resolved config: named options below `--set`, each out-of-range value refused naming its flag."""
     from brainrecon.config import load_config
+    _adapt_from_group_config(stage, modality, config, sets, options)
     values, flags = named_options(sets, options, extra)
     return load_config(stage, modality, config, sets, values, flags)
 
 
-def _common(subject, roi, epochs, device, threads, pairs, subjects, init_from) -> dict:
+def _adapt_from_group_config(stage: str, modality: str, config: str, sets, options: dict) -> None:
+    """`--config GROUP_RUN --init-from GROUP_RUN --subject N`: the group's settings, not its subject list. The
+    data.subjects that --config brings is cleared (said in one line); one typed with --subjects or --set is kept, and
+    refused with --init-from by the config's own check."""
+    from brainrecon.config import load_config
+    typed = {item.split("=", 1)[0].strip() for item in sets or []}
+    if options["train.init_from"][1] is None or options["data.subjects"][1] is not None or "data.subjects" in typed:
+        return
+    group = load_config(stage, modality, config).data.subjects
+    if group:
+        options["data.subjects"] = ("--init-from", [])
+        say(f"--config {config}: its data.subjects {','.join(map(str, group))} left out: --init-from adapts that "
+            f"group to subject {options['data.subject'][1]} alone (the other settings are kept)")
+
+
+def _common(subject, roi, epochs, device, threads, pairs, subjects, init_from, seed) -> dict:
     group = list(parse_integers("--subjects", subjects)) if subjects is not None else None
     if init_from is not None and not (Path(init_from) / "best.pt").is_file():
         raise UserError(f"--init-from {init_from}: no best.pt there; give a train-encoder/train-decoder --out folder "
                         "trained with --subjects")
     return {"data.subject": ("--subject", subject), "data.roi": ("--roi", roi), "train.epochs": ("--epochs", epochs),
             "train.device": ("--device", device), "train.threads": ("--threads", threads),
-            "data.pairs": ("--pairs", pairs), "data.subjects": ("--subjects", group),
+            "data.pairs": ("--pairs", pairs), "data.subjects": ("--subjects", group), "train.seed": ("--seed", seed),
             "train.init_from": ("--init-from", str(Path(init_from).resolve()) if init_from is not None else None)}
 
 
@@ -54,13 +71,13 @@ def train_encoder_cmd(
                                                    "imagenet or none (default: the config's)."),
     out: Path = typer.Option(Path("runs/encoder"), "--out", metavar="DIR", help="Folder for the run: checkpoints, "
                              "config.yaml, metrics and TensorBoard logs."),
-    resume: bool = ResumeOpt, sets: Optional[List[str]] = Sets, device: Optional[str] = DeviceOpt,
-    threads: Optional[int] = ThreadsOpt,
+    seed: Optional[int] = SeedOpt, resume: bool = ResumeOpt, sets: Optional[List[str]] = Sets,
+    device: Optional[str] = DeviceOpt, threads: Optional[int] = ThreadsOpt,
 ):
     """Train the image -> voxels encoder."""
     check_choice("--backbone-weights", backbone_weights, ("release", "imagenet", "none"))
     root = check_training_options(modality, roi, device, data_dir)
-    options = {**_common(subject, roi, epochs, device, threads, pairs, subjects, init_from),
+    options = {**_common(subject, roi, epochs, device, threads, pairs, subjects, init_from, seed),
                "model.backbone_weights": ("--backbone-weights", backbone_weights)}
     cfg = _config("encoder", modality, config, sets, options, {})
     from brainrecon.train.encoder import train_encoder
@@ -85,19 +102,19 @@ def train_decoder_cmd(
     init_from: Optional[Path] = InitFromOpt,
     out: Path = typer.Option(Path("runs/decoder"), "--out", metavar="DIR", help="Folder for the run: checkpoints, "
                              "config.yaml, metrics and TensorBoard logs; reconstruct reads it."),
-    resume: bool = ResumeOpt, sets: Optional[List[str]] = Sets, device: Optional[str] = DeviceOpt,
-    threads: Optional[int] = ThreadsOpt,
+    seed: Optional[int] = SeedOpt, resume: bool = ResumeOpt, sets: Optional[List[str]] = Sets,
+    device: Optional[str] = DeviceOpt, threads: Optional[int] = ThreadsOpt,
 ):
     """Train the voxels -> image decoder (supervised + self-supervised), or the ridge baseline."""
     check_choice("--model", model, ("deep", "ridge"))
     root = check_training_options(modality, roi, device, data_dir)
     extra = {"model": {"kind": model}, **({"train": {"self_supervision": False}} if no_self_supervision else {})}
-    cfg = _config("decoder", modality, config, sets, _common(subject, roi, epochs, device, threads, pairs, subjects, init_from),
-                  extra)
+    options = _common(subject, roi, epochs, device, threads, pairs, subjects, init_from, seed)
+    cfg = _config("decoder", modality, config, sets, options, extra)
     from brainrecon.train.decoder import train_decoder
     with leaves_no_new_folder(out):
         m = train_decoder(cfg, root, out, encoder_run=encoder, resume=resume, resume_hint=resume_hint())
     chosen = "" if model == "ridge" else f"best.pt: {m['selected_by']}; "
     say(f"decoder ({model}): test pixcorr {m['test_pixcorr']:.3f} ({chosen}"
         f"{m['seconds']:.0f}s) -> {out}; next: brainrecon reconstruct {out}"
-        + (f" --subject N (N one of {', '.join(m['subjects'])})" if "subjects" in m else ""))
+        + (f" --subject N (N one of {', '.join(m['subjects'])})" if len(m.get("subjects", ())) > 1 else ""))

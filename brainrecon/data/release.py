@@ -161,10 +161,28 @@ def _check_other_resolutions(root: Path, modality: str, resolution: int, path: P
     found = sorted(r for r in range(16, 1025, 8) if name(root, r).exists())
     if found:
         have = ", ".join(f"{r} px ({name(root, r).name})" for r in found)
+        sizes = _preset_sizes()
+        mine = f", the {' and '.join(sizes[resolution])} preset's size" if resolution in sizes else ""
+        fit = next((r for r in reversed(found) if r in sizes), None)
+        use = (f"--config {sizes[fit][0]} (the preset made for {fit} px), or keep this config with "
+               if fit is not None else "")
         raise DataError(f"{path}: not found; this run is configured for {resolution} px stimuli "
-                        f"(data.resolution={resolution}, e.g. from the demo preset) but {root} holds {have}: make "
-                        f"{resolution} px data with `brainrecon simulate --resolution {resolution} --out DIR`, or run "
-                        f"at the data's size with `--set data.resolution={found[-1]}`")
+                        f"(data.resolution={resolution}{mine}) but {root} holds {have}: for these data use {use}"
+                        f"`--set data.resolution={found[-1]}`; or make {resolution} px data with `brainrecon simulate "
+                        f"--resolution {resolution} --out DIR`")
+
+
+def _preset_sizes() -> dict[int, list[str]]:
+    """{stimulus side: the presets made for it}: paper (the defaults) and each full preset that sets data.resolution."""
+    from brainrecon.config import OVERLAY_KEY, STAGES, DataConfig, preset_file, preset_names, read_yaml
+    sizes: dict[int, list[str]] = {DataConfig().resolution: ["paper"]}
+    for stage in STAGES:
+        for preset in preset_names(stage):
+            values = read_yaml(preset_file(stage, preset))
+            side = (values.get("data") or {}).get("resolution")
+            if side and not values.get(OVERLAY_KEY) and preset not in sizes.setdefault(int(side), []):
+                sizes[int(side)].append(preset)
+    return sizes
 
 
 def load_subject(root: Path, subject: int, roi: str = "VC") -> Subject:

@@ -44,7 +44,7 @@ TERMS = Terms("terms_accepted", {
     "Release files (WeizmannVision/SelfSuperReconst v1: npz, VGG checkpoints)":
         "distributed by the authors under an academic, non-commercial licence; cite Gaziv & Irani 2021 and "
         "Gaziv, Beliy, Granot et al. 2022.",
-    "MiDaS v2.1 checkpoints (intel-isl/MiDaS)": "MIT licence; cite Ranftl et al., TPAMI 2022.",
+    "MiDaS v2.1 checkpoints (intel-isl/MiDaS)": "MIT licence; cite Ranftl et al. 2020, IEEE TPAMI.",
 })
 
 
