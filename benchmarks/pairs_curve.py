@@ -24,6 +24,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from benchmarks.pairs_report import report
 from brainrecon.config import load_config
 from brainrecon.demo import BUDGETS
 from brainrecon.reconstruct import NPZ, reconstruct
@@ -31,17 +32,7 @@ from brainrecon.simulation.group import simulate_group
 from brainrecon.train.decoder import train_decoder
 from brainrecon.train.encoder import train_encoder
 
-GROUP = (1, 2, 3, 4, 5)
-NEW = 5
-POINTS = (1 / 16, 1 / 8, 1 / 4, 0)          # 0: all pairs
-ADAPT_POINTS = (1 / 8, 1 / 16, 1 / 4)      # the goal's point first
-ENCODER_BUDGET = ["train.steps_per_epoch=18", "data.val_fraction=0"]
-DECODER_BUDGET = ["train.steps_per_epoch=50", "data.val_fraction=0"]
-PRESET = "demo,fast"
-
-
-def label(point: float) -> str:
-    return "all" if point == 0 else f"1/{round(1 / point)}"
+from benchmarks.pairs_study import ADAPT_POINTS, DECODER_BUDGET, ENCODER_BUDGET, GROUP, NEW, POINTS, PRESET, label
 
 
 def group(data: Path) -> Path:
@@ -106,7 +97,6 @@ if __name__ == "__main__":
     if mode in ("curve", "cross"):
         {"curve": curve, "cross": cross}[mode](Path(out), seeds)
     elif mode == "report":
-        from benchmarks.pairs_report import report
         report(Path(out))
     else:
         raise SystemExit(f"unknown mode {mode!r}; choose curve, cross or report")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.pairs_curve import ADAPT_POINTS, POINTS, label
+from benchmarks.pairs_study import ADAPT_POINTS, POINTS, label
 from brainrecon.evaluation.compare import paired_difference
 from brainrecon.evaluation.identification import EvalOptions, evaluate_runs
 from brainrecon.evaluation.statistics import bootstrap_ci

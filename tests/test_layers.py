@@ -11,6 +11,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "brainrecon"
+BENCHMARKS = PACKAGE.parent / "benchmarks"
 
 # Top to bottom. A module may import from its own layer or below. A name is a module or a package (and everything in
 # it); the longest name that matches a module places it. `brainrecon` names only the package's front door
@@ -35,8 +36,8 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def modules() -> dict[str, Path]:
-    return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+def modules(package: Path = PACKAGE) -> dict[str, Path]:
+    return {module_name(p): p for p in sorted(package.rglob("*.py"))}
 
 
 def layer_of(name: str) -> int | None:
@@ -57,7 +58,8 @@ def resolve(target: str, known: dict[str, Path]) -> str:
     return target
 
 
-def imports(name: str, path: Path, known: dict[str, Path]) -> list[tuple[str, int, bool]]:
+def imports(name: str, path: Path, known: dict[str, Path], roots: tuple[str, ...] = ("brainrecon",)
+            ) -> list[tuple[str, int, bool]]:
     """(imported brainrecon module, line, at module level) for every import statement in the file."""
     tree = ast.parse(path.read_text(), str(path))
     is_package = path.name == "__init__.py"
@@ -80,7 +82,7 @@ def imports(name: str, path: Path, known: dict[str, Path]) -> list[tuple[str, in
         else:
             continue
         for target in targets:
-            if target == "brainrecon" or target.startswith("brainrecon."):
+            if any(target == r or target.startswith(r + ".") for r in roots):
                 found.append((resolve(target, known), node.lineno, id(node) not in local))
     return found
 
@@ -157,6 +159,18 @@ def test_no_import_circles():
     _, edges = graph()
     circles = cycles(edges, module_level_only=False)
     assert not circles, f"{len(circles)} import circle(s):\n" + "\n".join(" <-> ".join(c) for c in circles)
+
+
+def test_benchmarks_sit_above_the_package_without_circles():
+    """benchmarks/ may import brainrecon (and each other, without a circle); brainrecon never imports benchmarks."""
+    known = {**modules(), **modules(BENCHMARKS)}
+    roots = ("brainrecon", "benchmarks")
+    edges = {name: imports(name, path, known, roots) for name, path in known.items()}
+    circles = cycles(edges, module_level_only=False)
+    assert not circles, f"{len(circles)} import circle(s):\n" + "\n".join(" <-> ".join(c) for c in circles)
+    upward = [f"{known[n].relative_to(PACKAGE.parent)}:{line} imports {t}" for n in known if n.startswith("brainrecon")
+              for t, line, _ in edges[n] if t.startswith("benchmarks")]
+    assert not upward, "brainrecon imports benchmarks:\n" + "\n".join(upward)
 
 
 def test_the_checker_sees_what_it_must(tmp_path):
