@@ -1,6 +1,6 @@
 """The encoder's training step and what its trainers share: the backbone with its weights, the loss of one step
 (random shift, forward under autocast, voxel loss and regularisers), predictions and the correlation summaries.
-train/encoder.py (one subject) and train/group_encoder.py (several) both train with these.
+train/encoder.py trains one subject or several with these (each subject's step, their mean).
 """
 
 from __future__ import annotations
