@@ -175,6 +175,14 @@ def test_resolution_mismatch_names_the_preset_that_fits(tmp_path):
         load_stimuli(other, "rgb", 64)
     text = str(e.value)
     assert "the demo preset's size" in text and "--config" not in text and "--set data.resolution=48" in text
+    import numpy as np
+    mislabelled = tmp_path / "mislabelled"
+    mislabelled.mkdir()
+    images = np.zeros((2, 64, 64, 3), np.uint8)
+    np.savez(layout.stimuli_file(mislabelled, 112), train_images=images, test_images=images)
+    with pytest.raises(DataError, match=r"holds 64 px images, not the 112 px its name says; write the file again, or "
+                                        r"rename it images_64.npz"):
+        load_stimuli(mislabelled, "rgb", 112)
 
 
 def test_midas_and_alexnet_are_cited_alike_everywhere():

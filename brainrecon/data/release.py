@@ -149,7 +149,10 @@ def load_stimuli(root: Path, modality: str, resolution: int = 112) -> Stimuli:
     if train.shape[1:] != test.shape[1:]:
         raise DataError(f"{path}: train_images {train.shape[1:]} and test_images {test.shape[1:]} differ in size")
     if train.shape[1] != resolution:
-        raise DataError(f"{path}: expected {resolution} px images, found {train.shape[1]} px; set data.resolution")
+        side = train.shape[1]
+        named = (layout.stimuli_file if modality == "rgb" else layout.rgbd_file)(root, side).name
+        raise DataError(f"{path}: holds {side} px images, not the {resolution} px its name says; write the file "
+                        f"again, or rename it {named} and run at {side} px (`--set data.resolution={side}`)")
     if modality == "depth":
         train, test = train[..., 3:], test[..., 3:]
     return Stimuli(train=train, test=test)
