@@ -84,3 +84,45 @@ def test_bad_pairs_values_are_one_line(tiny_subject, tmp_path):
                                       "data.resolution=32", "--epochs", "1"])
     assert result.exit_code == 2 and "only 400 stimuli" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "run").exists()
+
+
+def test_the_validation_split_holds_whole_stimuli():
+    from brainrecon.data.datasets import split_by_stimulus
+    labels = np.repeat(np.arange(40), 3)[np.random.default_rng(2).permutation(120)]      # each stimulus shown 3 times
+    val, train, held = split_by_stimulus(labels, 10, seed=0)
+    assert set(labels[val]).isdisjoint(labels[train]) and set(labels[val]) == set(held)
+    assert len(val) == 3 * len(held) and len(val) + len(train) == 120 and len(val) >= 10
+    once = np.random.default_rng(3).permutation(50)                                       # one row per stimulus
+    val, train, _ = split_by_stimulus(once, 5, seed=0)
+    order = np.random.default_rng(0).permutation(50)
+    assert np.array_equal(val, order[:5]) and np.array_equal(train, order[5:])         # the row split of before
+    val, train, held = split_by_stimulus(labels, 0, seed=0, val_stimuli=np.array([1, 2]))
+    assert sorted(set(labels[val])) == [1, 2]
+
+
+def test_the_members_of_a_group_validate_on_the_same_images(tiny_subject, tmp_path):
+    import shutil
+    from brainrecon.data.group import load_members
+    root = tmp_path / "two"
+    shutil.copytree(tiny_subject, root)
+    with np.load(root / "sbj_3.npz") as z:
+        arrays = dict(z)
+    order = np.random.default_rng(5).permutation(len(arrays["arr_3"]))               # subject 2 saw them in another order
+    arrays["arr_0"], arrays["arr_3"] = arrays["arr_0"][order], arrays["arr_3"][order]
+    np.savez(root / "sbj_2.npz", **arrays)
+    cfg = _encoder_cfg(**{"data.subjects": "[3,2]", "data.val_fraction": 0.2})
+    members = load_members(root, cfg.data, cfg.modality, seed=0)
+    one, two = members.data[3].subset.val_stimuli, members.data[2].subset.val_stimuli
+    assert len(one) > 0 and np.array_equal(np.sort(one), np.sort(two))
+
+
+def test_a_decoder_records_an_encoder_of_other_pairs(tiny_subject, tmp_path):
+    enc = tmp_path / "enc_all"
+    train_encoder(_encoder_cfg(), tiny_subject, enc, quiet=True)
+    cfg = load_config("decoder", "rgbd", "demo", tiny_overrides(**{
+        "train.epochs": 1, "train.batch_size": 8, "train.milestones": "[]", "data.pairs": 20,
+        "train.unpaired_image_batch": 4, "train.unpaired_fmri_batch": 4, "loss.perceptual_net": "none",
+        "train.warn_seconds": 0}))
+    metrics = train_decoder(cfg, tiny_subject, tmp_path / "dec", encoder_run=enc, quiet=True)
+    record = metrics["frozen_encoder_pairs"]
+    assert record["same_pairs"] is False and record["encoder_pairs"] == "all" and record["decoder_pairs"] == 20

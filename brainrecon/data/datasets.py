@@ -45,7 +45,11 @@ def stimulus_path(root: Path, modality: str, resolution: int) -> Path:
     return layout.stimuli_file(root, resolution) if modality == "rgb" else layout.rgbd_file(root, resolution)
 
 
-def load_paired(root: Path, cfg: DataConfig, modality: str, seed: int = 0, device="cpu") -> PairedData:
+def load_paired(root: Path, cfg: DataConfig, modality: str, seed: int = 0, device="cpu",
+                val_stimuli: np.ndarray | None = None) -> PairedData:
+    """A subject's paired splits. The validation split holds whole stimuli (every row showing one): the stimuli of
+    the first rows of a seeded shuffle (the rows themselves where each stimulus is shown once), or `val_stimuli` when
+    given (a group's members validate on the same images)."""
     stimuli = release.load_stimuli(root, modality, cfg.resolution)
     subject = release.load_subject(root, cfg.subject, cfg.roi)
     stim_path = stimulus_path(root, modality, cfg.resolution)
@@ -54,11 +58,11 @@ def load_paired(root: Path, cfg: DataConfig, modality: str, seed: int = 0, devic
     labels = subject.train_labels[subset.rows]
     images = stimuli.train[labels]
     fmri = subject.train_fmri[subset.rows]
-    n = len(images)
-    order = np.random.default_rng(seed).permutation(n)
-    n_val, subset.val_rule = validation_size(n, cfg.val_fraction, cfg.val_min)
-    subset.val_rows = n_val
-    val, train = order[:n_val], order[n_val:]
+    n_val, subset.val_rule = validation_size(len(images), cfg.val_fraction, cfg.val_min)
+    val, train, subset.val_stimuli = split_by_stimulus(labels, n_val, seed, val_stimuli)
+    subset.val_rows = len(val)
+    if len(val) != n_val:
+        subset.val_rule += f"; {len(val)} rows: whole stimuli ({len(subset.val_stimuli)})"
     t = lambda a: torch.as_tensor(a).to(device)                                       # noqa: E731
     return PairedData(
         train_images=t(_chw(images[train])), train_fmri=t(fmri[train]),
@@ -67,6 +71,18 @@ def load_paired(root: Path, cfg: DataConfig, modality: str, seed: int = 0, devic
         noise_ceiling=t(subject.noise_ceiling), snr=t(subject.snr),
         files=[stim_path, subject.path], subset=subset, train_stimuli=labels[train],
     )
+
+
+def split_by_stimulus(labels: np.ndarray, n_val: int, seed: int, val_stimuli: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(validation rows, training rows, validation stimuli), both row lists in one seeded shuffle's order: the
+    validation split is every row whose stimulus is among those of the shuffle's first `n_val` rows (or `val_stimuli`),
+    so no stimulus falls on both sides; with one row per stimulus it is those `n_val` rows."""
+    order = np.random.default_rng(seed).permutation(len(labels))
+    if val_stimuli is None:
+        val_stimuli = np.unique(labels[order[:n_val]])
+    held = np.isin(labels[order], val_stimuli)
+    return order[held], order[~held], np.asarray(val_stimuli)
 
 
 def load_unpaired_images(root: Path, cfg: DataConfig, modality: str, device="cpu") -> torch.Tensor:

@@ -20,7 +20,7 @@ import numpy as np
 
 from brainrecon.config import DataConfig
 from brainrecon.data import layout
-from brainrecon.data.datasets import PairedData, load_paired
+from brainrecon.data.datasets import PairedData, load_paired, stimulus_path
 from brainrecon.errors import DataError
 
 ID_KEYS = ("train_nsd_ids", "test_nsd_ids")
@@ -104,21 +104,24 @@ def load_members(root: Path, cfg: DataConfig, modality: str, seed: int = 0, devi
     root = Path(root)
     subjects = list(cfg.subjects) or [cfg.subject]
     roots = {s: member_dir(root, s) for s in subjects} if len(subjects) > 1 else {subjects[0]: root}
-    data = {s: load_paired(roots[s], replace(cfg, subject=s, subjects=[]), modality, seed, device) for s in subjects}
     ids = {s: source_ids(roots[s], cfg.resolution) for s in subjects}
-    for s in subjects:
+    stimulus = {s: stimulus_path(roots[s], modality, cfg.resolution) for s in subjects}
+    one_file = len({p.resolve() for p in stimulus.values()}) == 1
+    shared = one_file or not all(i is not None for i in ids.values())
+    data = {}
+    for s in subjects:       # members of one stimulus set validate on the first member's validation images
+        held = data[subjects[0]].subset.val_stimuli if data and shared else None
+        data[s] = load_paired(roots[s], replace(cfg, subject=s, subjects=[]), modality, seed, device, held)
         if ids[s] is not None:
             data[s].subset.ids = ids[s][0]
-    stimulus = {s: data[s].files[0] for s in subjects}
-    one_file = len({p.resolve() for p in stimulus.values()}) == 1
-    nsd = all(i is not None for i in ids.values())
-    shared = one_file or not nsd
     record = {"rule": ("one stimulus file" if one_file else "the same images, checked by content") if shared else
               "each subject its own images (NSD 73k ids)", "subjects": {}}
-    first = subjects[0]
+    first, hashes = subjects[0], {}
     for s in subjects:
+        if len(subjects) > 1 and stimulus[s].resolve() not in hashes:
+            hashes[stimulus[s].resolve()] = images_sha256(stimulus[s])
         entry = {"file": stimulus[s].name, "folder": str(roots[s].resolve()),
-                 "sha256": images_sha256(stimulus[s]) if len(subjects) > 1 else None}
+                 "sha256": hashes.get(stimulus[s].resolve())}
         if ids[s] is not None:
             entry["training_stimuli"] = int(len(np.unique(ids[s][0])))
         record["subjects"][str(s)] = entry

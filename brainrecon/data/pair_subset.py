@@ -32,6 +32,7 @@ class PairSubset:
     val_rows: int = 0
     val_rule: str = ""
     ids: np.ndarray | None = None  # the source id of each training stimulus (NSD 73k ids), when the data records them
+    val_stimuli: np.ndarray | None = None  # the stimuli of the validation split (whole stimuli, never split)
 
     def record(self) -> dict:
         """For metrics.json: what was kept and how the validation split was made."""
@@ -42,7 +43,8 @@ class PairSubset:
     def listing(self) -> dict:
         """For pairs.json: the record and every kept stimulus index (into the stimulus file's training images)."""
         ids = {"kept_ids": [int(self.ids[i]) for i in self.stimuli]} if self.ids is not None else {}
-        return {**self.record(), "kept_stimuli": [int(i) for i in self.stimuli], **ids}
+        held = [int(i) for i in self.val_stimuli] if self.val_stimuli is not None else []
+        return {**self.record(), "kept_stimuli": [int(i) for i in self.stimuli], "validation_stimuli": held, **ids}
 
 
 def listing_name(subject: int | None = None) -> str:

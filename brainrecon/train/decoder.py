@@ -80,6 +80,10 @@ def _train(cfg: DecoderConfig, runtime: Runtime, data_root: Path, run_dir: Path,
     monitor = Monitor(run_dir, enabled=runtime.is_main, quiet=quiet)
     if first.perceptual is not None and (note := stand_in_note(first.perceptual.name, cfg.modality)):
         monitor.say(note)
+    if first.encoder_pairs is not None and not first.encoder_pairs["same_pairs"]:
+        e = first.encoder_pairs
+        monitor.say(f"note: the frozen encoder was trained on other pairs (data.pairs {e['encoder_pairs']}, seed "
+                    f"{e['encoder_pair_seed']}) than this decoder's ({e['decoder_pairs']}); metrics.json records it")
     has_val = members.has_val
     steps = steps_per_epoch(members.n_rows, t.batch_size, runtime, not has_val, t.steps_per_epoch)
     cache_start = time.perf_counter()

@@ -39,6 +39,18 @@ def check_encoder(encoder, cfg: DecoderConfig, n_voxels: int, encoder_run: Path)
                         f"{cfg.data.roi}); use the encoder of the same subject and ROI")
 
 
+def encoder_pairs(encoder, cfg: DecoderConfig) -> dict:
+    """Which training pairs the frozen encoder saw, beside the decoder's: the same when data.pairs and train.seed (the
+    pair draw's seed) agree. An encoder of other pairs is allowed (a diagnostic: the cycles through a better encoder)
+    but recorded and announced, never silent."""
+    ec = encoder.config
+    same = (ec.data.pairs, ec.train.seed if ec.data.pairs else 0) == (cfg.data.pairs,
+                                                                        cfg.train.seed if cfg.data.pairs else 0)
+    show = lambda p: "all" if p == 0 else p                                                   # noqa: E731
+    return {"encoder_pairs": show(ec.data.pairs), "encoder_pair_seed": ec.train.seed, "decoder_pairs":
+            show(cfg.data.pairs), "same_pairs": same}
+
+
 class DecoderStep:
     """One training step of the decoder (METHOD §4): the paired loss D, the ED cycle (unpaired images -> frozen
     encoder -> decoder), the DE cycle (unpaired fMRI -> decoder -> frozen encoder) and the regularisers. Built once
@@ -67,6 +79,7 @@ class DecoderStep:
             self.encoder = place(checkpoint.load_encoder(encoder_run, subject=cfg.data.subject), runtime, "encoder")
             check_encoder(self.encoder, cfg, data.n_voxels, Path(encoder_run))
             self.encoder.requires_grad_(False)
+        self.encoder_pairs = encoder_pairs(self.encoder, cfg) if self.encoder is not None else None
         share_pool = shared is not None and shared.data_root.resolve() == self.data_root.resolve()
         if share_pool:
             self.pool = shared.pool
@@ -120,7 +133,8 @@ class DecoderStep:
                 "unpaired_fmri": UNPAIRED_FMRI[self.cfg.data.unpaired_fmri] if self.w_de > 0 else "none (no DE cycle)",
                 "perceptual_net": self.perceptual.name if self.perceptual is not None else "none",
                 "n_unpaired_images": int(len(self.pool)) if self.pool is not None else 0,
-                "unpaired_pool": unpaired_pool(data_root, self.cfg.data)[1] if self.pool is not None else None}
+                "unpaired_pool": unpaired_pool(data_root, self.cfg.data)[1] if self.pool is not None else None,
+                "frozen_encoder_pairs": self.encoder_pairs}
 
     def caches(self) -> list[FrozenCache]:
         """This step's caches, in the order they are worth filling (a shared one only in the step that owns it)."""
