@@ -189,3 +189,17 @@ def test_a_new_subject_the_group_never_saw_is_adapted(nsd_group, nsd_runs, tmp_p
     m = train_encoder(cfg, folder, tmp_path / "enc3", quiet=True)
     d = train_decoder(dcfg, folder, tmp_path / "dec3", encoder_run=tmp_path / "enc3", quiet=True)
     assert m["pairs"]["stimuli"] == 20 and d["init_from"]["rule"] == "group encoder"
+
+
+@pytest.mark.parametrize("name,subject", [("single", None), ("group", 2)])
+def test_a_run_written_before_loads_and_reconstructs_the_same_images(name, subject, tmp_path):
+    """tests/data/old_runs: decoder runs written by the trainers before they became one per stage (make_old_runs.py)."""
+    root = tmp_path / "data"
+    simulate_group(root, GUARD_SIM, [1, 2])
+    run = tmp_path / name
+    shutil.copytree(GUARD.parent / "old_runs" / name, run)
+    got = load_reconstructions(reconstruct(run, "test", data_dir=root, subject=subject))["reconstructions"]
+    with np.load(run / "expected.npz") as z:
+        expected = z["reconstructions"]
+    diff = np.abs(got.astype(int) - expected.astype(int))
+    assert got.shape == expected.shape and diff.max() <= 1 and (diff > 0).mean() < 0.01   # uint8: rounding at most
