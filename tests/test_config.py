@@ -275,3 +275,18 @@ def test_a_partial_preset_is_only_an_overlay_on_its_base(stage, capsys):
         assert code == 2 and "use --config demo,fast" in err, (alone, err)
     code, out, _ = _show(capsys, "--stage", stage, "--config", "demo,fast")
     assert code == 0 and "overlay_on" not in out
+
+
+def test_a_run_folder_of_a_short_run_is_a_config_again(tmp_path):
+    """A run trained with --epochs below its preset's milestones writes them in config.yaml; --config RUN takes it
+    back (the schedule cut short, as the preset's), where a file the user typed with such milestones is refused."""
+    from brainrecon.config import load_config, to_yaml
+    cfg = load_config("decoder", "rgbd", "demo,fast", ["train.epochs=1"])
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(to_yaml(cfg))
+    assert load_config("decoder", "rgbd", str(run)).train.epochs == 1
+    typed = tmp_path / "mine.yaml"
+    typed.write_text("train:\n  epochs: 1\n  milestones: [3]\n")
+    with pytest.raises(Exception, match="out of range"):
+        load_config("decoder", "rgbd", str(typed))

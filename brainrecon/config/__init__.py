@@ -127,7 +127,7 @@ def _config_source(stage: str, name: str):
     path = Path(name).expanduser()
     if path.is_dir():
         if (path / "config.yaml").is_file():
-            return path / "config.yaml", f"config file {path / 'config.yaml'}"
+            return path / "config.yaml", f"run config {path / 'config.yaml'}"
         raise ConfigError(f"--config {name}: the folder holds no config.yaml; pass a run folder (every run writes "
                           f"its config.yaml), a YAML file or a preset ({preset_choices(stage)})")
     if path.is_file():
@@ -202,9 +202,10 @@ def load_config(stage: str, modality: str, config: str = "paper", overrides: lis
 
 def _check_milestones(train: TrainConfig, origin: dict[str, str]) -> None:
     """Milestones given by the user (a file, `--set`) must fall before the last epoch, where a decay can apply; a
-    shipped preset's schedule cut short by `--epochs` simply does not reach its later milestones."""
+    shipped preset's schedule, or a run folder's (its resolved config, reused), cut short by `--epochs` simply does
+    not reach its later milestones."""
     source = origin.get("train.milestones", "")
-    typed = source and not source.startswith(("preset ", "configs/"))
+    typed = source and not source.startswith(("preset ", "configs/", "run config "))
     late = [m for m in train.milestones if m >= train.epochs]
     if typed and late:
         epochs = typed_as("train.epochs", train.epochs, origin)
