@@ -11,6 +11,8 @@ from brainrecon.cli.common import (DataDir, DeviceAutoOpt, LazyProgress, check_c
                                    err_console, integer, leaves_no_new_folder, out_console, parse_integers,
                                    resolve_data_dir, user_errors)
 from brainrecon.cli.tables import FormatOpt, print_comparisons, print_suite, print_tables, show
+from brainrecon.config.choices import FEATURE_NETS
+from brainrecon.config.networks import features_help
 from brainrecon.errors import UserError
 from brainrecon.evaluation.paper_tables import FORMATS
 from brainrecon.metric_specs import metric_help, metric_spec
@@ -167,9 +169,7 @@ def classify(
     test_classes: Optional[Path] = typer.Option(None, "--test-classes", metavar="FILE", help="One class folder name "
                                                 "per line (or `class,file name`), in test-image order (default: "
                                                 "GOD's 50 test images)."),
-    features: str = typer.Option("alexnet", "--features", metavar="NET", help="alexnet (the paper's: torchvision's "
-                                 "ImageNet AlexNet conv4, fetched on first use) | effnet-lite0 (shipped; a stand-in: "
-                                 "its stage 4, chosen to match conv4) | effnet-lite0-last (its last feature map)."),
+    features: str = typer.Option("alexnet", "--features", metavar="NET", help=features_help()),
     size: str = typer.Option("112", "--size", metavar="SIZE", help="Side the images are classified at, bicubic resize "
                              "(the authors: 112) | native (the reconstructions' own side)."),
     jpeg: int = typer.Option(0, "--jpeg", metavar="QUALITY", parser=integer(0), help="JPEG round trip of the "
@@ -214,8 +214,8 @@ def classify(
     for flag, path in (("--test-classes", test_classes), ("--class-list", class_list)):
         if path is not None and not path.is_file():
             raise UserError(f"{flag} {path}: no such file")
-    from brainrecon.evaluation.classify_options import FEATURES, ClassifyOptions, parse_size
-    check_choice("--features", features, FEATURES)
+    from brainrecon.evaluation.classify_options import ClassifyOptions, parse_size
+    check_choice("--features", features, FEATURE_NETS)
     opts = ClassifyOptions(ways=ways_t, tops=tops_t, trials=trials, seed=seed, per_class=per_class,
                            size=parse_size(size), jpeg=jpeg)
     root = resolve_data_dir(data_dir)

@@ -13,7 +13,8 @@ from brainrecon.cli.common import (ConfigOpt, DataDir, DeviceOpt, EpochsOpt, Ini
                                    ResumeOpt, RoiOpt, SeedOpt, Sets, SubjectOpt, SubjectsOpt, ThreadsOpt, check_choice,
                                    check_training_options, leaves_no_new_folder, named_options, parse_integers,
                                    resume_hint, say, user_errors)
-from brainrecon.config.choices import ROIS
+from brainrecon.config.choices import BACKBONE_WEIGHTS, ROIS
+from brainrecon.config.networks import either
 from brainrecon.errors import UserError
 
 
@@ -67,15 +68,15 @@ def train_encoder_cmd(
     modality: str = ModalityOpt, subject: int = SubjectOpt, data_dir: Optional[Path] = DataDir,
     config: str = ConfigOpt, roi: Optional[str] = RoiOpt, epochs: Optional[int] = EpochsOpt,
     pairs: Optional[float] = PairsOpt, subjects: Optional[str] = SubjectsOpt, init_from: Optional[Path] = InitFromOpt,
-    backbone_weights: Optional[str] = typer.Option(None, "--backbone-weights", metavar="WEIGHTS", help="release, "
-                                                   "imagenet or none (default: the config's)."),
+    backbone_weights: Optional[str] = typer.Option(None, "--backbone-weights", metavar="WEIGHTS",
+                                                   help=f"{either(BACKBONE_WEIGHTS)} (default: the config's)."),
     out: Path = typer.Option(Path("runs/encoder"), "--out", metavar="DIR", help="Folder for the run: checkpoints, "
                              "config.yaml, metrics and TensorBoard logs."),
     seed: Optional[int] = SeedOpt, resume: bool = ResumeOpt, sets: Optional[List[str]] = Sets,
     device: Optional[str] = DeviceOpt, threads: Optional[int] = ThreadsOpt,
 ):
     """Train the image -> voxels encoder."""
-    check_choice("--backbone-weights", backbone_weights, ("release", "imagenet", "none"))
+    check_choice("--backbone-weights", backbone_weights, BACKBONE_WEIGHTS)
     root = check_training_options(modality, roi, device, data_dir)
     options = {**_common(subject, roi, epochs, device, threads, pairs, subjects, init_from, seed),
                "model.backbone_weights": ("--backbone-weights", backbone_weights)}

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from brainrecon.config.choices import MODALITIES, ROIS
+from brainrecon.config.choices import BACKBONE_WEIGHTS, BACKBONES, MODALITIES, PERCEPTUAL_NETS, ROIS
+from brainrecon.config.networks import BACKBONE_SPECS, backbone_spec, either
 from brainrecon.config.ranges import check_ranges
 from brainrecon.errors import ConfigError
 
@@ -115,7 +116,7 @@ own, taps at the same strides, concatenated with the RGB taps)."""
 class EncoderModelConfig:
     arch: str = "vgg19"
     """Backbone: vgg16 or vgg19 (torchvision layout), or effnet-lite0 (frozen EfficientNet-Lite0 stages 0, 1, 2, 4 at
-    twice input_size; depth as depth_input says)."""
+    twice input_size; depth as depth_input says); declared in config/networks.py."""
     backbone_weights: str = "release"
     """release (rgbd/depth VGG from the release), imagenet (torchvision, rgb), none (random init)."""
     width: float = 1.0
@@ -135,18 +136,22 @@ class EncoderModelConfig:
     def __post_init__(self):
         if self.depth_input not in DEPTH_INPUTS:
             raise ConfigError(f"model.depth_input={self.depth_input!r}; choose grey, stem or branch")
-        if self.depth_input != "grey" and self.arch != "effnet-lite0":
-            raise ConfigError(f"model.depth_input={self.depth_input} is for model.arch=effnet-lite0; the VGG backbones "
-                              "read depth as an input channel of their own")
-        if self.arch not in ("vgg16", "vgg19", "effnet-lite0"):
-            raise ConfigError(f"model.arch={self.arch!r}; choose vgg16, vgg19 or effnet-lite0")
-        if self.arch == "effnet-lite0" and self.backbone_weights == "release":
-            raise ConfigError("model.arch=effnet-lite0 takes backbone_weights imagenet (the weights that ship with "
-                              "brainrecon) or none (random init of the same shape)")
-        if self.backbone_weights not in ("release", "imagenet", "none"):
-            raise ConfigError(f"model.backbone_weights={self.backbone_weights!r}; choose release, imagenet or none")
-        if self.arch == "effnet-lite0" and self.width != 1.0:
-            raise ConfigError("model.width scales VGG only; set model.width=1.0 with model.arch=effnet-lite0")
+        if self.arch not in BACKBONES:
+            raise ConfigError(f"model.arch={self.arch!r}; choose {either(BACKBONES)}")
+        if self.backbone_weights not in BACKBONE_WEIGHTS:
+            raise ConfigError(f"model.backbone_weights={self.backbone_weights!r}; choose {either(BACKBONE_WEIGHTS)}")
+        spec = backbone_spec(self.arch)
+        if self.depth_input not in spec.depth_inputs:
+            takers = [b.name for b in BACKBONE_SPECS if self.depth_input in b.depth_inputs]
+            raise ConfigError(f"model.depth_input={self.depth_input} is for model.arch={either(takers)}; "
+                              f"model.arch={self.arch} reads depth as an input channel of its own")
+        if self.backbone_weights not in spec.weights:
+            raise ConfigError(f"model.arch={self.arch} takes backbone_weights "
+                              + " or ".join(f"{w} ({what})" for w, what in spec.weights.items()))
+        if not spec.scalable and self.width != 1.0:
+            scaled = [b.name for b in BACKBONE_SPECS if b.scalable]
+            raise ConfigError(f"model.width scales {either(scaled)} only; set model.width=1.0 with "
+                              f"model.arch={self.arch}")
         if self.backbone_weights != "none" and self.width != 1.0:
             raise ConfigError("model.width must be 1.0 when loading backbone weights; set model.backbone_weights=none")
 
@@ -189,7 +194,8 @@ class EncoderConfig:
         if self.model.depth_input == "stem" and self.modality != "rgbd":
             raise ConfigError("model.depth_input=stem adds depth to the RGB stem (rgbd only); use grey or branch for "
                               "depth")
-        if self.model.backbone_weights == "imagenet" and self.modality != "rgb" and self.model.arch != "effnet-lite0":
+        if (self.model.backbone_weights == "imagenet" and self.modality != "rgb"
+                and not backbone_spec(self.model.arch).imagenet_reads_depth):
             raise ConfigError("model.backbone_weights=imagenet only fits rgb; use release (or none) for depth/rgbd")
 
 
@@ -210,7 +216,7 @@ class DecoderLossConfig:
     weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 0.0])
     """[D, ED, DE]: supervised, encoder->decoder (unpaired images), decoder->encoder (unpaired fMRI)."""
     perceptual_net: str = "auto"
-    """auto | vgg16-release | vgg16-imagenet | vgg16-random | effnet-lite0 | none."""
+    """auto | vgg16-release | vgg16-imagenet | vgg16-random | effnet-lite0 | none (config/networks.py)."""
     perceptual_width: float = 1.0
     """Channel multiplier of the vgg16-random network (random features need not be full width on a CPU)."""
     perceptual_weights: list[float] = field(default_factory=lambda: [10.0, 10.0, 10.0, 10.0, 2.0])
@@ -233,9 +239,9 @@ class DecoderLossConfig:
     def __post_init__(self):
         if len(self.weights) != 3:
             raise ConfigError(f"loss.weights={self.weights} must be three non-negative numbers [D, ED, DE]")
-        nets = ("auto", "vgg16-release", "vgg16-imagenet", "vgg16-random", "effnet-lite0", "none")
-        if self.perceptual_net not in nets:
-            raise ConfigError(f"loss.perceptual_net={self.perceptual_net!r}; choose one of {', '.join(nets)}")
+        if self.perceptual_net not in PERCEPTUAL_NETS:
+            raise ConfigError(f"loss.perceptual_net={self.perceptual_net!r}; choose one of "
+                              f"{', '.join(PERCEPTUAL_NETS)}")
         if len(self.perceptual_weights) not in (5, 7):
             raise ConfigError("loss.perceptual_weights must list 5 numbers (VGG pool1..pool5) or 7 (EfficientNet "
                               "stages)")

@@ -31,6 +31,8 @@ from brainrecon.data.transforms import to_float
 from brainrecon.errors import UserError
 from brainrecon.evaluation.classify_options import FEATURES, SIDE, ClassifyOptions, parse_size  # noqa: F401
 from brainrecon.evaluation.statistics import bootstrap_ci
+from brainrecon.models import registry
+from brainrecon.models.registry import check_complete, register_features
 
 STAND_IN_STAGE = 4
 """The EfficientNet-Lite0 stage `effnet-lite0` taps: stride 16 like AlexNet conv4, and chosen among the stages by
@@ -60,25 +62,46 @@ def effnet_tap(net, stage: int | None) -> Features:
     return run
 
 
+@register_features("alexnet")
+def alexnet_conv4(device) -> Features:
+    """The paper's: torchvision's ImageNet AlexNet up to the ReLU after conv4, pixels in [-1, 1] (weights fetched and
+    hash-checked on first use; offline without them: one line, never a random network)."""
+    from torchvision.models import AlexNet_Weights, alexnet
+    try:
+        net = alexnet(weights=AlexNet_Weights.IMAGENET1K_V1)
+    except Exception as e:  # noqa: BLE001 - URLError, HTTPError, socket errors
+        raise UserError(f"torchvision's ImageNet AlexNet weights are not in the torch hub cache "
+                        f"({torch.hub.get_dir()}) and could not be downloaded ({type(e).__name__}); connect to "
+                        "the internet once, or use --features effnet-lite0 (shipped, a stand-in)") from None
+    conv4 = net.features[:10].eval().to(device)
+    return lambda x: conv4(x.to(device) * 2 - 1).flatten(1)
+
+
+def _shipped_effnet(device, stage: int | None) -> Features:
+    from brainrecon.models.effnet import load_effnet_lite0
+    tap = effnet_tap(load_effnet_lite0().eval().to(device), stage)
+    return lambda x: tap(x.to(device))
+
+
+@register_features("effnet-lite0")
+def effnet_stage(device) -> Features:
+    """The shipped EfficientNet-Lite0's stage STAND_IN_STAGE (stride 16, as AlexNet conv4)."""
+    return _shipped_effnet(device, STAND_IN_STAGE)
+
+
+@register_features("effnet-lite0-last")
+def effnet_last(device) -> Features:
+    """The shipped EfficientNet-Lite0's last feature map."""
+    return _shipped_effnet(device, None)
+
+
+check_complete("features")
+
+
 def feature_network(name: str, device) -> Features:
-    """The paper's AlexNet conv4 (torchvision's weights, fetched and hash-checked on first use) or the shipped
-    EfficientNet-Lite0 (a stage tap, or its last map); offline without AlexNet's weights: one line, never a random
-    network."""
-    if name == "alexnet":
-        from torchvision.models import AlexNet_Weights, alexnet
-        try:
-            net = alexnet(weights=AlexNet_Weights.IMAGENET1K_V1)
-        except Exception as e:  # noqa: BLE001 - URLError, HTTPError, socket errors
-            raise UserError(f"torchvision's ImageNet AlexNet weights are not in the torch hub cache "
-                            f"({torch.hub.get_dir()}) and could not be downloaded ({type(e).__name__}); connect to "
-                            "the internet once, or use --features effnet-lite0 (shipped, a stand-in)") from None
-        conv4 = net.features[:10].eval().to(device)
-        return lambda x: conv4(x.to(device) * 2 - 1).flatten(1)
-    if name in ("effnet-lite0", "effnet-lite0-last"):
-        from brainrecon.models.effnet import load_effnet_lite0
-        tap = effnet_tap(load_effnet_lite0().eval().to(device), STAND_IN_STAGE if name == "effnet-lite0" else None)
-        return lambda x: tap(x.to(device))
-    raise UserError(f"--features {name!r}: choose one of {', '.join(FEATURES)}")
+    """The feature network `--features` names (brainrecon/config/networks.py declares them, with what each is); an
+    unknown name is one line naming them."""
+    return registry.features(name)(device)
 
 
 def prepare(images: np.ndarray, size: int | None, jpeg: int = 0) -> np.ndarray:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from brainrecon.config.choices import FEATURE_NETS
 from brainrecon.errors import UserError
 
-FEATURES = ("alexnet", "effnet-lite0", "effnet-lite0-last")
+FEATURES = FEATURE_NETS
+"""The feature networks `--features` takes (brainrecon/config/networks.py declares them)."""
 SIDE = 112
 """The side every image is classified at (the authors resize every input to 112 px, bicubic)."""
 

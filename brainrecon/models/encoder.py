@@ -10,9 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from brainrecon.data.transforms import N_CHANNELS, normalize_for_network, resize
-from brainrecon.models.effnet_taps import EffNetTaps, build_effnet
-from brainrecon.models.vgg import ENCODER_TAPS, TappedFeatures, build_vgg
+from brainrecon.models import backbones  # noqa: F401 - registers the backbones that registry.backbone looks up
+from brainrecon.models import registry
 
 
 @dataclass
@@ -60,12 +59,10 @@ class Encoder(nn.Module):
         self.arch = a
         if trunk is not None:
             self.backbone, self.heads = trunk.backbone, trunk.heads
-        elif a.arch == "effnet-lite0":
-            self.backbone = EffNetTaps(backbone if backbone is not None else build_effnet(False), a.modality,
-                                       a.depth_input)
-        else:
-            vgg = backbone if backbone is not None else build_vgg(a.arch, N_CHANNELS[a.modality], a.width)
-            self.backbone = TappedFeatures(vgg.features, ENCODER_TAPS[a.arch])
+        else:  # `backbone`: the network with its weights (registry.build_backbone); None: random weights
+            kind = registry.backbone(a.arch)
+            net = backbone if backbone is not None else kind.build("none", a.modality, a.width, None)
+            self.backbone = kind.taps(net, a.modality, a.depth_input)
         if trunk is None:
             self.backbone.requires_grad_(a.train_backbone)
             for part in getattr(self.backbone, "depth_parts", list)():
@@ -89,10 +86,7 @@ class Encoder(nn.Module):
     def backbone_features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """[0, 1] images of the modality -> named tap features. A frozen backbone's features are detached, except when
         the images themselves carry gradients (the decoder->encoder cycle backpropagates through the frozen encoder)."""
-        if self.arch.arch == "effnet-lite0":  # strides 2..16 at twice the size: the VGG taps' sides (strides 1..8)
-            x = resize(images, 2 * self.arch.input_size, mode="bicubic")
-        else:
-            x = normalize_for_network(resize(images, self.arch.input_size, mode="bicubic"), self.arch.modality)
+        x = registry.backbone(self.arch.arch).prepare(images, self.arch.modality, self.arch.input_size)
         if self.arch.train_backbone or images.requires_grad or any(p.requires_grad for p in self.backbone.parameters()):
             return self.backbone(x)
         with torch.no_grad():

@@ -12,12 +12,11 @@ import torch
 
 from brainrecon import losses
 from brainrecon.config import EncoderConfig
+from brainrecon.config.networks import backbone_spec
 from brainrecon.correlation import pearson
-from brainrecon.data import layout
-from brainrecon.data.transforms import N_CHANNELS, as_float, random_shift
-from brainrecon.errors import UserError
+from brainrecon.data.transforms import as_float, random_shift
+from brainrecon.models import registry
 from brainrecon.models.encoder import Encoder
-from brainrecon.models.vgg import build_vgg, load_imagenet_vgg, load_release_vgg
 from brainrecon.runtime import Runtime, autocast
 from brainrecon.train import checkpoint
 from brainrecon.train.distributed import wrap
@@ -43,16 +42,7 @@ def correlation_summary(r: torch.Tensor, ceiling: torch.Tensor) -> dict:
 def build_backbone(cfg: EncoderConfig, root: Path) -> torch.nn.Module:
     """The encoder's backbone network with the configured weights (release, imagenet or none)."""
     m = cfg.model
-    if m.arch == "effnet-lite0":
-        from brainrecon.models.effnet_taps import build_effnet
-        return build_effnet(m.backbone_weights == "imagenet")
-    if m.backbone_weights == "release":
-        if cfg.modality == "rgb":
-            raise UserError("--backbone-weights release has no rgb VGG in the release; use imagenet (or none)")
-        return load_release_vgg(layout.release_vgg_file(root, m.arch, cfg.modality), m.arch, N_CHANNELS[cfg.modality])
-    if m.backbone_weights == "imagenet":
-        return load_imagenet_vgg(m.arch)
-    return build_vgg(m.arch, N_CHANNELS[cfg.modality], m.width)
+    return registry.build_backbone(m.arch, m.backbone_weights, cfg.modality, m.width, root)
 
 
 def build_encoder(cfg: EncoderConfig, n_voxels: int, root: Path) -> Encoder:
@@ -61,15 +51,12 @@ def build_encoder(cfg: EncoderConfig, n_voxels: int, root: Path) -> Encoder:
 
 def backbone_note(cfg: EncoderConfig) -> str | None:
     """One line for an encoder on a backbone other than the paper's (announced at the start; config.yaml records it)."""
-    m = cfg.model
+    m, spec = cfg.model, backbone_spec(cfg.model.arch)
+    if not spec.stand_in and m.backbone_weights != "none":
+        return None
     paper = "VGG19 with the release's weights" if cfg.modality != "rgb" else "VGG19 with torchvision's ImageNet weights"
-    if m.arch == "effnet-lite0":
-        weights = "the shipped ImageNet weights" if m.backbone_weights == "imagenet" else "randomly initialised"
-        return f"encoder backbone: EfficientNet-Lite0, {weights}, a stand-in for the paper's {paper}"
-    if m.backbone_weights == "none":
-        return (f"encoder backbone: {m.arch} randomly initialised (backbone_weights none), a stand-in for the paper's "
-                f"{paper}")
-    return None
+    return (f"encoder backbone: {spec.title}, {spec.weights[m.backbone_weights]} (backbone_weights "
+            f"{m.backbone_weights}), a stand-in for the paper's {paper}")
 
 
 def encoder_loss(model: Encoder, pred, target, cfg: EncoderConfig) -> tuple[torch.Tensor, dict]:
