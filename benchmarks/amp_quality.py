@@ -1,9 +1,9 @@
 """python -m benchmarks.amp_quality OUT: the quality check behind `train.amp: auto` on CPUs with native bf16.
 
-On the --full demo's subject (DEMO_SUBJECT), with the demo configs and the same seed, trains the encoder and the self-supervised
-decoder twice, autocast off (fp32) and on (bf16), and prints the encoder's median r / ceiling and the decoder's
-n-way identification (RGB pixcorr and perceptual-effnet, 95 % bootstrap CIs). The bf16 numbers must lie inside the
-fp32 run's 95 % CI. Long: about 15 minutes on 2 cores (speed is measured by `python -m benchmarks`, not here).
+On the --full demo's subject (DEMO_SUBJECT), with the demo configs and the same seed, trains the encoder and the
+self-supervised decoder twice, autocast off (fp32) and on (bf16), and prints the encoder's median r / ceiling and the
+decoder's n-way identification (RGB pixcorr and perceptual-effnet, 95 % bootstrap CIs). The bf16 numbers must lie inside
+the fp32 run's 95 % CI. Long: about 15 minutes on 2 cores (speed is measured by `python -m benchmarks`, not here).
 Writes OUT/amp_quality.csv; the committed result is benchmarks/results/amp_quality.csv.
 """
 
@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 
 from brainrecon.config import load_config
-from brainrecon.simulation.simulate import simulate_subject
 from brainrecon.demo import DEMO_SUBJECT
 from brainrecon.evaluation.identification import EvalOptions, evaluate_runs
 from brainrecon.reconstruct import load_reconstructions, reconstruct
+from brainrecon.simulation.simulate import simulate_subject
 from brainrecon.train.decoder import train_decoder
 from brainrecon.train.encoder import train_encoder
 

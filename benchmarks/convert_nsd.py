@@ -97,6 +97,7 @@ def lock_files(root: Path) -> None:
     """A fetch lock naming every input with its size (the sha256 is a stand-in: the converter takes the lock's)."""
     import json
     from datetime import datetime, timezone
+
     from brainrecon.data.download import LOCK
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     entries = {f"{root.name}/{p.relative_to(root)}": {"sha256": "0" * 64, "size": p.stat().st_size, "url": "bench",

@@ -77,6 +77,7 @@ def cpu_name() -> str:
 
 def run_candidate(out: Path, name: str, seed: int, amp_off: bool) -> list[dict]:
     import torch
+
     from brainrecon.demo import BUDGETS, DemoBudget, run_demo
     seed_sets = [f"train.seed={seed}"] if seed else []
     amp = ("train.amp=false",) if amp_off else ()

@@ -25,14 +25,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from benchmarks.pairs_report import report
+from benchmarks.pairs_study import ADAPT_POINTS, DECODER_BUDGET, ENCODER_BUDGET, GROUP, NEW, POINTS, PRESET, label
 from brainrecon.config import load_config
 from brainrecon.demo import BUDGETS
 from brainrecon.reconstruct import NPZ, reconstruct
 from brainrecon.simulation.group import simulate_group
 from brainrecon.train.decoder import train_decoder
 from brainrecon.train.encoder import train_encoder
-
-from benchmarks.pairs_study import ADAPT_POINTS, DECODER_BUDGET, ENCODER_BUDGET, GROUP, NEW, POINTS, PRESET, label
 
 
 def group(data: Path) -> Path:

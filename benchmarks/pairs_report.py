@@ -133,7 +133,8 @@ def report(out: Path) -> None:
     _plot(arm_rows, out / "pairs_curve.png")
     for r in pair_rows:
         print(f"{r['a']:>24s} @{r['pairs_a']:>4d} - {r['b']:<16s} @{r['pairs_b']:>4d} {r['channel']:<5s} "
-              f"{r['metric']:<18s} {r['diff']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] seeds {r['per_seed_diffs']}")
+              f"{r['metric']:<18s} {r['diff']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] "
+              f"seeds {r['per_seed_diffs']}")
 
 
 def _write(path: Path, rows: list[dict]) -> None:

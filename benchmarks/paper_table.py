@@ -136,7 +136,7 @@ def table(evaluation: Path) -> list[dict]:
 
 
 def render(rows: list[dict], subject: int) -> str:
-    lines = [f"n-way identification, % correct (chance 20 % at 5-way, 10 % at 10-way), ImageNet-val distractors",
+    lines = ["n-way identification, % correct (chance 20 % at 5-way, 10 % at 10-way), ImageNet-val distractors",
              f"  brainrecon: subject {subject}, mean over {rows[0]['n_images']} test images, {rows[0]['repeats']} "
              "repeats, 95 % bootstrap CI over images",
              f"  {PUBLISHED_SOURCE}; mean (SEM)",

@@ -31,10 +31,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from brainrecon.config import load_config
-from brainrecon.simulation.simulate import simulate_subject
 from brainrecon.demo import DEMO_SUBJECT, run_demo
 from brainrecon.evaluation.identification import EvalOptions, evaluate_runs
 from brainrecon.reconstruct import NPZ, load_reconstructions, reconstruct
+from brainrecon.simulation.simulate import simulate_subject
 from brainrecon.train.decoder import train_decoder
 from brainrecon.train.encoder import train_encoder
 
@@ -167,6 +167,7 @@ def seeds(out: Path, n_seeds: int = 3, train: bool = True) -> None:
     sign-flip p over images, brainrecon.evaluation.compare). With train=False (mode seeds-report) only the runs
     already done are scored, each arm over the seeds it has. -> OUT/seeds_arms.csv, OUT/seeds_pairs.csv"""
     import numpy as np
+
     from brainrecon.evaluation.compare import paired_difference
     from brainrecon.evaluation.statistics import bootstrap_ci
     data = subject(out / "data")

@@ -146,7 +146,7 @@ def roi_voxels(voxels: np.ndarray, decoder: TrainedDecoder, data_dir: Path | Non
     a = a[None] if a.ndim == 1 else a
     if a.ndim == 2 and a.shape[1] == decoder.n_voxels:
         return a
-    from brainrecon.reconstruct import run_data_dir   # here, not at import: it loads matplotlib
+    from brainrecon.reconstruct import run_data_dir  # here, not at import: it loads matplotlib
 
     cfg = decoder.config
     root = run_data_dir(decoder.run, data_dir)
@@ -174,7 +174,7 @@ def decode_fmri(run_dir: str | Path, fmri: Path, key: str | None = None, out: Pa
     """Decode any fMRI array (reconstruct --fmri): `decoded.npz` (reconstructions uint8 (N, H, W, C), the source
     file and key), one PNG per sample and grid.png into `out` (default: RUN/decoded_<file stem>; an exported model
     or `hf://owner/name` needs `out`). `subject`: which subject's decoder, for a run trained on several."""
-    from brainrecon.reconstruct import exported_needs_out   # here, not at import: it loads matplotlib
+    from brainrecon.reconstruct import exported_needs_out  # here, not at import: it loads matplotlib
 
     spec, run_dir = run_dir, resolve_run(run_dir)
     exported_needs_out(spec, run_dir, out)
@@ -190,7 +190,7 @@ def decode_fmri(run_dir: str | Path, fmri: Path, key: str | None = None, out: Pa
                  source=str(Path(fmri).resolve()), key=key or "", run=run_name(run_dir))
         tmp.write_bytes(buf.getvalue())
     write_atomic(out / DECODED, writer)
-    from brainrecon.viz import grid, save_png   # here, not at import: matplotlib is heavy
+    from brainrecon.viz import grid, save_png  # here, not at import: matplotlib is heavy
 
     for i, image in enumerate(recon_u8):
         save_png(grid(image[None], columns=1), out / f"{i:03d}.png")

@@ -50,7 +50,8 @@ BUDGETS = {
                           expected="about 4 min on 2 CPU cores (measured: 4.0-4.3 min without AVX-512 in fp32, "
                                    "3.9 min with native bf16)"),
     "full": DemoBudget("full", SimulationConfig(subject=3, seed=0, n_voxels=1500, n_unpaired=3000, resolution=64),
-                       "demo", expected="about 35 min on 2 CPU cores without native bf16 (measured on an Intel Xeon, fp32)"),
+                       "demo",
+                       expected="about 35 min on 2 CPU cores without native bf16 (measured on an Intel Xeon, fp32)"),
 }
 
 

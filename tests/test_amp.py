@@ -7,12 +7,11 @@ import warnings
 import pytest
 import torch
 
-from brainrecon import losses
+from brainrecon import losses, runtime
 from brainrecon.config import load_config
 from brainrecon.errors import ConfigError
 from brainrecon.models.decoder import Decoder, DecoderArch
 from brainrecon.models.perceptual import build_perceptual_net
-from brainrecon import runtime
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import brainrecon
+from brainrecon.api import decode_fmri
 from brainrecon.config import load_config
 from brainrecon.data import layout
 from brainrecon.errors import UserError
-from brainrecon.api import decode_fmri
 from brainrecon.reconstruct import load_reconstructions, reconstruct
 from brainrecon.train.decoder import train_decoder
 from brainrecon.train.encoder import train_encoder

@@ -42,7 +42,8 @@ def test_protocol_matches_a_direct_computation(rng):
         for top in opts.tops:
             want = direct(feats, protos, true, ways, top, opts.trials, opts.seed)
             assert np.allclose(got[(ways, top)], want), (ways, top)
-    assert np.allclose(correlation_distance(feats, protos, cross=True)[0, 3], 1 - np.corrcoef(feats[0], protos[3])[0, 1])
+    want = 1 - np.corrcoef(feats[0], protos[3])[0, 1]
+    assert np.allclose(correlation_distance(feats, protos, cross=True)[0, 3], want)
     assert got[(5, 5)].min() == 1.0                          # top-5 of a 5-way always holds
 
 
@@ -125,6 +126,7 @@ def test_missing_class_and_cache(tree, tmp_path):
 
 def test_alexnet_offline_is_one_line(tmp_path, monkeypatch):
     import torch
+
     from brainrecon.evaluation.classify import feature_network
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     with pytest.raises(UserError, match="effnet-lite0"):

@@ -59,7 +59,6 @@ def test_help_has_no_placeholders_or_source_paths(argv, capsys, monkeypatch):
 
 def test_help_strings_in_the_source_have_no_placeholders():
     """The help= and metavar= texts themselves, as written (a check that does not depend on rendering)."""
-    import typer
     for argv, command in _commands():
         for param in getattr(command, "params", []):
             for text in (getattr(param, "help", None) or "", param.metavar or ""):

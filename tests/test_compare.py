@@ -7,8 +7,8 @@ from itertools import product
 import numpy as np
 import pytest
 
-from brainrecon.evaluation.compare import compare_runs, paired_difference
 from brainrecon.errors import UserError
+from brainrecon.evaluation.compare import compare_runs, paired_difference
 from brainrecon.evaluation.identification import EvalOptions, evaluate_runs, write_outputs
 
 

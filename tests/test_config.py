@@ -77,7 +77,8 @@ def test_a_preset_section_applies_to_its_modality_only(tmp_path):
         assert load_config("encoder", modality, "demo").model.depth_input == "grey"
         assert load_config("encoder", modality, "demo").train.epochs == 18
     assert load_config("encoder", "rgbd", "demo,fast").model.depth_input == "branch"   # fast keeps the branch
-    assert load_config("encoder", "rgbd", "demo,fast").train.epochs < load_config("encoder", "rgbd", "demo").train.epochs
+    fast, demo = load_config("encoder", "rgbd", "demo,fast"), load_config("encoder", "rgbd", "demo")
+    assert fast.train.epochs < demo.train.epochs
     own = tmp_path / "mine.yaml"
     own.write_text("train: {lr: 0.01}\ndepth: {train: {lr: 0.02}}\n")
     assert load_config("encoder", "depth", str(own)).train.lr == 0.02

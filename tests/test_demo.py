@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from brainrecon.demo import STAGE_RECORD, BUDGETS, DemoBudget, Stages, run_demo
+from brainrecon.demo import BUDGETS, STAGE_RECORD, DemoBudget, Stages, run_demo
 from brainrecon.errors import UserError
 from tests.conftest import TINY, tiny_overrides
 

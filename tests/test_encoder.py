@@ -6,8 +6,8 @@ import torch
 
 from brainrecon import losses
 from brainrecon.config import load_config
-from brainrecon.errors import UserError
 from brainrecon.data.transforms import N_CHANNELS
+from brainrecon.errors import UserError
 from brainrecon.models.encoder import Encoder, EncoderArch
 from brainrecon.models.vgg import build_vgg, load_release_vgg
 from brainrecon.train.checkpoint import load_encoder

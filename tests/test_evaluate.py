@@ -116,6 +116,7 @@ def test_deterministic_per_seed(rng):
 
 def test_comparison_grid_shows_the_same_images_for_each_decoder(rng, tmp_path):
     from PIL import Image
+
     from brainrecon.viz import comparison_grid
     truth = images(rng, 6, c=4)
     comparison_grid(truth, {"deep": truth, "ridge": truth[::-1]}, tmp_path / "g.png", n=4)

@@ -17,10 +17,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from brainrecon import locks, runtime
 from brainrecon.cli import app
 from brainrecon.config import load_config
 from brainrecon.errors import WriteError
-from brainrecon import locks, runtime
 from brainrecon.train import checkpoint
 from brainrecon.train.encoder import train_encoder
 from brainrecon.train.guards import NonFiniteLoss

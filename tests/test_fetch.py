@@ -226,6 +226,7 @@ def test_data_layer_imports_no_source_module():
     (tests/test_layers.py holds the whole layer order; this names what fetching used to reach for)."""
     import ast
     from pathlib import Path
+
     import brainrecon.data
     folder = Path(brainrecon.data.__file__).parent
     forbidden = ("brainrecon.sources", "brainrecon.cli", "brainrecon.train")
@@ -388,7 +389,9 @@ def test_list_at_80_columns_cuts_no_cell(tmp_path):
     """Every file the release, GOD and NSD subject 1 declare, listed at 80 columns: the file names wrap, no other
     cell is shortened (no `…`), and nothing is cut to one character."""
     import io
+
     from rich.console import Console
+
     from brainrecon.data.download import Lock
     parts = fetch_screen.select(["all"], None, None) + fetch_screen.select(["god-h5"], None, None) + \
         fetch_screen.select(["nsd"], "1", "1-3")
@@ -460,6 +463,7 @@ def test_the_screen_names_no_source():
     written in them."""
     import ast
     from pathlib import Path
+
     from brainrecon.sources.fetch_sources import SOURCES
     text = "\n".join(Path(m.__file__).read_text() for m in (fetch_screen, fetch_plan))
     modules = {n.module for n in ast.walk(ast.parse(text)) if isinstance(n, ast.ImportFrom)}

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 from brainrecon.cli import app
 from brainrecon.config import ROIS
 from brainrecon.data import layout, release
+from brainrecon.errors import DataError
 from brainrecon.sources.god import ConvertOptions, convert_god
 from brainrecon.sources.god_lists import carried_lists, stimulus_id
-from brainrecon.errors import DataError
 from tests.bdata_writer import god_from_subject
 
 RES = 32  # the tiny subject's stimulus size

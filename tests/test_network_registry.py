@@ -15,8 +15,7 @@ import torch
 import typer.main
 
 from brainrecon.cli import app
-from brainrecon.config import EncoderConfig, EncoderModelConfig, load_config
-from brainrecon.config import choices, networks
+from brainrecon.config import EncoderConfig, EncoderModelConfig, choices, load_config, networks
 from brainrecon.data.transforms import N_CHANNELS, normalize_for_network, resize
 from brainrecon.errors import ConfigError, UserError
 from brainrecon.evaluation import classify

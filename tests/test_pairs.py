@@ -102,12 +102,13 @@ def test_the_validation_split_holds_whole_stimuli():
 
 def test_the_members_of_a_group_validate_on_the_same_images(tiny_subject, tmp_path):
     import shutil
+
     from brainrecon.data.group import load_members
     root = tmp_path / "two"
     shutil.copytree(tiny_subject, root)
     with np.load(root / "sbj_3.npz") as z:
         arrays = dict(z)
-    order = np.random.default_rng(5).permutation(len(arrays["arr_3"]))               # subject 2 saw them in another order
+    order = np.random.default_rng(5).permutation(len(arrays["arr_3"]))   # subject 2 saw them in another order
     arrays["arr_0"], arrays["arr_3"] = arrays["arr_0"][order], arrays["arr_3"][order]
     np.savez(root / "sbj_2.npz", **arrays)
     cfg = _encoder_cfg(**{"data.subjects": "[3,2]", "data.val_fraction": 0.2})

@@ -2,7 +2,6 @@
 public GOD sources (convert-god), the networks (release VGGs, MiDaS, torchvision's through its weights API); and
 make-depth on a stimulus file writes the file training reads."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from brainrecon.errors import UserError
 from brainrecon import locks
+from brainrecon.errors import UserError
 
 
 def _dead_pid() -> int:

@@ -109,7 +109,8 @@ def test_a_new_subject_is_adapted_from_the_group_with_few_pairs(group, group_run
     assert d["init_from"]["subjects"] == [1, 2] and d["pairs"]["stimuli"] == 20
     dec3, cfg3 = checkpoint.load_decoder(tmp_path / "dec3")
     assert dec3.input_fc.in_features == n3 and cfg3.train.init_from
-    assert load_reconstructions(reconstruct(tmp_path / "dec3", "test", data_dir=group))["reconstructions"].shape[0] == 10
+    recs = load_reconstructions(reconstruct(tmp_path / "dec3", "test", data_dir=group))
+    assert recs["reconstructions"].shape[0] == 10
 
 
 def test_the_adapted_encoder_starts_from_the_group(group, group_runs, tmp_path):
@@ -164,9 +165,10 @@ def test_two_process_group_training_equals_one_process(group, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
            "-m", "brainrecon", "train-decoder", "--data-dir", str(group), "--config", "demo", "--subjects", "1,2",
            "--no-self-supervision", "--out", str(tmp_path / "two"),
-           *sum((["--set", s] for s in tiny_overrides(**{k: v for k, v in sets.items()
-                                                         if k not in ("data.subjects", "train.self_supervision")})), [])]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+           *sum((["--set", s] for s in tiny_overrides(**{
+               k: v for k, v in sets.items() if k not in ("data.subjects", "train.self_supervision")})), [])]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     a = checkpoint.load(tmp_path / "one/last.pt")["model"]
     b = checkpoint.load(tmp_path / "two/last.pt")["model"]

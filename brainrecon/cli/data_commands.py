@@ -8,9 +8,21 @@ from typing import List, Optional
 
 import typer
 
-from brainrecon.cli.common import (DataDir, DeviceAutoOpt, LazyProgress, check_choice, check_device, err_console,
-                                   integer, leaves_no_new_folder, number, out_console, parse_integers, resolve_data_dir,
-                                   user_errors)
+from brainrecon.cli.common import (
+    DataDir,
+    DeviceAutoOpt,
+    LazyProgress,
+    check_choice,
+    check_device,
+    err_console,
+    integer,
+    leaves_no_new_folder,
+    number,
+    out_console,
+    parse_integers,
+    resolve_data_dir,
+    user_errors,
+)
 from brainrecon.errors import UserError
 
 
@@ -82,8 +94,8 @@ def simulate(
         with leaves_no_new_folder(out):
             m = simulate_group(out, cfg, list(group), progress=lambda s: err_console.print(f"simulate: {s}"))
         counts = ", ".join(f"{k}: {g['rois']['VC']}" for k, g in m["group"].items())
-        out_console.print(f"SIMULATED group of {len(group)} subjects written to {out} in {m['seconds']:.1f}s (VC voxels "
-                          f"per subject {counts}). This is not real fMRI.")
+        out_console.print(f"SIMULATED group of {len(group)} subjects written to {out} in {m['seconds']:.1f}s "
+                          f"(VC voxels per subject {counts}). This is not real fMRI.")
         return
     with leaves_no_new_folder(out):
         m = simulate_subject(out, cfg, progress=lambda s: err_console.print(f"simulate: {s}"))

@@ -7,8 +7,18 @@ from typing import Optional
 
 import typer
 
-from brainrecon.cli.common import (ModalityOpt, ThreadsOpt, check_choice, check_device, err_console, integer,
-                                   leaves_no_new_folder, out_console, resume_hint, user_errors)
+from brainrecon.cli.common import (
+    ModalityOpt,
+    ThreadsOpt,
+    check_choice,
+    check_device,
+    err_console,
+    integer,
+    leaves_no_new_folder,
+    out_console,
+    resume_hint,
+    user_errors,
+)
 from brainrecon.cli.tables import print_comparisons, print_tables
 from brainrecon.config.choices import MODALITIES
 

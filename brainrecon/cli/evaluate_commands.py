@@ -7,9 +7,21 @@ from typing import List, Optional
 
 import typer
 
-from brainrecon.cli.common import (DataDir, DeviceAutoOpt, LazyProgress, check_choice, check_device, check_run_folder,
-                                   err_console, integer, leaves_no_new_folder, out_console, parse_integers,
-                                   resolve_data_dir, user_errors)
+from brainrecon.cli.common import (
+    DataDir,
+    DeviceAutoOpt,
+    LazyProgress,
+    check_choice,
+    check_device,
+    check_run_folder,
+    err_console,
+    integer,
+    leaves_no_new_folder,
+    out_console,
+    parse_integers,
+    resolve_data_dir,
+    user_errors,
+)
 from brainrecon.cli.tables import FormatOpt, print_comparisons, print_suite, print_tables, show
 from brainrecon.config.choices import FEATURE_NETS
 from brainrecon.config.networks import features_help

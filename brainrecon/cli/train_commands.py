@@ -9,10 +9,30 @@ from typing import List, Optional
 
 import typer
 
-from brainrecon.cli.common import (ConfigOpt, DataDir, DeviceOpt, EpochsOpt, InitFromOpt, ModalityOpt, PairsOpt,
-                                   ResumeOpt, RoiOpt, SeedOpt, Sets, SubjectOpt, SubjectsOpt, ThreadsOpt, check_choice,
-                                   check_training_options, leaves_no_new_folder, named_options, parse_integers,
-                                   resume_hint, say, user_errors)
+from brainrecon.cli.common import (
+    ConfigOpt,
+    DataDir,
+    DeviceOpt,
+    EpochsOpt,
+    InitFromOpt,
+    ModalityOpt,
+    PairsOpt,
+    ResumeOpt,
+    RoiOpt,
+    SeedOpt,
+    Sets,
+    SubjectOpt,
+    SubjectsOpt,
+    ThreadsOpt,
+    check_choice,
+    check_training_options,
+    leaves_no_new_folder,
+    named_options,
+    parse_integers,
+    resume_hint,
+    say,
+    user_errors,
+)
 from brainrecon.config.choices import BACKBONE_WEIGHTS, ROIS
 from brainrecon.config.networks import either
 from brainrecon.errors import UserError

@@ -34,8 +34,18 @@ import yaml
 from brainrecon.config.choices import ALL_METRICS, MODALITIES, ROIS, STAGES
 from brainrecon.config.ranges import RANGES, Range, check_ranges, leaves, show_value, typed_as
 from brainrecon.config.schema import (
-    DEPTH_INPUTS, DataConfig, DecoderConfig, DecoderLossConfig, DecoderModelConfig, DecoderTrainConfig, EncoderConfig,
-    EncoderLossConfig, EncoderModelConfig, TrainConfig, check_modality)
+    DEPTH_INPUTS,
+    DataConfig,
+    DecoderConfig,
+    DecoderLossConfig,
+    DecoderModelConfig,
+    DecoderTrainConfig,
+    EncoderConfig,
+    EncoderLossConfig,
+    EncoderModelConfig,
+    TrainConfig,
+    check_modality,
+)
 from brainrecon.config.yaml_io import build_config, merge_mappings, read_yaml, yaml_load, yaml_problem
 from brainrecon.errors import ConfigError
 

@@ -8,9 +8,8 @@ stimuli of a smaller N lie inside those of a larger one).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

@@ -34,7 +34,8 @@ FMRI_KEYS = {
     "arr_6": "voxel SNR (V_all,)",
 }
 FETCH_HINT = {
-    "stimuli": "run `brainrecon fetch-data --only stimuli` (or `brainrecon simulate --out DIR` and pass --data-dir DIR)",
+    "stimuli": "run `brainrecon fetch-data --only stimuli` (or `brainrecon simulate --out DIR` and pass "
+               "--data-dir DIR)",
     "rgbd": "make it from the stimuli with MiDaS (MIT): `brainrecon fetch-data --only midas --data-dir {root}` then "
             "`brainrecon make-depth --rgbd-npz {root}/images_{res}.npz --out {root} --data-dir {root}`; or download "
             "the authors' file (academic, non-commercial licence): `brainrecon fetch-data --only rgbd --data-dir "

@@ -108,6 +108,7 @@ def prepare(images: np.ndarray, size: int | None, jpeg: int = 0) -> np.ndarray:
     """uint8 (N, H, W, 3) -> uint8 (N, S, S, 3): a JPEG round trip at `jpeg` quality (0: none), then a bicubic resize
     to `size` (None or the same side: unchanged). Non-square images: one line."""
     import io
+
     from PIL import Image
     if images.shape[1] != images.shape[2]:
         raise UserError(f"the images are {images.shape[1]} x {images.shape[2]} px; classify takes square images "

@@ -14,8 +14,17 @@ import yaml
 from brainrecon.atomic import write_text_atomic
 from brainrecon.data.imagenet import class_of, exclusion_classes, god_test_list, pool_files
 from brainrecon.errors import UserError
-from brainrecon.evaluation.classify import (STAND_IN, ClassifyOptions, class_files, extract, feature_network,
-                                            prepare, prototypes, score, shared_images)
+from brainrecon.evaluation.classify import (
+    STAND_IN,
+    ClassifyOptions,
+    class_files,
+    extract,
+    feature_network,
+    prepare,
+    prototypes,
+    score,
+    shared_images,
+)
 
 COLUMNS = ("run", "features", "ways", "top", "mean", "ci_low", "ci_high", "chance", "trials", "images", "size", "jpeg",
            "split", "test_classes_seen", "pool_test_classes", "prototype_overlap")
@@ -221,6 +230,7 @@ def run_notes(rows: list) -> list[str]:
 def paired(rows: list, seed: int = 0) -> list[dict]:
     """Every pair of runs, per (n, k): the paired difference of per-image accuracies (as evaluate's comparisons)."""
     from itertools import combinations
+
     from brainrecon.evaluation.compare import paired_difference
     runs = list(dict.fromkeys(r["run"] for r in rows))
     by = {(r["run"], r["ways"], r["top"]): r for r in rows}
@@ -262,6 +272,7 @@ def _plot(rows: list, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     from brainrecon.viz import _save_fig
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, run in enumerate(dict.fromkeys(r["run"] for r in rows)):

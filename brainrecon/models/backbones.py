@@ -17,7 +17,6 @@ from brainrecon.models.effnet_taps import EffNetTaps, build_effnet
 from brainrecon.models.registry import check_complete, register_backbone
 from brainrecon.models.vgg import ENCODER_TAPS, TappedFeatures, build_vgg, load_imagenet_vgg, load_release_vgg
 
-
 # --- VGG16 / VGG19 (the paper's): torchvision's layout, taps at the ReLUs that end conv blocks 1-4 -------------------
 
 def vgg_with_weights(arch: str, weights: str, modality: str, width: float, root: Path | None) -> nn.Module:

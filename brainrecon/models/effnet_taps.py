@@ -11,7 +11,6 @@ import torch.nn as nn
 
 from brainrecon.models.effnet import load_effnet_lite0
 
-
 EFFNET_TAPS = {"conv1": 0, "conv2": 1, "conv3": 2, "conv4": 4}
 """EfficientNet-Lite0 stage (timm `blocks` index) read by each head: strides 2, 4, 8, 16 (16, 24, 40, 112 channels)."""
 
@@ -42,8 +41,8 @@ class DepthBranch(nn.Module):
 class EffNetTaps(nn.Module):
     """A frozen EfficientNet-Lite0 (timm tf_efficientnet_lite0) as the encoder's backbone: [0, 1] images at twice the
     encoder's input size -> the last block of stages 0, 1, 2 and 4 under the VGG tap names, so the heads, readout
-    sizes and channel mix are the VGG19 encoder's. Depth as `depth_input` says (config_schema.DEPTH_INPUTS): grey runs it
-    through the same network as a grey image (rgbd: RGB and depth separately, each tap's channels concatenated). The
+    sizes and channel mix are the VGG19 encoder's. Depth as `depth_input` says (config.schema.DEPTH_INPUTS): grey runs
+    it through the same network as a grey image (rgbd: RGB and depth separately, each tap's channels concatenated). The
     network is always in eval mode (its BatchNorm statistics are part of the features, never updated)."""
 
     def __init__(self, net: nn.Module, modality: str, depth_input: str = "grey"):
@@ -111,5 +110,5 @@ def build_effnet(pretrained: bool) -> nn.Module:
     """EfficientNet-Lite0: the ImageNet weights that ship with brainrecon, or a random init of the same shape."""
     if pretrained:
         return load_effnet_lite0()
-    import timm     # heavy; only the effnet-lite0 encoder needs it
+    import timm  # heavy; only the effnet-lite0 encoder needs it
     return timm.create_model("tf_efficientnet_lite0", pretrained=False).eval()

@@ -10,8 +10,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from brainrecon.models import backbones  # noqa: F401 - registers the backbones that registry.backbone looks up
-from brainrecon.models import registry
+from brainrecon.models import (
+    backbones,  # noqa: F401 - registers the backbones that registry.backbone looks up
+    registry,
+)
 
 
 @dataclass

@@ -26,8 +26,14 @@ from brainrecon.data.transforms import N_CHANNELS, normalize_for_network
 from brainrecon.errors import UserError
 from brainrecon.models import registry
 from brainrecon.models.registry import check_complete, register_perceptual
-from brainrecon.models.vgg import (PERCEPTUAL_TAPS, TappedFeatures, build_vgg, imagenet_vgg_cached, load_imagenet_vgg,
-                                   load_release_vgg)
+from brainrecon.models.vgg import (
+    PERCEPTUAL_TAPS,
+    TappedFeatures,
+    build_vgg,
+    imagenet_vgg_cached,
+    load_imagenet_vgg,
+    load_release_vgg,
+)
 
 
 class PerceptualNet(nn.Module):

@@ -21,8 +21,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from brainrecon.config.networks import (BACKBONE_NAMES, FEATURE_NAMES, PERCEPTUAL_CHOICES, PERCEPTUAL_NAMES,
-                                        backbone_spec, either)
+from brainrecon.config.networks import (
+    BACKBONE_NAMES,
+    FEATURE_NAMES,
+    PERCEPTUAL_CHOICES,
+    PERCEPTUAL_NAMES,
+    backbone_spec,
+    either,
+)
 from brainrecon.errors import UserError
 
 

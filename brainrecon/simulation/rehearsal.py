@@ -252,6 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"rehearsal world written to {world.root} (RANDOM networks, scaled-down files: numbers are meaningless)")
     if args.serve:
         import time
+
         from brainrecon.simulation.serve import FileServer
         with FileServer(world.release) as server:
             print(f"serving {world.release} at {server.url}\n  brainrecon fetch-data --base-url {server.url} "

@@ -8,7 +8,8 @@ Voxels: a fixed, seeded ground-truth encoding model, the second-order contrast (
 published per-area parameters, plus colour-opponent contrast and depth for hV4 and up and a small luminance share
 (simulation/soc.py holds the model and the source of every parameter). Noise-free responses have variance 1 over the
 stimulus set. Single trials add Gaussian noise (plus a weak global component) so that each voxel has a drawn
-single-trial reliability (median ~0.2 across voxels; a fraction carries no signal). Noise ceiling and SNR are then estimated from the 35 test repeats, as for the real data.
+single-trial reliability (median ~0.2 across voxels; a fraction carries no signal). Noise ceiling and SNR are then
+estimated from the 35 test repeats, as for the real data.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from brainrecon.atomic import write_atomic, write_text_atomic
 from brainrecon.config import ROIS
 from brainrecon.correlation import pearson
 from brainrecon.data import layout, release
-from brainrecon.simulation import soc
 from brainrecon.errors import ConfigError
+from brainrecon.simulation import soc
 
 OUTSIDE_VC = 0.05  # voxels in the file that belong to no visual ROI (noise only), as V_all > VC in the real files
 
@@ -247,7 +248,8 @@ def simulate_subject(out: Path, cfg: SimulationConfig, progress=None, shared: bo
         "note": "SIMULATED subject made by `brainrecon simulate`: procedural RGBD scenes and voxel responses from a "
                 "known encoding model. Not real fMRI.",
         "parameters": asdict(cfg),
-        "encoding_model": {"name": "second-order contrast (SOC) model, Kay et al. 2013 (see brainrecon/simulation/soc.py)",
+        "encoding_model": {"name": "second-order contrast (SOC) model, Kay et al. 2013 "
+                                   "(see brainrecon/simulation/soc.py)",
                            "luminance_share": cfg.luminance_share, **soc.describe()},
         "rois": {n: int(m.sum()) for n, m in masks.items()},
         "median_noise_ceiling_vc": float(np.median(ceiling[vc])),

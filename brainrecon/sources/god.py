@@ -37,12 +37,12 @@ import numpy as np
 from brainrecon.atomic import write_text_atomic
 from brainrecon.config import ROIS
 from brainrecon.data import download, layout, release
+from brainrecon.errors import DataError, UserError
+from brainrecon.locks import hold_data
 from brainrecon.sources import release_files
 from brainrecon.sources.bdata import read_bdata
 from brainrecon.sources.god_lists import ImageList, carried_lists, match_ids, read_image_list
 from brainrecon.sources.photos import find_photos, load_photo
-from brainrecon.errors import DataError, UserError
-from brainrecon.locks import hold_data
 
 TRAIN, TEST, IMAGERY = 1, 2, 3
 

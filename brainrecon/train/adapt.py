@@ -173,8 +173,9 @@ def _predicted_fmri(state: dict, run: Path, subjects: list[int], images: torch.T
     """Each group subject's predicted fMRI for `images`, by the group encoder the group decoder was trained with."""
     encoder_run = state.get("encoder_run") or ""
     if not encoder_run or not (Path(encoder_run) / checkpoint.BEST).is_file():
+        where = f" at {encoder_run}" if encoder_run else ""
         raise UserError(f"{run}: --init-from of a group that never saw the new subject's images fits the input layer "
-                        f"through the group's encoder, but this run records none{' at ' + encoder_run if encoder_run else ''}"
+                        f"through the group's encoder, but this run records none{where}"
                         "; adapt from a group decoder trained with its --encoder (self-supervised), kept in place")
     encoders = checkpoint.load_group_encoder(Path(encoder_run), "cpu")
     missing = [s for s in subjects if str(s) not in encoders.members]

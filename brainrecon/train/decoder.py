@@ -29,8 +29,16 @@ from brainrecon.train import checkpoint
 from brainrecon.train.decoder_step import UNPAIRED_FMRI, DecoderStep, check_encoder  # noqa: F401 (importable here)
 from brainrecon.train.distributed import steps_per_epoch, wrap
 from brainrecon.train.frozen_cache import fill_in_order
-from brainrecon.train.loop import (RunFolder, Schedule, fit, mean_over_subjects, run_epoch, selection,
-                                   subject_metrics, write_records)
+from brainrecon.train.loop import (
+    RunFolder,
+    Schedule,
+    fit,
+    mean_over_subjects,
+    run_epoch,
+    selection,
+    subject_metrics,
+    write_records,
+)
 from brainrecon.train.monitor import Monitor
 
 

@@ -12,8 +12,14 @@ import torch
 
 from brainrecon import losses
 from brainrecon.config import DecoderConfig
-from brainrecon.data.datasets import (PairedData, channel_norms, load_paired, load_unpaired_images,
-                                      unpaired_fmri_batch, unpaired_pool)
+from brainrecon.data.datasets import (
+    PairedData,
+    channel_norms,
+    load_paired,
+    load_unpaired_images,
+    unpaired_fmri_batch,
+    unpaired_pool,
+)
 from brainrecon.data.transforms import as_float
 from brainrecon.errors import UserError
 from brainrecon.models.decoder import Decoder
@@ -22,7 +28,6 @@ from brainrecon.runtime import Runtime, autocast
 from brainrecon.train import checkpoint
 from brainrecon.train.distributed import place, wrap
 from brainrecon.train.frozen_cache import FrozenCache, fill_in_order
-
 
 UNPAIRED_FMRI = {"test": "test: the test set's fMRI without their images, as the paper (transductive)",
                  "train": "train: the training fMRI only (strictly inductive)"}

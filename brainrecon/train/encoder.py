@@ -25,10 +25,27 @@ from brainrecon.runtime import Runtime, setup
 from brainrecon.train import checkpoint
 from brainrecon.train.distributed import steps_per_epoch
 from brainrecon.train.encoder_step import (  # noqa: F401 (the step's names, importable from here as before)
-    SIGNAL_CEILING, backbone_note, build_backbone, build_encoder, correlation_summary, encoder_loss, predict,
-    start_training, step_loss, voxel_correlation)
-from brainrecon.train.loop import (RunFolder, Schedule, fit, mean_over_subjects, run_epoch, selection,
-                                   subject_metrics, write_records)
+    SIGNAL_CEILING,
+    backbone_note,
+    build_backbone,
+    build_encoder,
+    correlation_summary,
+    encoder_loss,
+    predict,
+    start_training,
+    step_loss,
+    voxel_correlation,
+)
+from brainrecon.train.loop import (
+    RunFolder,
+    Schedule,
+    fit,
+    mean_over_subjects,
+    run_epoch,
+    selection,
+    subject_metrics,
+    write_records,
+)
 
 
 def train_encoder(cfg: EncoderConfig, data_root: Path, run_dir: Path, resume: bool = False,
@@ -83,7 +100,8 @@ def _train(cfg: EncoderConfig, runtime: Runtime, data_root: Path, run_dir: Path,
 
     def line(r: dict) -> str:
         val = f"val loss {r['val_loss']:.4f}  val r median {r['val_median_r']:.3f}  " if has_val else ""
-        return f"encoder{group} epoch {r['epoch'] + 1}/{t.epochs}  train {r['train_loss']:.4f}  {val}{r['seconds']:.0f}s"
+        return (f"encoder{group} epoch {r['epoch'] + 1}/{t.epochs}  train {r['train_loss']:.4f}  {val}"
+                f"{r['seconds']:.0f}s")
 
     run = RunFolder(run_dir, to_dict(cfg), checkpoint.fingerprint(members.files()), resume, resume_hint,
                     checkpoint.run_extra("encoder", members, data_root))

@@ -12,8 +12,7 @@ import json
 import shlex
 from dataclasses import dataclass
 
-from brainrecon.config import (OVERLAY_KEY, from_dict, leaves, load_config, preset_file, preset_names, read_yaml,
-                               to_dict)
+from brainrecon.config import OVERLAY_KEY, from_dict, leaves, load_config, preset_file, preset_names, read_yaml, to_dict
 from brainrecon.errors import ConfigError
 
 # keys given by named options of train-encoder / train-decoder (a --set of them is refused beside the option)

@@ -228,6 +228,7 @@ class InputHashes:
 
     def __init__(self, nsd: Path, paths: list[Path]):
         import threading
+
         from brainrecon.data.download import LOCK, Lock
         self.lock = Lock(nsd.parent).data["files"] if (nsd.parent / LOCK).is_file() else {}
         self.nsd, self.paths, self.records, self.error = nsd, paths, [], None
@@ -463,6 +464,7 @@ def write_unpaired(brick_path: Path, design: Design, subject: int, opts: NsdOpti
     """`opts.unpaired` brick images outside the subject's whole image list (never shown to it in any session), drawn
     with a fixed seed, as <73k id>.png at the resolution; each written atomically, present ones kept (resumable)."""
     from PIL import Image
+
     from brainrecon.atomic import write_atomic
     folder = layout.unpaired_image_dir(Path(opts.out)) / "nsd_unseen"
     brick = Brick(brick_path, subject, 1)

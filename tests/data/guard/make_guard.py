@@ -15,12 +15,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from guard_setup import GUARD_SIM, dec_cfg, enc_cfg  # noqa: E402
-
 from brainrecon.simulation.group import simulate_group  # noqa: E402
 from brainrecon.train import checkpoint  # noqa: E402
 from brainrecon.train.decoder import train_decoder  # noqa: E402
 from brainrecon.train.encoder import train_encoder  # noqa: E402
+from guard_setup import GUARD_SIM, dec_cfg, enc_cfg  # noqa: E402
 
 
 def summary(state: dict) -> dict:

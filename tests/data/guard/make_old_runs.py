@@ -17,11 +17,10 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from guard_setup import GUARD_SIM, dec_cfg  # noqa: E402
-
 from brainrecon.reconstruct import load_reconstructions, reconstruct  # noqa: E402
 from brainrecon.simulation.group import simulate_group  # noqa: E402
 from brainrecon.train.decoder import train_decoder  # noqa: E402
+from guard_setup import GUARD_SIM, dec_cfg  # noqa: E402
 
 
 def main() -> None:
