@@ -86,7 +86,8 @@ class FileServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.root = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.url = f"{self.root}/v1"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # a short poll: shutdown() waits for the next one (the default 0.5 s adds up over a test pass)
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
         self._thread.start()
 
     def downloads(self, name: str) -> int:
