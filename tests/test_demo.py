@@ -41,6 +41,7 @@ def test_budgets_resolve_to_valid_configs():
             assert cfg.data.resolution == budget.simulation.resolution
 
 
+@pytest.mark.slow   # three short demo runs (30 s): in the slow pass, to keep the default one short
 def test_rerun_with_other_settings_recomputes_what_depends_on_them(tmp_path):
     """Same budget: every stage reused. An encoder trained otherwise: the encoder, the decoder and its
     reconstructions are computed again (said on screen); the simulated data and ridge are reused."""

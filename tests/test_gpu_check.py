@@ -46,6 +46,7 @@ def test_storage_tracker_counts_live_tensors_and_frees():
     assert tracker.peak == 8 * 2 ** 20 and tracker.now == 0
 
 
+@pytest.mark.slow   # the GPU check's CPU smoke run (23 s): in the slow pass, to keep the default one short
 def test_gpu_check_smoke_on_cpu(tmp_path, capsys):
     """The prepared GPU check runs end to end as a CPU smoke test: the rehearsal world, one epoch of a preset through
     the brainrecon command, and the step table, writing its CSV."""
