@@ -84,18 +84,7 @@ def write_mini_nsd(root: Path, sessions: int = 3, per_session: int = 60, seed: i
     design.parent.mkdir(parents=True, exist_ok=True)
     savemat(design, {"masterordering": masterordering[None].astype(np.float64),
                      "subjectim": subjectim.astype(np.float64), "sharedix": shared[None].astype(np.float64)})
-    for s in range(sessions):
-        path = root / files.betas(subject, s + 1)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with h5py.File(path, "w") as f:  # h5py sees (trials, Z, Y, X): the reverse of the NIfTI order
-            f.create_dataset("betas", data=betas[s * per_session:(s + 1) * per_session].transpose(0, 3, 2, 1))
-    _nifti(root / files.roi_volume(subject, "nsdgeneral"), nsdgeneral)
-    _nifti(root / files.roi_volume(subject, "prf-visualrois"), prf)
-    _nifti(root / files.roi_volume(subject, "floc-faces"), faces)
-    for name, names in (("prf-visualrois", PRF_NAMES), ("floc-faces", FACE_NAMES)):
-        path = root / files.ctab(subject, name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(f"{i} {n} {i * 20} 0 0 0\n" for i, n in enumerate(names)))
+    _write_subject_files(root, subject, betas, sessions, per_session, nsdgeneral, prf, faces)
     if with_ncsnr:
         _nifti(root / files.ncsnr(subject), rng.uniform(0, 1, SHAPE).astype(np.float32))
     brick = rng.integers(0, 256, (n_stim, side, side, 3), dtype=np.uint8)
@@ -121,10 +110,16 @@ def _write_other(root: Path, subject: int, trial_ids: np.ndarray, patterns: np.n
     gain = rng.uniform(0.5, 2, (sessions,) + SHAPE)
     psc = (signal * patterns[trial_ids] + rng.standard_normal((used,) + SHAPE)) * gain[session_of] + offset[session_of]
     betas = np.where(brain, np.rint(psc * 300), 0).astype(np.int16)
+    _write_subject_files(root, subject, betas, sessions, per_session, nsdgeneral, prf, faces)
+
+
+def _write_subject_files(root: Path, subject: int, betas: np.ndarray, sessions: int, per_session: int,
+                         nsdgeneral: np.ndarray, prf: np.ndarray, faces: np.ndarray) -> None:
+    """A subject's betas (one HDF5 file per session), ROI volumes and their colour tables."""
     for s in range(sessions):
         path = root / files.betas(subject, s + 1)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with h5py.File(path, "w") as f:
+        with h5py.File(path, "w") as f:  # h5py sees (trials, Z, Y, X): the reverse of the NIfTI order
             f.create_dataset("betas", data=betas[s * per_session:(s + 1) * per_session].transpose(0, 3, 2, 1))
     _nifti(root / files.roi_volume(subject, "nsdgeneral"), nsdgeneral)
     _nifti(root / files.roi_volume(subject, "prf-visualrois"), prf)
