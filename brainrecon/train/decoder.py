@@ -145,7 +145,7 @@ def _train(cfg: DecoderConfig, runtime: Runtime, data_root: Path, run_dir: Path,
             per_subject[s] = {"test_pixcorr": float(pearson(pred.flatten(1), as_float(d.test_images).flatten(1))
                                                     .mean()), "n_voxels": d.n_voxels, "pairs": d.subset.record()}
             if not single:
-                per_subject[s]["unpaired_fmri"] = st.record(members.roots[s])["unpaired_fmri"]
+                per_subject[s]["unpaired_fmri"] = st.unpaired_fmri()
     val_rule = first.data.subset.val_rule
     metrics = {**subject_metrics(per_subject, ("test_pixcorr",)), "epochs": len(history),
                "seconds": round(time.perf_counter() - start, 2), "modality": cfg.modality, "roi": cfg.data.roi,

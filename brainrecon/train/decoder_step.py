@@ -135,11 +135,15 @@ class DecoderStep:
         """What the step computes, for metrics.json: the loss weights, the cycles' sources and the networks."""
         return {"loss_weights": [self.w_d, self.w_ed, self.w_de],
                 "self_supervision": bool(self.w_ed > 0 or self.w_de > 0),
-                "unpaired_fmri": UNPAIRED_FMRI[self.cfg.data.unpaired_fmri] if self.w_de > 0 else "none (no DE cycle)",
+                "unpaired_fmri": self.unpaired_fmri(),
                 "perceptual_net": self.perceptual.name if self.perceptual is not None else "none",
                 "n_unpaired_images": int(len(self.pool)) if self.pool is not None else 0,
                 "unpaired_pool": unpaired_pool(data_root, self.cfg.data)[1] if self.pool is not None else None,
                 "frozen_encoder_pairs": self.encoder_pairs}
+
+    def unpaired_fmri(self) -> str:
+        """The DE cycle's fMRI, in words: whether it reads the subject's test fMRI."""
+        return UNPAIRED_FMRI[self.cfg.data.unpaired_fmri] if self.w_de > 0 else "none (no DE cycle)"
 
     def caches(self) -> list[FrozenCache]:
         """This step's caches, in the order they are worth filling (a shared one only in the step that owns it)."""
