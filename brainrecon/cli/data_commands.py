@@ -44,9 +44,12 @@ def fetch_data_cmd(
     list_: bool = typer.Option(False, "--list", metavar="", help="Show the files, their groups, sizes and state; "
                                "download nothing."),
     verify: bool = typer.Option(False, "--verify", metavar="", help="Re-hash every present file against the "
-                                "lock/registry."),
+                                "lock/registry; exits 2 when a file does not match its recorded sha256, or the folder "
+                                "is missing or holds none of the chosen files (files never recorded show "
+                                "`unverified`, exit 0)."),
     dry_run: bool = typer.Option(False, "--dry-run", metavar="", help="Show each file's size, the total and the "
-                                 "destination; download and create nothing."),
+                                 "destination; download and create nothing; exits 2 when no server could be reached "
+                                 "to size any file."),
     yes: bool = typer.Option(False, "--yes", "-y", metavar="", help="Accept the data terms without asking."),
     sessions: Optional[str] = typer.Option(None, "--sessions", metavar="RANGE", help="With --only nsd: part of a "
                                            "subject, e.g. 1-5 (default: all its sessions)."),

@@ -32,6 +32,8 @@ from brainrecon.metric_specs import metric_help, metric_spec
 GroupSubjectOpt = typer.Option(None, "--subject", metavar="N", parser=integer(1), help="For run folders of a run "
                                "trained on several subjects (--subjects): subject N's reconstructions (the folder "
                                "reconstruct_test_subject<N> that `reconstruct RUN --subject N` writes).")
+RunDataDir = typer.Option(None, "--data-dir", metavar="DIR", help="Data folder (default: the one the run was trained "
+                          "on, else $BRAINRECON_DATA, else the per-user cache).")
 
 
 @user_errors
@@ -42,7 +44,7 @@ def reconstruct(
     out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="Output folder (default: "
                                        "RUN/reconstruct_<split>, with --fmri RUN/decoded_<file>; required for an "
                                        "exported model or hf:// id, which is never written into)."),
-    data_dir: Optional[Path] = DataDir,
+    data_dir: Optional[Path] = RunDataDir,
     device: str = DeviceAutoOpt,
     fmri: Optional[Path] = typer.Option(None, "--fmri", metavar="FILE", help="Decode this array instead of a split: "
                                         ".npy, or .npz (--key names the array), shaped (N, V) over the run's ROI or "

@@ -12,8 +12,8 @@ from brainrecon.cli.common import out_console
 from brainrecon.evaluation.paper_tables import Table, depth_table, identification_table, render, write_beside
 
 FormatOpt = typer.Option("csv", "--format", metavar="FORMAT", help="csv (the tables in their CSV files, drawn here), "
-                         "md or latex: the main table also printed as Markdown or LaTeX (booktabs) and written beside "
-                         "the CSV (.md / .tex), for a paper.")
+                         "md or latex: the tables printed as Markdown or LaTeX (booktabs) instead of drawn, and "
+                         "written beside the CSV (.md / .tex), for a paper.")
 
 
 def draw(table: Table) -> None:
