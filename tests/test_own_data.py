@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ import brainrecon.config
 from brainrecon.cli import app
 from brainrecon.data import release, write_subject
 from brainrecon.errors import DataError, UserError
+from brainrecon.version import version_string
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "your-data.md"
@@ -101,6 +103,7 @@ def test_the_worked_example_runs_as_written(lab, tmp_path, monkeypatch):
             assert z["reconstructions"].shape == (10, 64, 64, 3)
     record = json.loads((tmp_path / "mydata/sbj_1_import.json").read_text())
     assert record["made_by"] == "brainrecon import-arrays" and record["counts"]["train_images"] == 60
+    assert record["brainrecon"] == version_string()                # the number and, in a checkout, the git commit
     assert record["inputs"]["--train-images"]["first"] == ["1.png", "2.png", "3.png"]
 
 
@@ -183,6 +186,46 @@ def test_import_arrays_writes_what_write_subject_writes(lab, tmp_path):
     record = json.loads((tmp_path / "cli/sbj_2_import.json").read_text())
     assert record["rois"]["FFA"] == "given" and record["rois"]["V2"] == "not given: empty"
     assert record["noise_ceiling"].startswith("given") and "--voxel-volume" in record["inputs"]
+
+
+def test_16_bit_depth_pngs_are_scaled_to_8_bits_and_float_tiffs_refused(lab, tmp_path):
+    """Depth saved as 16-bit grey PNGs (MiDaS's write_depth) comes in as round(value / 257), the same as the 8-bit maps
+    given as arrays (Pillow's own conversion would clip it to 255); a float TIFF is one line naming the file."""
+    rng = np.random.default_rng(2)
+    depth = {"train": smooth_images(rng, 60, mode="L"), "test": smooth_images(rng, 10, mode="L")}
+    arrays = {k: lab[k] for k in ("train_fmri", "train_images", "train_image_index", "test_fmri", "test_images")}
+    write_subject(tmp_path / "py", 1, resolution=32, train_depth=depth["train"], test_depth=depth["test"], **arrays)
+    files = tmp_path / "files"
+    files.mkdir()
+    for split, maps in depth.items():
+        (files / split).mkdir()
+        for i, d in enumerate(maps):        # d * 257 + e with |e| <= 128: round(value / 257) gives d back exactly
+            wide = d.astype(np.int64) * 257 + rng.integers(-128, 129, d.shape) * (d > 0) * (d < 255)
+            Image.fromarray(wide.astype(np.uint16)).save(files / split / f"{i + 1}.png")
+    with Image.open(files / "train" / "1.png") as im:
+        assert im.mode.startswith("I") and np.asarray(im).max() > 255          # really 16-bit on disk
+    for key in ("train_fmri", "train_image_index", "test_fmri", "test_images"):
+        np.save(files / f"{key}.npy", arrays[key])
+    save_pngs(files / "train_images", lab["train_images"])
+    base = ["import-arrays", "--out", str(tmp_path / "cli"), "--resolution", "32",
+            "--train-fmri", str(files / "train_fmri.npy"), "--train-images", str(files / "train_images"),
+            "--train-image-index", str(files / "train_image_index.npy"), "--test-fmri", str(files / "test_fmri.npy"),
+            "--test-images", str(files / "test_images.npy"), "--test-depth", str(files / "test")]
+    result, output = cli(base + ["--train-depth", str(files / "train")])
+    assert result.exit_code == 0, output
+    name = "rgbd_32_from_224_large_png_uint8.npz"
+    with np.load(tmp_path / "py" / name) as a, np.load(tmp_path / "cli" / name) as b:
+        for key in a.files:
+            assert np.array_equal(a[key], b[key]), key
+    floats = files / "float_depth"                                   # the 16-bit maps, the first one a float TIFF
+    shutil.copytree(files / "train", floats)
+    (floats / "1.png").unlink()
+    Image.fromarray(depth["train"][0].astype(np.float32) / 255).save(floats / "1.tif")
+    (tmp_path / "out").mkdir()
+    result, output = cli([*base[:2], str(tmp_path / "out"), *base[3:], "--train-depth", str(floats)])
+    assert result.exit_code == 2 and len(output.strip().splitlines()) == 1 and "Traceback" not in output, output
+    assert "1.tif: float pixels (mode F)" in " ".join(output.split()) and "8-bit PNG" in " ".join(output.split())
+    assert not any((tmp_path / "out").iterdir())
 
 
 def test_subjects_share_a_folder_and_nothing_is_overwritten_unasked(lab, tmp_path):

@@ -25,6 +25,7 @@ from brainrecon.config import ROIS
 from brainrecon.data import layout, own_checks, release
 from brainrecon.errors import DataError, UserError
 from brainrecon.locks import hold_data
+from brainrecon.version import version_string
 
 SNR_CAP = 1e6
 """SNR of a voxel whose given ceiling is 1 (no noise), as release.noise_ceiling_from_repeats caps it."""
@@ -127,7 +128,7 @@ def write_inputs(out: str | Path, subject: int, inputs: SubjectInputs, resolutio
         write_all_atomic(writers)
         record = {
             **source,
-            "brainrecon": _version(),
+            "brainrecon": version_string(),
             "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "outputs": {"fmri": subject_path.name, "stimuli": [p.name for p, _, _ in stimulus_files],
                         "stimuli_kept_as_they_were": kept, "provenance": _record_path(out, subject).name},
@@ -260,11 +261,3 @@ def _same_stimuli(out: Path, modality: str, resolution: int, path: Path, train: 
     raise DataError(f"{path}: already exists with other images ({len(have.train)} training, {len(have.test)} test): "
                     f"the subjects of one data folder share its images; write into another folder, or overwrite it "
                     f"({flag}) if no other subject there uses it")
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        return version("brainrecon")
-    except PackageNotFoundError:       # pragma: no cover - a checkout without an install
-        return "unknown"

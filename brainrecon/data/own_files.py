@@ -24,6 +24,7 @@ from brainrecon.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
 FLAGS = {"train_fmri": "--train-fmri", "train_images": "--train-images", "test_fmri": "--test-fmri",
          "test_images": "--test-images", "train_image_index": "--train-image-index",
          "test_image_index": "--test-image-index", "noise_ceiling": "--noise-ceiling", "train_depth": "--train-depth",
@@ -123,7 +124,7 @@ class ImageFolder(Sequence):
         try:
             with Image.open(f) as im:
                 self.sizes.add(im.size)
-                a = np.asarray(im.convert(self.mode), dtype=np.uint8)
+                a = pixels(im, self.mode, f"{self.name}: {f.name}")
         except (UnidentifiedImageError, OSError, ValueError) as e:
             raise DataError(f"{self.name}: {f.name} is not a readable image ({e}); replace or remove it") from None
         if min(a.shape[:2]) < own_checks.IMAGE_SIDE_MIN:
@@ -134,6 +135,25 @@ class ImageFolder(Sequence):
         self.record["sizes_w_x_h"] = [f"{w} x {h}" for w, h in shown[:5]] + (["..."] if len(shown) > 5 else [])
         self.record["sha256_of_names_and_files"] = self.digest.hexdigest()
         return own_checks.square_image(a, self.resolution, self.mode)
+
+
+def pixels(im, mode: str, where: str) -> np.ndarray:
+    """An opened PIL image as uint8 pixels in `mode` (RGB or L). 16-bit grey (modes I;16, I;16B, I;16L, as MiDaS's
+    write_depth and most 16-bit PNGs and TIFFs store it; a 16-bit PNG that older Pillows open as I) is mapped onto 8
+    bits as round(value / 257): 0 -> 0, 65535 -> 255. Other 32-bit integer (I) and float (F) images are refused: their
+    range is not known, and Pillow's own conversion clips them to 255 (I) or to 0 and 1 (F)."""
+    if im.mode in SIXTEEN_BIT or (im.mode == "I" and im.format == "PNG"):
+        values = np.asarray(im).astype(np.int64)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise DataError(f"{where}: {im.mode}-mode values outside 0..65535; save it as an 8-bit PNG, or give the "
+                            "images as an .npy array (uint8, or floats in [0, 1])")
+        grey = np.round(values / 257).astype(np.uint8)                                  # (H, W), 0..255
+        return grey if mode == "L" else np.repeat(grey[..., None], 3, axis=2)          # (H, W) -> (H, W, 3)
+    if im.mode in ("I", "F") or im.mode.startswith("I;"):
+        kind = "float" if im.mode == "F" else "32-bit integer" if im.mode == "I" else f"{im.mode} integer"
+        raise DataError(f"{where}: {kind} pixels (mode {im.mode}), whose range brainrecon cannot know; save it as an "
+                        "8-bit PNG, or give the images as an .npy array (uint8, or floats in [0, 1])")
+    return np.asarray(im.convert(mode), dtype=np.uint8)
 
 
 def read_images(path: Path, name: str, resolution: int, depth: bool, record: dict):
