@@ -176,8 +176,8 @@ def decode_fmri(run_dir: str | Path, fmri: Path, key: str | None = None, out: Pa
     or `hf://owner/name` needs `out`). `subject`: which subject's decoder, for a run trained on several."""
     from brainrecon.reconstruct import exported_needs_out  # here, not at import: it loads matplotlib
 
-    spec, run_dir = run_dir, resolve_run(run_dir)
-    exported_needs_out(spec, run_dir, out)
+    exported_needs_out(run_dir, out)
+    run_dir = resolve_run(run_dir)
     decoder = load_decoder(run_dir, device, subject)
     voxels = roi_voxels(read_fmri(fmri, key), decoder, data_dir)
     images = decoder.decode(voxels)

@@ -23,7 +23,7 @@ from brainrecon.errors import UserError
 from brainrecon.runtime import pick_device
 from brainrecon.train import checkpoint
 from brainrecon.train.checkpoint import load_decoder, load_encoder
-from brainrecon.train.exported import is_exported, resolve_run, run_name
+from brainrecon.train.exported import is_exported, is_hub_id, resolve_run, run_name
 from brainrecon.viz import gallery, save_png, side_by_side
 
 NPZ = "reconstructions.npz"
@@ -84,9 +84,10 @@ def with_ceilings(recons: list[dict]) -> list[dict]:
     return out
 
 
-def exported_needs_out(run: str | Path, run_dir: Path, out: Path | None) -> None:
-    """An exported model (a folder to upload, or a Hub cache copy) is never written into: its outputs need --out."""
-    if out is None and is_exported(run_dir):
+def exported_needs_out(run: str | Path, out: Path | None) -> None:
+    """An exported model (a folder to upload, or a Hub cache copy) is never written into: its outputs need --out,
+    checked before anything is read (or, for `hf://owner/name`, downloaded)."""
+    if out is None and (is_hub_id(run) or is_exported(Path(run))):
         raise UserError(f"{run}: an exported model, which is never written into; give --out DIR for the outputs")
 
 
@@ -97,8 +98,8 @@ def reconstruct(run: str | Path, split: str = "test", out: Path | None = None, d
     exported model or `hf://owner/name` needs `out`)."""
     if split not in ("test", "train"):
         raise UserError(f"--split {split!r}; choose test or train")
+    exported_needs_out(run, out)
     run_dir = resolve_run(run)
-    exported_needs_out(run, run_dir, out)
     dev = pick_device(device)
     model, cfg = load_decoder(run_dir, dev, subject)
     state = checkpoint.load_best(run_dir, "decoder")

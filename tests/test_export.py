@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import re
+import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -21,14 +23,17 @@ from brainrecon.cli import app, main
 from brainrecon.config import load_config
 from brainrecon.data import layout
 from brainrecon.errors import UserError
-from brainrecon.evaluation.identification import EvalOptions, evaluate_runs, write_outputs
+from brainrecon.evaluation.identification import COLUMNS, EvalOptions, evaluate_runs, write_outputs
 from brainrecon.models.decoder import DecoderArch
 from brainrecon.models.subjects import SubjectDecoders
 from brainrecon.reconstruct import load_reconstructions, reconstruct
+from brainrecon.train.adapt import group_state
 from brainrecon.train.decoder import train_decoder
 from brainrecon.train.encoder import train_encoder
-from brainrecon.train.export import export_run, flatten, strip_paths
-from brainrecon.train.exported import load_state, read_config
+from brainrecon.train.export import export_run, flatten, strip_paths, training_data
+from brainrecon.train.exported import load_state, read_config, resolve_run
+from brainrecon.train.model_card import card_text
+from brainrecon.train.run_command import training_command
 from brainrecon.version import git_commit, version_string
 from tests.conftest import tiny_overrides
 
@@ -200,6 +205,12 @@ def test_a_run_of_several_subjects_exports_every_member(tmp_path):
         assert np.array_equal(a["reconstructions"], b["reconstructions"]) and str(b["run"]) == f"dec subject {s}"
     with pytest.raises(UserError, match="pass --subject N"):
         brainrecon.load_decoder(out, "cpu")
+    with pytest.raises(UserError, match="exported from .* --init-from GROUP_RUN`$"):
+        brainrecon.load_decoder(out, "cpu", subject=5)              # not `--init-from <the exported folder>`
+    with pytest.raises(UserError, match="an exported model .* give the train-decoder run folder"):
+        group_state(out, "decoder")
+    record = training_data(str(data), 1, {1: 60, 2: 60})
+    assert record["source"] == "simulated" and sorted(record["subjects"]) == ["1", "2"]
 
 
 def test_strip_paths_keeps_names_and_says_where():
@@ -226,6 +237,10 @@ def test_hub_id_downloads_through_huggingface_hub(runs, tiny_subject, tmp_path, 
     result = CliRunner().invoke(app, ["reconstruct", "hf://owner/name", "--data-dir", str(tiny_subject),
                                       "--device", "cpu"])
     assert result.exit_code == 2 and "give --out" in result.output and len(result.output.strip().splitlines()) == 1
+    np.save(tmp_path / "roi.npy", np.zeros((2, 3), np.float32))
+    with pytest.raises(UserError, match="give --out"):
+        decode_fmri("hf://owner/name", tmp_path / "roi.npy", device="cpu")
+    assert len(asked) == 1                                           # refused before anything was downloaded
     result = CliRunner().invoke(app, ["reconstruct", "hf://owner/name", "--data-dir", str(tiny_subject),
                                       "--device", "cpu", "--out", str(tmp_path / "recon")])
     assert result.exit_code == 0, result.output
@@ -291,3 +306,76 @@ def test_version_without_git_or_outside_a_checkout_is_the_number(tmp_path, monke
         assert version.git_commit() is None and version.version_string() == version.__version__ == "0.2.0"
     finally:
         version.version_string.cache_clear()
+
+
+def test_no_path_inside_a_metric_or_an_evaluation_value_reaches_the_export(runs, tmp_path, monkeypatch):
+    """A message naming a cached file (nsd_suite.csv's `unavailable`, a metrics.json string) loses its folders; the
+    keys are listed (metrics.json's as metrics:KEY); only this run's rows, and the columns the card shows, go in."""
+    run = tmp_path / "copy" / "dec"
+    shutil.copytree(runs["decoder"], run)
+    secret = "/home/someone/.cache/brainrecon"
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["summary"] = f"perceptual net loaded from {secret}/vgg16.pt (cached)"
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    evaluation = tmp_path / "evaluation"
+    evaluation.mkdir()
+
+    def write(name, fields, runs_, **values):
+        with open(evaluation / name, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            w.writerows([{**{c: "1" for c in fields}, **values, "run": r} for r in runs_])
+    mine = ["dec", "dec subject 2", "dec D(E(x))", "dec subject 2 D(E(x))"]
+    write("identification.csv", [*COLUMNS, "source"], mine + ["dec (a)", "dec (b) D(E(x))", "decx"],
+          source=f"{secret}/recon/reconstructions.npz")
+    write("nsd_suite.csv", ["run", "subject", "metric", "mean", "better", "n_images", "source", "unavailable"],
+          ["dec", "dec (a)"], mean="", unavailable=f"no weights at C:\\Users\\someone\\cache\\clip.pt or {secret}/x")
+    monkeypatch.chdir(run)
+    out = export_run(".", tmp_path / "model", evaluation=evaluation)          # `brainrecon export . OUT`
+    meta = read_config(out)
+    assert meta["name"] == "dec" and "metrics:summary" in meta["paths_removed"]
+    exported = json.loads((out / "metrics.json").read_text())
+    assert exported["summary"] == "perceptual net loaded from vgg16.pt (cached)"
+    rows = exported["evaluation"]
+    assert [r["run"] for r in rows["identification"]] == mine and [r["run"] for r in rows["nsd_suite"]] == ["dec"]
+    assert set(rows["nsd_suite"][0]) == {"run", "metric", "mean", "better", "n_images"}
+    assert "| dec | 1 | unavailable |" in (out / "README.md").read_text()
+    for p in out.iterdir():
+        if p.suffix in (".json", ".md"):
+            text = p.read_text()
+            assert "someone" not in text and ".cache" not in text, p
+
+
+def test_an_nsd_group_records_each_members_data_and_its_terms(runs, tmp_path):
+    """An NSD group's subjects sit in folders of their own, each with its convert.json: the export reads each one's
+    (not data.subject's, which a group does not use), and the card carries the NSD and COCO terms."""
+    root = tmp_path / "nsd"
+    for s in (1, 2):
+        folder = root / f"nsd_subj{s:02d}"
+        folder.mkdir(parents=True)
+        (folder / f"sbj_{s}.npz").write_bytes(b"")
+        (folder / "convert.json").write_text(json.dumps({"sessions": [1, 2], "normalisation": "betas / 300, z"}))
+    record = training_data(str(root), 7, {1: 10, 2: 12})
+    assert record["source"] == "nsd" and record["normalisation"] == "betas / 300, z"
+    assert {s: m["converted_by"] for s, m in record["subjects"].items()} == {"1": "brainrecon convert-nsd",
+                                                                            "2": "brainrecon convert-nsd"}
+    meta = read_config(export_run(runs["decoder"], tmp_path / "model"))
+    text = card_text({**meta, "training": {**meta["training"], "data": record}}, {})
+    assert "Natural Scenes Dataset" in text and "COCO" in text and "- nsd" in text and "SIMULATED" not in text
+    mixed = training_data(str(root), 7, {1: 10, 3: 12})                       # subject 3 is nowhere
+    assert mixed["source"] == "mixed" and mixed["subjects"]["3"]["source"] == "unknown"
+
+
+def test_hub_id_the_hub_refuses_is_one_line(tmp_path, capsys):
+    """hf://me/model--v2 passes brainrecon's pattern but not huggingface_hub's validation (offline)."""
+    with pytest.raises(UserError, match=r"hf://me/model--v2: not a Hub id \(.*--.*\); write hf://owner/name"):
+        resolve_run("hf://me/model--v2")
+    code = main(["reconstruct", "hf://me/model--v2", "--out", str(tmp_path / "o"), "--device", "cpu"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "not a Hub id" in err and "Traceback" not in err, err
+
+
+def test_an_adapted_run_command_names_its_group_run_whatever_the_path():
+    cfg = load_config("decoder", "rgb", "demo", ["train.init_from=runs/group"], {"data": {"subject": 4}})
+    from brainrecon.config import to_dict
+    assert "--init-from GROUP_RUN" in training_command("decoder", to_dict(cfg), set(), False).text

@@ -74,10 +74,20 @@ def check_stimuli(run: Path, state: dict, files: list[Path]) -> None:
                         f"{old.get('bytes')} bytes); adapt only a subject who saw the same images")
 
 
+def group_state(run: Path, kind: str) -> dict:
+    """The best state of the --init-from run; an exported folder is refused: it lacks the record of the group's
+    stimuli (and a decoder's encoder run) that adapting checks and uses."""
+    state = checkpoint.load_best(run, kind)
+    if state.get("exported"):
+        raise UserError(f"--init-from {run}: an exported model (`brainrecon export`), which lacks the group's "
+                        f"training records; give the train-{kind} run folder it was exported from (with best.pt)")
+    return state
+
+
 @torch.no_grad()
 def adapt_encoder(raw: Encoder, run: Path, cfg, data: PairedData) -> dict:
     """Load the group's image pathway into `raw` and initialise its readout from the best-matching group voxels."""
-    state = checkpoint.load_best(run, "encoder")
+    state = group_state(run, "encoder")
     group = checkpoint.load_group_encoder(run, "cpu", state)
     check_compatible(cfg, group.config, ENCODER_KEYS, run, "encoder")
     check_stimuli(run, state, data.files)
@@ -137,7 +147,7 @@ def _copy_readout(raw: Encoder, source: Encoder, new: torch.Tensor, src: torch.T
 @torch.no_grad()
 def adapt_decoder(raw: Decoder, run: Path, cfg, data: PairedData, data_root: Path) -> dict:
     """Load the group's trunk into `raw` and fit its input layer by ridge onto the group's seed features."""
-    state = checkpoint.load_best(run, "decoder")
+    state = group_state(run, "decoder")
     group = checkpoint.load_group_decoder(run, "cpu", state)
     check_compatible(cfg, group.config, ("channels",), run, "decoder")
     check_stimuli(run, state, data.files)

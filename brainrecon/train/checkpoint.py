@@ -127,6 +127,10 @@ def pick_subject(state: dict, run_dir: Path, subject: int | None, kind: str) -> 
     names = ", ".join(map(str, group))
     if subject is None:
         raise UserError(f"{run_dir}: this {kind} run holds subjects {names}; pass --subject N (one of them)")
+    if subject not in group and state.get("exported"):
+        raise UserError(f"{run_dir}: this exported {kind} holds subjects {names}, not {subject}; pass one of them, or "
+                        f"adapt the run folder it was exported from (with its best.pt) to subject {subject}: "
+                        f"`train-{kind} --subject {subject} --init-from GROUP_RUN`")
     if subject not in group:
         raise UserError(f"{run_dir}: this {kind} run holds subjects {names}, not {subject}; pass one of them, or adapt "
                         f"it to subject {subject} with `train-{kind} --subject {subject} --init-from {run_dir}`")

@@ -19,7 +19,8 @@ import torch
 from brainrecon.atomic import write_all_atomic
 from brainrecon.config import from_dict
 from brainrecon.data import layout
-from brainrecon.errors import UserError
+from brainrecon.data.group import member_dir
+from brainrecon.errors import DataError, UserError
 from brainrecon.train import checkpoint
 from brainrecon.train.exported import CARD, CONFIG, FORMAT, FORMAT_VERSION, METRICS, WEIGHTS, is_exported
 from brainrecon.train.model_card import card_text, read_evaluation
@@ -27,6 +28,10 @@ from brainrecon.train.run_command import training_command
 from brainrecon.version import version_string
 
 WINDOWS_PATH = re.compile(r"^[A-Za-z]:[\\/]")
+# an absolute path inside a longer string, of two components or more (/a/b, ~/a/b, C:\a\b, \\server\share\a): not
+# a relative one (a/b, ./a/b), a ratio (1/2) or a URL (https://host/a/b)
+PART = r"[^\s\\/'\"(),;:]"
+EMBEDDED_PATH = re.compile(rf"(?<![\w.~/\\])(?:~|[A-Za-z]:|\\\\{PART}+)?[\\/](?:{PART}+[\\/])+{PART}*")
 
 
 def is_machine_path(text: str) -> bool:
@@ -34,9 +39,13 @@ def is_machine_path(text: str) -> bool:
     return text.startswith(("/", "~", "\\\\")) or bool(WINDOWS_PATH.match(text))
 
 
+def _last_part(match: re.Match) -> str:
+    return [part for part in re.split(r"[\\/]", match.group(0)) if part][-1]
+
+
 def strip_paths(value, key: str = "", removed: list[str] | None = None):
-    """`value` with every absolute path replaced by its last component (the folder or file name); the dotted keys
-    that held one are appended to `removed`."""
+    """`value` with every absolute path replaced by its last component (the folder or file name), a whole string or
+    one inside a longer string (a message naming a file); the dotted keys that held one are appended to `removed`."""
     removed = [] if removed is None else removed
     if isinstance(value, dict):
         return {k: strip_paths(v, f"{key}.{k}" if key else str(k), removed) for k, v in value.items()}
@@ -45,6 +54,11 @@ def strip_paths(value, key: str = "", removed: list[str] | None = None):
     if isinstance(value, str) and is_machine_path(value):
         removed.append(key)
         return re.split(r"[\\/]", value.rstrip("/\\"))[-1]
+    if isinstance(value, str):
+        stripped = EMBEDDED_PATH.sub(_last_part, value)
+        if stripped != value:
+            removed.append(key)
+        return stripped
     return value
 
 
@@ -102,6 +116,28 @@ def data_record(data_dir: str | None, subject: int) -> dict:
     return {"source": "unknown", "note": f"no sbj_{subject}.npz in the run's data folder"}
 
 
+def training_data(data_dir: str | None, subject: int, group: dict[int, int]) -> dict:
+    """`data_record` of a single-subject run; of a multi-subject run, each member's from its own folder (an NSD group's
+    subjects each sit in a folder below the data folder: data/group.py `member_dir`) under `subjects`, with the source
+    (or "mixed") and the fields they share."""
+    root = Path(data_dir) if data_dir else None
+    if not group or root is None or not root.is_dir():
+        return data_record(data_dir, subject if not group else next(iter(group)))
+    members = {}
+    for s in group:
+        try:
+            members[str(s)] = data_record(str(member_dir(root, s)), s)
+        except DataError:
+            members[str(s)] = {"source": "unknown", "note": f"no sbj_{s}.npz in the run's data folder or below it"}
+    sources = {m["source"] for m in members.values()}
+    record = {"source": sources.pop() if len(sources) == 1 else "mixed"}
+    for key in ("normalisation", "converted_by", "depth"):
+        values = {m.get(key) for m in members.values()}
+        if len(values) == 1 and None not in values:
+            record[key] = values.pop()
+    return {**record, "subjects": members}
+
+
 def architecture(state: dict, cfg, kind: str) -> dict:
     """The network's shape as the loaders build it (a ridge decoder: its factorised map)."""
     group = checkpoint.group_subjects(state)
@@ -116,15 +152,18 @@ def architecture(state: dict, cfg, kind: str) -> dict:
     return dataclasses.asdict(build(int(state["n_voxels"])))
 
 
-def config_record(run_dir: Path, state: dict, metrics: dict, removed: list[str], run_config: dict) -> dict:
+def config_record(run_dir: Path, state: dict, metrics: dict, removed: list[str], run_config: dict,
+                  metric_keys: list[str]) -> dict:
+    """config.json; `removed`: the config keys that held a machine path, `metric_keys` the metrics.json keys."""
     kind = state["kind"]
     cfg = from_dict(kind, state["config"])
     group = checkpoint.group_subjects(state)
-    data = data_record(state.get("data_dir"), cfg.data.subject)
+    data_keys: list[str] = []
+    data = strip_paths(training_data(state.get("data_dir"), cfg.data.subject, group), "training.data", data_keys)
     encoder_run = state.get("encoder_run") or ""
     command = training_command(kind, state["config"], set(removed), bool(encoder_run))
     return {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "name": run_dir.name, "kind": kind,
+        "format": FORMAT, "format_version": FORMAT_VERSION, "name": run_dir.resolve().name, "kind": kind,
         "model_kind": state.get("model_kind", "deep") if kind == "decoder" else cfg.model.arch,
         "modality": cfg.modality, "roi": cfg.data.roi, "resolution": cfg.data.resolution,
         "subject": None if group else cfg.data.subject, "subjects": {str(s): n for s, n in group.items()},
@@ -134,7 +173,8 @@ def config_record(run_dir: Path, state: dict, metrics: dict, removed: list[str],
         "training": {"data": data, "encoder_run": Path(encoder_run).name if encoder_run else None,
                      "perceptual_net": metrics.get("perceptual_net"), "command": command.text,
                      "command_exact": command.exact, "trained_with": metrics.get("brainrecon_version")},
-        "exported_with": version_string(), "tied": {}, "paths_removed": sorted(set(removed)),
+        "exported_with": version_string(), "tied": {},
+        "paths_removed": sorted(set(removed) | set(data_keys)) + sorted({f"metrics:{k}" for k in metric_keys}),
         "run_config": run_config,
     }
 
@@ -145,7 +185,8 @@ def preprocessing(kind: str, cfg, data: dict) -> dict:
     images = (f"(N, C, {cfg.data.resolution}, {cfg.data.resolution}) float32 in [0, 1], channels R, G, B then depth "
               f"({cfg.modality})")
     depth = {"simulated": "the simulated scenes' own depth", "unknown": "as the training data's RGBD file",
-             "own": f"as imported ({data.get('depth') or 'see the data owners'})"}.get(
+             "own": f"as imported ({data.get('depth') or 'see the data owners'})",
+             "mixed": "as each subject's RGBD file holds it (`training.data.subjects` names their sources)"}.get(
         data["source"], "MiDaS v2.1 relative inverse depth of the stimuli, as the training data's RGBD file holds it")
     io = {"input": voxels, "output": images} if kind == "decoder" else {"input": images, "output": voxels}
     return {**io, **({"depth": depth} if cfg.modality != "rgb" else {})}
@@ -175,10 +216,11 @@ def export_run(run_dir: str | Path, out: str | Path, evaluation: str | Path | No
     raw_metrics = {}
     if (run_dir / METRICS).is_file():
         raw_metrics = json.loads((run_dir / METRICS).read_text())
-    metrics = strip_paths(raw_metrics, "", [])
     if evaluation is not None:
-        metrics["evaluation"] = read_evaluation(Path(evaluation), run_dir.name)
-    meta = config_record(run_dir, state, metrics, config_keys, run_config)
+        raw_metrics["evaluation"] = read_evaluation(Path(evaluation), run_dir.resolve().name)
+    metric_keys: list[str] = []
+    metrics = strip_paths(raw_metrics, "", metric_keys)
+    meta = config_record(run_dir, state, metrics, config_keys, run_config, metric_keys)
     tensors, meta["tied"] = flatten(state["model"])
     card = card_text(meta, metrics)
     blob = save(tensors, metadata={"format": "pt", "brainrecon": version_string()})

@@ -105,12 +105,34 @@ def run_name(folder: Path) -> str:
     return Path(folder).name
 
 
+def is_hub_id(spec: str | Path) -> bool:
+    """`spec` names a model on the Hub (`hf://owner/name[@revision]`), not a folder."""
+    return str(spec).startswith(HUB)
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions of a failed transfer, from whichever HTTP library this huggingface_hub uses (httpx from 1.0,
+    requests before; OSError covers the sockets and the cache)."""
+    import importlib
+    found: list[type[BaseException]] = [OSError]
+    for module, name in (("httpx", "HTTPError"), ("requests", "RequestException")):
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).splitlines() or [""])[0][:100]
+
+
 def resolve_run(spec: str | Path) -> Path:
     """A run or exported folder as given; a Hub id `hf://owner/name[@revision]` -> its local copy, downloaded by
     huggingface_hub.snapshot_download into the Hub cache (only the files of an export). No network and no copy in
     the cache, no such repository or not a brainrecon export: one line each, never another model."""
     text = str(spec)
-    if not text.startswith(HUB):
+    if not is_hub_id(text):
         return Path(spec)
     repo, _, revision = text[len(HUB):].partition("@")
     if not HUB_ID.fullmatch(repo) or (revision == "" and "@" in text):
@@ -118,11 +140,15 @@ def resolve_run(spec: str | Path) -> Path:
     try:
         import huggingface_hub
         from huggingface_hub import errors
+        from huggingface_hub.utils import HFValidationError
     except ImportError:
         raise UserError(f"{text}: loading from the Hub needs huggingface_hub; pip install huggingface_hub") from None
     try:
         local = huggingface_hub.snapshot_download(repo, revision=revision or None, allow_patterns=list(FILES),
                                                   library_name="brainrecon", library_version=__version__)
+    except HFValidationError as e:
+        raise UserError(f"{text}: not a Hub id ({_first_line(e)}); write hf://owner/name (or "
+                        "hf://owner/name@revision)") from None
     except errors.GatedRepoError:
         raise UserError(f"{text}: a gated model; accept its terms on huggingface.co/{repo} and log in with "
                         "`huggingface-cli login`") from None
@@ -135,8 +161,8 @@ def resolve_run(spec: str | Path) -> Path:
     except errors.LocalEntryNotFoundError:
         raise UserError(f"{text}: the Hugging Face Hub cannot be reached (no network?) and no copy is in the local "
                         "Hub cache; connect and try again, or pass a downloaded model folder") from None
-    except (errors.HfHubHTTPError, OSError) as e:
-        raise UserError(f"{text}: download failed ({type(e).__name__}: {str(e).splitlines()[0][:100]}); try again "
+    except (errors.HfHubHTTPError, *_transport_errors()) as e:
+        raise UserError(f"{text}: download failed ({type(e).__name__}: {_first_line(e)}); try again "
                         "or pass a downloaded model folder") from None
     if not is_exported(local):
         raise UserError(f"{text}: not a brainrecon model (no config.json written by `brainrecon export`)")

@@ -7,6 +7,7 @@ metrics.json only (train/export.py); `read_evaluation` takes an evaluate output'
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import yaml
@@ -28,8 +29,21 @@ DATA = {"simulated": "a SIMULATED subject (`brainrecon simulate`): procedural RG
         "god": "the Generic Object Decoding fMRI (Horikawa & Kamitani 2017) with ImageNet stimulus images",
         "nsd": "the Natural Scenes Dataset (Allen et al. 2022) with COCO stimulus images",
         "own": "a lab's own fMRI and stimuli (`brainrecon import-arrays`)",
+        "mixed": "subjects from more than one source (config.json `training.data.subjects` names each one's)",
         "unknown": "not recorded (the run's data folder was not on the exporting machine)"}
 CEILING = "D(E(x))"
+# the columns of an evaluate output that the card shows, the only ones the export copies (the others can hold paths)
+SHOWN = {"identification": ("run", "channel", "metric", "distractors", "ways", "mode", "mean", "ci_low", "ci_high",
+                            "chance", "n_images"),
+         "depth": ("run", "metric", "mean", "ci_low", "ci_high", "n_images"),
+         "nsd_suite": ("run", "metric", "mean", "better", "n_images")}
+
+
+def data_sources(data: dict) -> list[str]:
+    """The sources of a run's training data (`training.data`): its own, or each member's of a "mixed" group."""
+    if data["source"] != "mixed":
+        return [data["source"]]
+    return sorted({m["source"] for m in (data.get("subjects") or {}).values()})
 
 
 def _terms(source: str) -> list[str]:
@@ -46,25 +60,30 @@ def _terms(source: str) -> list[str]:
 
 def read_evaluation(path: Path, run: str) -> dict:
     """The rows of an `evaluate` output (its folder or identification.csv) that score run `run` (its subjects and its
-    D(E(x)) ceiling too), with depth_metrics.csv and nsd_suite.csv beside it when present."""
+    D(E(x)) ceiling too: `run`, `run subject N`, `run D(E(x))`, `run subject N D(E(x))`), with depth_metrics.csv and
+    nsd_suite.csv beside it when present; only the columns the card shows (`SHOWN`)."""
     folder = path if path.is_dir() else path.parent
     table = path if path.is_file() else folder / "identification.csv"
     if not table.is_file():
         raise UserError(f"--evaluation {path}: no identification.csv; give a `brainrecon evaluate --out` folder")
 
-    def rows(name: str) -> list[dict]:
+    ours = re.compile(re.escape(run) + r"( subject \d+)?( " + re.escape(CEILING) + ")?")
+
+    def rows(name: str, columns: tuple[str, ...]) -> list[dict]:
         file = folder / name
         if not file.is_file():
             return []
         with open(file, newline="") as f:
-            return [r for r in csv.DictReader(f) if r.get("run") == run or str(r.get("run", "")).startswith(run + " ")]
-    found = rows(table.name)
+            return [{c: r.get(c) or "" for c in columns} for r in csv.DictReader(f)
+                    if ours.fullmatch(str(r.get("run") or ""))]
+    found = rows(table.name, SHOWN["identification"])
     if not found:
         with open(table, newline="") as f:
             names = sorted({r.get("run", "") for r in csv.DictReader(f)})
         raise UserError(f"--evaluation {path}: no rows for run {run!r} (it scores {', '.join(names) or 'nothing'}); "
                         "give the evaluate output that scored this run")
-    return {"identification": found, "depth": rows("depth_metrics.csv"), "nsd_suite": rows("nsd_suite.csv")}
+    return {"identification": found, "depth": rows("depth_metrics.csv", SHOWN["depth"]),
+            "nsd_suite": rows("nsd_suite.csv", SHOWN["nsd_suite"])}
 
 
 def _number(v) -> str:
@@ -103,8 +122,8 @@ def _evaluation_lines(evaluation: dict) -> list[str]:
     if evaluation.get("nsd_suite"):
         lines += ["", "The NSD papers' metrics:", "", "| run | metric | mean | better | images |",
                   "|---|---|---|---|---|"]
-        lines += [f"| {r['run']} | {r['metric']} | {_number(r['mean'])} | {r['better']} | {r['n_images']} |"
-                  for r in evaluation["nsd_suite"]]
+        lines += [f"| {r['run']} | {r['metric']} | {_number(r['mean']) if r['mean'] else 'unavailable'} | "
+                  f"{r['better']} | {r['n_images']} |" for r in evaluation["nsd_suite"]]
     return lines
 
 
@@ -122,7 +141,7 @@ def _networks(meta: dict) -> list[str]:
         if training.get("encoder_run"):
             lines.append(f"- frozen encoder (the self-supervised cycles): the train-encoder run "
                          f"`{training['encoder_run']}`, not included (export it with `brainrecon export`)")
-    if meta["modality"] != "rgb" and training["data"]["source"] in ("god", "unknown"):
+    if meta["modality"] != "rgb" and {"god", "unknown"} & set(data_sources(training["data"])):
         unpaired = (meta["kind"] == "decoder" and meta["model_kind"] == "deep" and run["train"]["self_supervision"]
                     and run["loss"]["weights"][1] > 0)
         lines.append("- MiDaS v2.1 (Ranftl et al., MIT licence): the depth of the stimuli (large, at 224 px)"
@@ -136,10 +155,11 @@ def card_text(meta: dict, metrics: dict) -> str:
     """README.md of an exported model folder."""
     kind, modality = meta["kind"], meta["modality"]
     source = meta["training"]["data"]["source"]
+    sources = data_sources(meta["training"]["data"])
     tags = ["brainrecon", "fmri", "brain-decoding", "neuroscience", "pytorch", "safetensors"]
     tags += ["image-reconstruction"] if kind == "decoder" else ["encoding-model"]
     tags += ["depth-estimation"] if modality != "rgb" else []
-    tags += ["simulated-data"] if source == "simulated" else [source] if source in ("god", "nsd") else []
+    tags += (["simulated-data"] if "simulated" in sources else []) + [s for s in sources if s in ("god", "nsd")]
     front = yaml.safe_dump({"license": "mit", "library_name": "brainrecon", "tags": tags}, sort_keys=False)
     who = (f"subjects {', '.join(meta['subjects'])}" if meta["subjects"] else f"subject {meta['subject']}")
     what = (f"a {meta['model_kind']} decoder: fMRI ({meta['roi']} voxels, {who}) -> {modality} images at "
@@ -155,7 +175,7 @@ def card_text(meta: dict, metrics: dict) -> str:
         f"A [brainrecon]({REPOSITORY}) model: {what}. Exported with brainrecon {meta['exported_with']}; trained with "
         f"brainrecon {meta['training'].get('trained_with') or '(version not recorded)'}.", "",
     ]
-    if source == "simulated":
+    if sources == ["simulated"]:
         lines += ["**Trained on a SIMULATED subject**: it decodes the simulator's responses, not a person's.", ""]
     lines += [
         "## Use", "", "```python", f"from brainrecon import {load}", "",
@@ -175,8 +195,9 @@ def card_text(meta: dict, metrics: dict) -> str:
     lines += [f"| {k} | {v} |" for k, v in shown.items()]
     lines += ["", "The architecture and the run's resolved config are in config.json (`architecture`, `run_config`).",
               "", "## Training data and its terms", "", f"Trained on {DATA.get(source, DATA['unknown'])}."]
+    terms = [t for s in sources for t in _terms(s)]
     lines += ["The terms of the training data apply to this model as to anything derived from it; the MIT licence "
-              "covers brainrecon's code and this card, not the data:", ""] + [f"- {t}" for t in _terms(source)]
+              "covers brainrecon's code and this card, not the data:", ""] + [f"- {t}" for t in terms]
     lines += ["", "## Networks used in training", ""] + _networks(meta)
     lines += ["", "## Test metrics", ""]
     lines += _metrics_lines(metrics) or ["- none recorded (no metrics.json in the run folder)"]

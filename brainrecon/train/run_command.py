@@ -94,7 +94,7 @@ def training_command(kind: str, config: dict, path_keys: set[str], encoder: bool
         words += ["--model", normal["model"]["kind"]]
     if kind == "decoder" and encoder:
         words += ["--encoder", "ENCODER_RUN"]
-    if "train.init_from" in path_keys:
+    if normal["train"].get("init_from"):
         words += ["--init-from", "GROUP_RUN"]
     if chain != "paper":
         words += ["--config", chain]
