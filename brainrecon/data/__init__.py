@@ -2,7 +2,8 @@
 written.
 
 `write_subject` (brainrecon/data/own_data.py) turns a lab's own fMRI arrays and images into the release files;
-it is loaded on first use, so that `import brainrecon.data.layout` stays light."""
+it is loaded on first use, so that `import brainrecon.data.layout` stays light. The modules of this package import
+each other by their full names (`import brainrecon.data.layout as layout`), never through this one."""
 
 __all__ = ["write_subject"]
 

@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import brainrecon.data.imagenet as imagenet
+import brainrecon.data.layout as layout
+import brainrecon.data.release as release
 from brainrecon.config import DataConfig
-from brainrecon.data import imagenet, layout, release
 from brainrecon.data.pair_subset import PairSubset, keep_pairs, validation_size
 from brainrecon.data.transforms import as_float
 

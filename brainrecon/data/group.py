@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+import brainrecon.data.layout as layout
 from brainrecon.config import DataConfig
-from brainrecon.data import layout
 from brainrecon.data.datasets import PairedData, load_paired, stimulus_path
 from brainrecon.errors import DataError
 

@@ -20,9 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+import brainrecon.data.layout as layout
+import brainrecon.data.own_checks as own_checks
+import brainrecon.data.release as release
 from brainrecon.atomic import write_all_atomic, write_text_atomic
 from brainrecon.config import ROIS
-from brainrecon.data import layout, own_checks, release
 from brainrecon.errors import DataError, UserError
 from brainrecon.locks import hold_data
 from brainrecon.version import version_string

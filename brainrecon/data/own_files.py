@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from brainrecon.data import own_checks
+import brainrecon.data.own_checks as own_checks
 from brainrecon.data.download import sha256
 from brainrecon.data.imagenet import natural_key
 from brainrecon.data.own_data import SubjectInputs, write_inputs

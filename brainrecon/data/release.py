@@ -18,9 +18,9 @@ from typing import Callable
 
 import numpy as np
 
+import brainrecon.data.layout as layout
 from brainrecon.atomic import write_atomic
 from brainrecon.config import ROIS
-from brainrecon.data import layout
 from brainrecon.errors import DataError
 
 STIMULUS_KEYS = ("train_images", "test_images")
