@@ -182,9 +182,8 @@ def load_members(run_dir: Path, kind: str, device="cpu") -> dict[int, torch.nn.M
         nets = _load_group(run_dir, kind, device, state)
         return {s: nets.members[str(s)] for s in group}
     subject = int(state["config"]["data"]["subject"])
-    if kind == "encoder":
-        return {subject: load_encoder(run_dir, device)}
-    return {subject: load_decoder(run_dir, device)[0]}
+    build = _single_encoder if kind == "encoder" else _single_decoder
+    return {subject: build(state, from_dict(kind, state["config"]), device)}
 
 
 def load_encoder(run_dir: Path, device="cpu", subject: int | None = None) -> Encoder:
@@ -197,6 +196,10 @@ def load_encoder(run_dir: Path, device="cpu", subject: int | None = None) -> Enc
         model = load_group_encoder(run_dir, device, state).members[str(member)]
         model.config = member_config(cfg, member)
         return model
+    return _single_encoder(state, cfg, device)
+
+
+def _single_encoder(state: dict, cfg: EncoderConfig, device) -> Encoder:
     model = Encoder(encoder_arch(cfg, state["n_voxels"], train_backbone=False))
     model.load_state_dict(state["model"])
     model.config = cfg
@@ -211,9 +214,13 @@ def load_decoder(run_dir: Path, device="cpu", subject: int | None = None) -> tup
     member = pick_subject(state, run_dir, subject, "decoder")
     if member is not None:
         return load_group_decoder(run_dir, device, state).members[str(member)], member_config(cfg, member)
+    return _single_decoder(state, cfg, device), cfg
+
+
+def _single_decoder(state: dict, cfg: DecoderConfig, device) -> torch.nn.Module:
     if state["model_kind"] == "ridge":
         model = RidgeDecoder.from_state(state["model"], cfg.modality, cfg.data.resolution)
     else:
         model = Decoder(decoder_arch(cfg, state["n_voxels"]))
         model.load_state_dict(state["model"])
-    return model.to(device).eval(), cfg
+    return model.to(device).eval()
