@@ -153,8 +153,3 @@ def _check_shared(data: dict[int, PairedData], record: dict, first: int, one_fil
                             f"{a.subset.total_stimuli} of subject {first} ({a.files[1].name}); a multi-subject run "
                             "needs subjects who saw the same images")
 
-
-def stimulus_identity(path: Path, resolution: int) -> dict:
-    """What a checkpoint keeps of a data folder's stimuli, to check later that a subject saw them (by content)."""
-    ids = source_ids(Path(path).parent, resolution)
-    return {"name": Path(path).name, "sha256": images_sha256(path), "nsd_ids": ids is not None}
