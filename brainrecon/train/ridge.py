@@ -69,6 +69,7 @@ def train_ridge(cfg: DecoderConfig, runtime: Runtime, data_root: Path, run_dir: 
     data = load_paired(Path(data_root), cfg.data, cfg.modality, seed=cfg.train.seed, device=runtime.device)
     x = torch.cat([data.train_fmri, data.val_fmri]).double()       # CV runs on all training pairs
     data.subset.val_rows, data.subset.val_rule = 0, f"none: lambda by {cfg.ridge_folds}-fold CV over every kept pair"
+    data.subset.val_stimuli = None                                  # pairs.json: no validation stimuli held out
     y = as_float(torch.cat([data.train_images, data.val_images])).flatten(1).double()
     z = (x - x.mean(0)) / x.std(0).clamp_min(1e-6)
     lambdas = sorted(cfg.ridge_lambdas)
