@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from brainrecon.data.release import first_position
+from brainrecon.data.release import non_finite
 from brainrecon.errors import DataError
 
 IMAGE_SIDE_MIN = 16
@@ -32,12 +32,8 @@ def fmri(a, name: str, what: str, ndim: tuple[int, ...] = (2,)) -> np.ndarray:
 
 
 def finite(a: np.ndarray, name: str, what: str) -> None:
-    bad = ~np.isfinite(a)
-    n = int(bad.sum())
-    if n:
-        n_nan = int(np.isnan(a).sum())
-        raise DataError(f"{name}: {what} has {n} non-finite value{'s' * (n > 1)} ({n_nan} NaN, {n - n_nan} inf), the "
-                        f"first at {first_position(bad)}; repair or drop those voxels or trials before writing")
+    if (found := non_finite(a)) is not None:
+        raise DataError(f"{name}: {what} {found}; repair or drop those voxels or trials before writing")
 
 
 def index(a, name: str, length: int, n_targets: int, targets: str) -> np.ndarray:

@@ -19,6 +19,7 @@ import numpy as np
 import brainrecon.data.own_checks as own_checks
 from brainrecon.data.download import sha256
 from brainrecon.data.imagenet import natural_key
+from brainrecon.data.nifti import read_nifti
 from brainrecon.data.own_data import SubjectInputs, write_inputs
 from brainrecon.errors import DataError
 
@@ -187,16 +188,7 @@ def read_mask(path: Path, name: str, voxel_volume: Path | None) -> np.ndarray:
 def _nifti(path: Path, name: str) -> np.ndarray:
     if not path.is_file():
         raise DataError(f"{name}: no such file")
-    import nibabel as nib
-    try:
-        vol = np.asarray(nib.load(path).dataobj)
-    except Exception as e:  # nibabel raises several types for a damaged file
-        raise DataError(f"{name}: not a readable NIfTI volume ({type(e).__name__}: {e})") from None
-    if vol.ndim == 4 and vol.shape[3] == 1:
-        vol = vol[..., 0]
-    if vol.ndim != 3:
-        raise DataError(f"{name}: expected a 3-D volume, found shape {vol.shape}")
-    return vol
+    return read_nifti(path, name)
 
 
 def _file_record(path: Path) -> dict:

@@ -106,12 +106,18 @@ def check_finite(a: np.ndarray, path: Path, key: str, what: str, fix: str) -> No
     """Refuse an array with NaN or infinite values: one line naming the file, the key, how many, where the first is."""
     if not np.issubdtype(a.dtype, np.floating):
         return
+    if (found := non_finite(a)) is not None:
+        raise DataError(f"{path}: key {key!r} ({what}) {found}; {fix}")
+
+
+def non_finite(a: np.ndarray) -> str | None:
+    """How many NaN and infinite values `a` holds and where the first is, in words; None when every value is finite."""
     bad = ~np.isfinite(a)
     n = int(bad.sum())
-    if n:
-        n_nan = int(np.isnan(a).sum())
-        raise DataError(f"{path}: key {key!r} ({what}) has {n} non-finite value{'s' * (n > 1)} ({n_nan} NaN, "
-                        f"{n - n_nan} inf), the first at {first_position(bad)}; {fix}")
+    if not n:
+        return None
+    n_nan = int(np.isnan(a).sum())
+    return f"has {n} non-finite value{'s' * (n > 1)} ({n_nan} NaN, {n - n_nan} inf), the first at {first_position(bad)}"
 
 
 def _as_uint8_images(a: np.ndarray, path: Path, key: str, channels: tuple[int, ...]) -> np.ndarray:

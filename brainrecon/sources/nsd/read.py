@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from brainrecon.data.nifti import read_nifti
 from brainrecon.errors import DataError
 from brainrecon.sources.nsd import files
 
@@ -64,20 +65,11 @@ def read_expdesign(path: Path, subject: int) -> Design:
 
 def read_volume(path: Path, subject: int, what: str, optional: bool = False) -> np.ndarray | None:
     """A NIfTI volume in its own (X, Y, Z) order; None for an absent optional file."""
-    import nibabel as nib
     if not path.is_file():
         if optional:
             return None
         require(path, subject)
-    try:
-        vol = np.asarray(nib.load(path).dataobj)
-    except Exception as e:  # nibabel raises several types for a damaged file
-        raise DataError(f"{path}: not a readable NIfTI volume ({type(e).__name__}: {e}); fetch it again") from None
-    if vol.ndim == 4 and vol.shape[3] == 1:
-        vol = vol[..., 0]
-    if vol.ndim != 3:
-        raise DataError(f"{path}: {what} expected a 3-D volume, found shape {vol.shape}")
-    return vol
+    return read_nifti(path, str(path), what, fix="fetch it again")
 
 
 def read_ctab(path: Path) -> dict[str, int]:
