@@ -44,8 +44,10 @@ def integer(minimum: int | None = None) -> Callable[[Any], int]:
     return parse
 
 
-def number(low: float | None = None, high: float | None = None, high_open: bool = False) -> Callable[[Any], float]:
-    """A typer `parser=` for a number in [low, high] (or [low, high) with `high_open`); 1e-3 as people write it."""
+def number(low: float | None = None, high: float | None = None, high_open: bool = False,
+           low_open: bool = False) -> Callable[[Any], float]:
+    """A typer `parser=` for a number in [low, high] (open at either end with `low_open` / `high_open`); 1e-3 as
+    people write it."""
     def parse(value: Any) -> float:
         text = str(value).strip()
         try:
@@ -53,8 +55,9 @@ def number(low: float | None = None, high: float | None = None, high_open: bool 
         except ValueError:
             raise typer.BadParameter(f"{text!r} is not a number") from None
         above = high is not None and (x >= high if high_open else x > high)
-        if (low is not None and x < low) or above:
-            bound = f"[{low}, {high}{')' if high_open else ']'}" if high is not None else f"at least {low}"
+        below = low is not None and (x <= low if low_open else x < low)
+        if below or above:
+            bound = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}" if high is not None else f"at least {low}"
             raise typer.BadParameter(f"{text!r} is out of range: it must be {'in ' if high is not None else ''}"
                                      f"{bound}")
         return x

@@ -81,6 +81,10 @@ def simulate(
                                           "explainable variance carried by pRF-pooled luminance, in [0, 1) (the "
                                           "rest: SOC contrast, colour, depth); recorded with its sources in "
                                           "simulated.json."),
+    reliability: float = typer.Option(0.2, "--reliability", metavar="FRACTION", parser=number(0, 0.8, low_open=True,
+                                      high_open=True), help="Median single-trial reliability over the voxels (signal "
+                                      "variance / trial variance; the single-trial SNR): 0.2 standard, 0.05 the hard "
+                                      "regime of docs/results.md, near real single-trial fMRI."),
 ):
     """Write a SIMULATED subject (or a group: --subjects) in the release formats (procedural RGBD scenes, SOC-model
     voxels)."""
@@ -91,7 +95,7 @@ def simulate(
     subject = 3 if subject is None else subject
     from brainrecon.simulation.simulate import SimulationConfig, simulate_subject
     cfg = SimulationConfig(subject=subject, seed=seed, n_voxels=n_voxels, n_unpaired=n_unpaired, resolution=resolution,
-                           luminance_share=luminance_share)
+                           luminance_share=luminance_share, median_reliability=reliability)
     if group is not None:
         from brainrecon.simulation.group import simulate_group
         with leaves_no_new_folder(out):

@@ -48,6 +48,9 @@ class SimulationConfig:
     n_repeats: int = 35
     n_classes: int = 100
     median_reliability: float = 0.2
+    """Median single-trial reliability over the file's voxels (signal variance / trial variance; nulls and
+    outside-VC voxels included): the single-trial SNR setting. 0.2 is the standard regime; the hard regime of
+    docs/results.md (`--reliability 0.05`) puts a well-trained encoder's median test r near real data's."""
     null_fraction: float = 0.2
     luminance_share: float = 0.05   # fixed before any result (issue 13); see simulation/soc.py
 
@@ -60,6 +63,9 @@ class SimulationConfig:
             raise ConfigError("need at least 1 unpaired, 10 train and 10 test images")
         if not 0 <= self.luminance_share < 1:
             raise ConfigError(f"--luminance-share {self.luminance_share} must be in [0, 1)")
+        if not 0 < self.median_reliability < 1 - self.null_fraction:
+            raise ConfigError(f"--reliability {self.median_reliability} must be above 0 and below "
+                              f"{1 - self.null_fraction:g} (a fraction {self.null_fraction:g} of voxels carry none)")
         if self.n_repeats < 2:
             raise ConfigError("--n-repeats must be at least 2 (the noise ceiling needs repeats)")
 

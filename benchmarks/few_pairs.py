@@ -1,0 +1,152 @@
+"""python -m benchmarks.few_pairs {curves|study|report} OUT [REGIME] [SEEDS]: self-supervision where pairs are few, on
+a SIMULATED subject in two noise regimes (docs/results.md, "Self-supervision where pairs are few").
+
+- curves REGIME: the learning curves that fix the budgets before any mechanism result: the encoder at each of
+          ENCODER_CURVE epochs, then the pairs-only and self-supervised decoders at each of DECODER_CURVE epochs, at the
+          smallest and the largest pair count, seed 0. -> OUT/<regime>/curves.csv
+- study REGIME [SEEDS]: every arm of ARMS at every point of POINTS, SEEDS seeds (default 3), seed-major, at the
+          budgets of BUDGET. Every stage done in OUT is reused, so a study cut short resumes.
+- report: score what is done (10-way identification: RGB pixcorr, RGB ssim, depth pixcorr, depth ssim, and
+          perceptual-effnet, which shares EfficientNet-Lite0 with the method) -> OUT/few_pairs.csv,
+          OUT/few_pairs_pairs.csv, OUT/few_pairs.png.
+
+Shrunk to fit two cores (said in docs/results.md): one subject (5 of a simulated group of 5: the group is written
+for the cross-subject study), 600 voxels, 32-px stimuli, 1,000 unpaired images. Every decoder keeps its last epoch
+(`data.val_fraction=0`): no selection on a handful of validation images. Every arm is inductive
+(`data.unpaired_fmri=train`): the DE cycle reads the subject's kept training fMRI, never its test fMRI.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from brainrecon.config import load_config
+from brainrecon.reconstruct import NPZ, reconstruct
+from brainrecon.simulation.group import simulate_group
+from brainrecon.simulation.simulate import SimulationConfig
+from brainrecon.train.decoder import train_decoder
+from brainrecon.train.encoder import train_encoder
+
+GROUP, NEW = (1, 2, 3, 4, 5), 5
+SIMULATION = SimulationConfig(seed=0, n_voxels=600, n_unpaired=1000, resolution=32)
+REGIMES = {"standard": 0.2, "hard": 0.05}   # median single-trial reliability (simulate --reliability)
+POINTS = (1 / 16, 1 / 8, 1 / 4, 0)          # 0: all 1,200 pairs
+COMMON = ["data.resolution=32", "data.val_fraction=0", "data.unpaired_fmri=train"]
+ENCODER_SETS = ["model.input_size=32", "train.steps_per_epoch=18"]
+DECODER_SETS = ["train.steps_per_epoch=50"]
+ENCODER_CURVE = (5, 10, 20, 40)             # epochs of 18 steps of 64 pairs
+DECODER_CURVE = (4, 8, 16)                  # epochs of 50 steps of 24 pairs, the lr x0.2 for the last
+BUDGET = {"encoder": 20, "decoder": 8}      # fixed from curves.csv by the rule in docs/results.md
+PRESET = "demo,fast"
+# arm -> (decoder settings, which encoder drives its cycles: 'own' (same pairs), 'all' (the oracle: all pairs), None)
+ARMS = {
+    "pairs only": (["train.self_supervision=false"], None),
+    "both cycles": ([], "own"),
+    "both cycles, encoder on all pairs (oracle)": ([], "all"),
+    "ED only": (["loss.weights=[1.0,1.0,0.0]"], "own"),
+    "DE only": (["loss.weights=[1.0,0.0,1.0]"], "own"),
+    "ridge": (["model.kind=ridge"], None),
+}
+
+
+def label(point: float) -> str:
+    return "all" if point == 0 else f"1of{round(1 / point)}"
+
+
+def data_dir(out: Path, regime: str) -> Path:
+    data = out / regime / "data"
+    if not (data / "simulated.json").exists():
+        simulate_group(data, replace(SIMULATION, median_reliability=REGIMES[regime]), list(GROUP))
+    return data
+
+
+def train(stage: str, data: Path, run: Path, sets: list[str], **kwargs) -> Path:
+    if not (run / "metrics.json").exists():
+        cfg = load_config(stage, "rgbd", PRESET, [*COMMON, *(ENCODER_SETS if stage == "encoder" else DECODER_SETS),
+                                                  *sets])
+        trainer = train_encoder if stage == "encoder" else train_decoder
+        trainer(cfg, data, run, resume=(run / "last.pt").exists(), quiet=True, **kwargs)
+    return run
+
+
+def recon(data: Path, run: Path) -> Path:
+    path = run / "reconstruct_test" / NPZ
+    return path if path.exists() else reconstruct(run, "test", data_dir=data)
+
+
+def point_sets(point: float, seed: int) -> list[str]:
+    return [f"data.subject={NEW}", f"data.pairs={point}", f"train.seed={seed}"]
+
+
+def epochs(stage: str, n: int) -> list[str]:
+    return [f"train.epochs={n}"] + ([f"train.milestones=[{n - 1}]"] if stage == "decoder" else [])
+
+
+def encoder(data: Path, root: Path, point: float, seed: int, n: int) -> Path:
+    """The encoder of (point, seed) at n epochs; shared by every arm and seed-paired with them."""
+    return train("encoder", data, root / f"encoder_{label(point)}_seed{seed}_e{n}",
+                 [*point_sets(point, seed), *epochs("encoder", n)])
+
+
+def curves(out: Path, regime: str) -> None:
+    data, root = data_dir(out, regime), out / regime / "curves"
+    rows = []
+    for point in (POINTS[0], POINTS[-1]):
+        for n in ENCODER_CURVE:
+            run = encoder(data, root, point, 0, n)
+            m = json.loads((run / "metrics.json").read_text())
+            rows.append({"regime": regime, "stage": "encoder", "arm": "encoder", "fraction": label(point),
+                         "epochs": n, "steps": n * 18, "median_test_r": round(m["median_r"], 4),
+                         "r_over_ceiling": round(m["median_r_over_ceiling"], 4)})
+        enc = encoder(data, root, point, 0, max(ENCODER_CURVE))
+        for n in DECODER_CURVE:
+            for arm in ("pairs only", "both cycles"):
+                sets, which = ARMS[arm]
+                run = root / f"{arm.replace(' ', '_')}_{label(point)}_e{n}"
+                kwargs = {"encoder_run": enc} if which else {}
+                recon(data, train("decoder", data, run, [*point_sets(point, 0), *sets, *epochs("decoder", n)],
+                                  **kwargs))
+                rows.append({"regime": regime, "stage": "decoder", "arm": arm, "fraction": label(point),
+                             "epochs": n, "steps": n * 50, "run": str(run.relative_to(out))})
+    with open(out / regime / "curves.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=sorted({k for r in rows for k in r}))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def study(out: Path, regime: str, n_seeds: int = 3, arms: tuple[str, ...] = tuple(ARMS)) -> None:
+    """Seed-major: every point's seed 0 first, so a study cut short still pairs every arm at every point."""
+    data, root = data_dir(out, regime), out / regime / "study"
+    for seed in range(n_seeds):
+        for point in POINTS:
+            own = encoder(data, root, point, seed, BUDGET["encoder"])
+            for arm in arms:
+                sets, which = ARMS[arm]
+                enc = {"own": own, "all": None, None: None}[which]
+                if which == "all":
+                    enc = encoder(data, root, 0, seed, BUDGET["encoder"])
+                run = root / f"{label(point)}_seed{seed}" / arm_folder(arm)
+                recon(data, train("decoder", data, run, [*point_sets(point, seed), *sets,
+                                                         *epochs("decoder", BUDGET["decoder"])],
+                                  **({"encoder_run": enc} if enc else {})))
+
+
+def arm_folder(arm: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in arm).strip("_")
+
+
+if __name__ == "__main__":
+    mode, out, *rest = sys.argv[1:]
+    if mode == "curves":
+        curves(Path(out), rest[0])
+    elif mode == "study":
+        study(Path(out), rest[0], int(rest[1]) if len(rest) > 1 else 3)
+    elif mode == "report":
+        from benchmarks.few_pairs_report import report
+        report(Path(out))
+    else:
+        raise SystemExit(f"unknown mode {mode!r}; choose curves, study or report")
