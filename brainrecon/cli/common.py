@@ -57,7 +57,8 @@ def number(low: float | None = None, high: float | None = None, high_open: bool 
         above = high is not None and (x >= high if high_open else x > high)
         below = low is not None and (x <= low if low_open else x < low)
         if below or above:
-            bound = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}" if high is not None else f"at least {low}"
+            bound = (f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}" if high is not None
+                     else f"{'above' if low_open else 'at least'} {low}")
             raise typer.BadParameter(f"{text!r} is out of range: it must be {'in ' if high is not None else ''}"
                                      f"{bound}")
         return x

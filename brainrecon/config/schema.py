@@ -205,6 +205,11 @@ class DecoderModelConfig:
     """deep (the paper's conv decoder) or ridge (the linear baseline)."""
     channels: int = 64
     """Channels of the upsampling blocks (the seed tensor is channels x res/8 x res/8; three x2 blocks follow)."""
+    ridge_anchor: bool = False
+    """Not in the paper (off in its presets): the deep decoder learns a residual on ridge's image, ridge fitted in
+    closed form (lambda by CV) on the run's own training pairs: image = sigmoid(logit(ridge(y)) + net(y)), the net's
+    last conv starting at zero, so training starts from ridge and with few pairs falls back to what ridge knows.
+    Single-subject runs only."""
 
     def __post_init__(self):
         if self.kind not in ("deep", "ridge"):
@@ -235,6 +240,10 @@ class DecoderLossConfig:
     """Spatial group lasso on the input linear map."""
     l1_convs: float = 1e-4
     """L1 on decoder conv weights."""
+    ed_noise: bool = False
+    """Not in the paper (off in its presets): the ED cycle's pseudo-fMRI E(x) get Gaussian noise of each voxel's
+    measured single-trial noise variance (its training-fMRI variance / (1 + SNR), SNR the release's arr_6), so the
+    decoder learns from inputs as noisy as the scans it will read."""
 
     def __post_init__(self):
         if len(self.weights) != 3:
@@ -286,6 +295,9 @@ class DecoderConfig:
         check_modality(self.modality)
         check_ranges(self)
         check_group(self)
+        if self.model.ridge_anchor and (self.model.kind == "ridge" or self.data.subjects or self.train.init_from):
+            raise ConfigError("model.ridge_anchor anchors one subject's deep decoder trained from scratch on ridge; "
+                              "drop it with model.kind=ridge, data.subjects or train.init_from")
         if self.model.kind == "ridge" and (self.data.subjects or self.train.init_from):
             raise ConfigError("the ridge baseline is fitted per subject from scratch; drop data.subjects and "
                               "train.init_from with model.kind=ridge")

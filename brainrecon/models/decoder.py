@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from brainrecon.data.transforms import N_CHANNELS
+from brainrecon.models.ridge import RidgeDecoder
 
 
 @dataclass
@@ -19,6 +20,8 @@ class DecoderArch:
     modality: str = "rgbd"
     channels: int = 64
     start_size: int = 14
+    anchor_rank: int = 0
+    """>0: the decoder learns a residual on a ridge decoder of this rank (model.ridge_anchor); 0: the paper's."""
 
 
 def upsample_pad_matrix(size: int, pad: int, dtype=torch.float64) -> torch.Tensor:
@@ -60,6 +63,16 @@ def _block(ch: int) -> nn.Sequential:
     return nn.Sequential(UpsamplePad(2), nn.Identity(), nn.Conv2d(ch, ch, 5), nn.GroupNorm(32, ch), nn.SiLU())
 
 
+ANCHOR_EPS = 1e-3   # ridge's image is clamped to [eps, 1 - eps] before its logit
+
+
+def ridge_anchor(a: DecoderArch) -> nn.Module:
+    """An empty ridge decoder of the arch's rank (its buffers are filled from the fit or a checkpoint)."""
+    v, k, c, r = a.n_voxels, a.anchor_rank, N_CHANNELS[a.modality], a.start_size * 8
+    return RidgeDecoder(torch.zeros(v), torch.ones(v), torch.zeros(v, k), torch.zeros(k, c * r * r),
+                        torch.zeros(c * r * r), a.modality, r)
+
+
 class Decoder(nn.Module):
     """`trunk`: another subject's decoder whose image-generating trunk (blocks and top) this one shares
     (models/subjects.py); the voxel-to-features input layer is always this decoder's own."""
@@ -73,11 +86,18 @@ class Decoder(nn.Module):
             return
         self.blocks = nn.Sequential(*[_block(a.channels) for _ in range(3)])
         self.top = nn.Sequential(nn.ReflectionPad2d(2), nn.Conv2d(a.channels, N_CHANNELS[a.modality], 5), nn.Sigmoid())
+        if a.anchor_rank:
+            self.anchor = ridge_anchor(a)
+            nn.init.zeros_(self.top[1].weight)       # the residual starts at zero: step 0 returns ridge's image
+            nn.init.zeros_(self.top[1].bias)
 
     def forward(self, voxels: torch.Tensor) -> torch.Tensor:
         a = self.arch
         x = self.input_fc(voxels).view(-1, a.channels, a.start_size, a.start_size)  # (B, V) -> (B, 64, 14, 14)
         x = self.blocks(x)                                                          # -> (B, 64, 112, 112)
+        if a.anchor_rank:
+            base = self.anchor(voxels).clamp(ANCHOR_EPS, 1 - ANCHOR_EPS)
+            return torch.sigmoid(self.top[:2](x) + torch.logit(base))              # a residual on ridge's image
         return self.top(x)                                                          # -> (B, C, 112, 112) in [0, 1]
 
     @property

@@ -104,9 +104,15 @@ def encoder_arch(cfg: EncoderConfig, n_voxels: int, train_backbone: bool) -> Enc
                        depth_input=m.depth_input)
 
 
-def decoder_arch(cfg: DecoderConfig, n_voxels: int) -> DecoderArch:
+def decoder_arch(cfg: DecoderConfig, n_voxels: int, anchor_rank: int = 0) -> DecoderArch:
     return DecoderArch(n_voxels=n_voxels, modality=cfg.modality, channels=cfg.model.channels,
-                       start_size=cfg.data.resolution // 8)
+                       start_size=cfg.data.resolution // 8, anchor_rank=anchor_rank)
+
+
+def anchor_rank(weights: dict) -> int:
+    """The rank of a saved decoder's ridge anchor (model.ridge_anchor), 0 without one."""
+    left = weights.get("anchor.left")
+    return int(left.shape[1]) if left is not None else 0
 
 
 def group_subjects(state: dict) -> dict[int, int]:
@@ -221,6 +227,6 @@ def _single_decoder(state: dict, cfg: DecoderConfig, device) -> torch.nn.Module:
     if state["model_kind"] == "ridge":
         model = RidgeDecoder.from_state(state["model"], cfg.modality, cfg.data.resolution)
     else:
-        model = Decoder(decoder_arch(cfg, state["n_voxels"]))
+        model = Decoder(decoder_arch(cfg, state["n_voxels"], anchor_rank(state["model"])))
         model.load_state_dict(state["model"])
     return model.to(device).eval()

@@ -67,7 +67,9 @@ def build_steps(cfg: DecoderConfig, runtime: Runtime, data_root: Path, encoder_r
                 cache.name = f"{cache.name}_subject{s}"
         steps[s], first = step, first or step
     torch.manual_seed(cfg.train.seed)
-    raw, nets = decoder_members({s: checkpoint.decoder_arch(cfg, st.data.n_voxels) for s, st in steps.items()})
+    raw, nets = decoder_members({s: st.arch() for s, st in steps.items()})
+    for s, st in steps.items():
+        st.install_anchor(nets[s])
     if cfg.train.init_from:
         from brainrecon.train.adapt import adapt_decoder
         first.adapted = adapt_decoder(raw, Path(cfg.train.init_from), cfg, first.data, data_root)

@@ -101,10 +101,15 @@ class DecoderStep:
         snr = data.snr.clamp_min(1e-3)
         self.snr_weight = snr / snr.mean()
         self.snr_inv = (1 / snr) / (1 / snr).mean()
-        self.raw = self.model = self.adapted = None
+        # ED pseudo-fMRI noise (loss.ed_noise): each voxel's measured single-trial noise SD
+        self.ed_noise_sd = measured_noise_sd(data.train_fmri, data.snr) if lc.ed_noise and self.w_ed > 0 else None
+        self.raw = self.model = self.adapted = self.anchor_state = self.anchor = None
+        if cfg.model.ridge_anchor:  # ridge on this run's own training pairs (train/ridge.py), before any weight
+            from brainrecon.train.ridge import fit_cv
+            self.anchor_state, self.anchor = fit_cv(cfg, data.train_fmri, data.train_images)
         if build:
             torch.manual_seed(t.seed)
-            self.raw = Decoder(checkpoint.decoder_arch(cfg, data.n_voxels))
+            self.raw = self.install_anchor(Decoder(self.arch()))
             if t.init_from:
                 from brainrecon.train.adapt import adapt_decoder
                 self.adapted = adapt_decoder(self.raw, Path(t.init_from), cfg, data, data_root)
@@ -123,6 +128,17 @@ class DecoderStep:
                 self.pool_features = FrozenCache("perceptual_unpaired", self.pool, features)
         self.owns_pool_features = not share_pool
 
+    def arch(self):
+        """This subject's decoder arch (with the rank of its ridge anchor, if any)."""
+        rank = self.anchor_state["left"].shape[1] if self.anchor_state else 0
+        return checkpoint.decoder_arch(self.cfg, self.data.n_voxels, rank)
+
+    def install_anchor(self, decoder: Decoder) -> Decoder:
+        """The fitted ridge into `decoder`'s anchor buffers (model.ridge_anchor); the decoder unchanged without one."""
+        if self.anchor_state:
+            decoder.anchor.load_state_dict(self.anchor_state)
+        return decoder
+
     def frozen(self, net):
         """The frozen networks (encoder, perceptual) run under bf16 autocast when it is on; the decoder itself trains
         in fp32: in bf16 its gradient drifted from fp32's (cosine 0.984 on a tiny model, tests/test_amp.py)."""
@@ -139,7 +155,10 @@ class DecoderStep:
                 "perceptual_net": self.perceptual.name if self.perceptual is not None else "none",
                 "n_unpaired_images": int(len(self.pool)) if self.pool is not None else 0,
                 "unpaired_pool": unpaired_pool(data_root, self.cfg.data)[1] if self.pool is not None else None,
-                "frozen_encoder_pairs": self.encoder_pairs}
+                "frozen_encoder_pairs": self.encoder_pairs,
+                **({"ed_noise": "measured single-trial noise (training-fMRI variance / (1 + SNR))"}
+                   if self.ed_noise_sd is not None else {}),
+                **({"ridge_anchor": self.anchor} if self.anchor else {})}
 
     def unpaired_fmri(self) -> str:
         """The DE cycle's fMRI, in words: whether it reads the subject's test fMRI."""
@@ -169,6 +188,8 @@ class DecoderStep:
         if self.w_ed > 0:
             u = torch.randint(0, len(self.pool), (t.unpaired_image_batch,), generator=gen).to(self.runtime.device)
             voxels = self.pool_voxels.get(u)["voxels"]
+            if self.ed_noise_sd is not None:
+                voxels = voxels + self.ed_noise_sd * torch.randn(voxels.shape, generator=gen).to(voxels.device)
             ed_terms = image_loss(self.model(voxels), as_float(self.pool[u]),
                                   self.pool_features.get(u) if self.pool_features else None)
             terms["loss_ED"] = sum(ed_terms.values())
@@ -180,3 +201,11 @@ class DecoderStep:
         loss = self.w_d * terms["loss_D"] + self.w_ed * terms.get("loss_ED", 0) \
             + self.w_de * terms.get("loss_DE", 0) + sum(reg.values())
         return loss, {"loss": loss, **terms, **reg, **{f"D_{k}": v for k, v in d_terms.items()}}
+
+
+def measured_noise_sd(train_fmri: torch.Tensor, snr: torch.Tensor) -> torch.Tensor:
+    """(V,) each voxel's single-trial noise SD: its variance over the training trials split by the release's SNR
+    (signal variance / noise variance), noise variance = variance / (1 + SNR)."""
+    if len(train_fmri) < 2:
+        raise UserError("loss.ed_noise needs at least 2 training pairs to measure each voxel's variance")
+    return (train_fmri.float().var(0) / (1 + snr.float().clamp_min(0))).sqrt()

@@ -62,15 +62,11 @@ def fit_ridge(x: torch.Tensor, y: torch.Tensor, lam: float) -> dict:
             "right": (right / (e + lam).unsqueeze(1)).float(), "intercept": ym.float()}
 
 
-def train_ridge(cfg: DecoderConfig, runtime: Runtime, data_root: Path, run_dir: Path,
-                quiet: bool = False) -> dict:
-    """Cross-validate lambda, fit on all training pairs, write best.pt and metrics.json (the caller holds the lock)."""
-    start = time.perf_counter()
-    data = load_paired(Path(data_root), cfg.data, cfg.modality, seed=cfg.train.seed, device=runtime.device)
-    x = torch.cat([data.train_fmri, data.val_fmri]).double()       # CV runs on all training pairs
-    data.subset.val_rows, data.subset.val_rule = 0, f"none: lambda by {cfg.ridge_folds}-fold CV over every kept pair"
-    data.subset.val_stimuli = None                                  # pairs.json: no validation stimuli held out
-    y = as_float(torch.cat([data.train_images, data.val_images])).flatten(1).double()
+def fit_cv(cfg: DecoderConfig, fmri: torch.Tensor, images: torch.Tensor) -> tuple[dict, dict]:
+    """Ridge from `fmri` (n, V) to `images` (n, C, R, R uint8) with lambda by cfg.ridge_folds-fold CV over
+    cfg.ridge_lambdas: (RidgeDecoder buffers, a record of the choice)."""
+    x = fmri.double()
+    y = as_float(images).flatten(1).double()
     z = (x - x.mean(0)) / x.std(0).clamp_min(1e-6)
     lambdas = sorted(cfg.ridge_lambdas)
     scores = cross_validate(z, y, lambdas, cfg.ridge_folds, cfg.train.seed)
@@ -80,7 +76,20 @@ def train_ridge(cfg: DecoderConfig, runtime: Runtime, data_root: Path, run_dir: 
     if edge:
         warnings.warn(f"ridge CV chose lambda={chosen:g} at the end of the grid {lambdas[0]:g}..{lambdas[-1]:g}; "
                       "widen ridge_lambdas", stacklevel=2)
-    state = fit_ridge(x, y, chosen)
+    record = {"lambda": chosen, "lambda_at_grid_edge": edge, "cv_lambdas": lambdas,
+              "cv_pixcorr": [round(float(s), 5) for s in scores]}
+    return fit_ridge(x, y, chosen), record
+
+
+def train_ridge(cfg: DecoderConfig, runtime: Runtime, data_root: Path, run_dir: Path,
+                quiet: bool = False) -> dict:
+    """Cross-validate lambda, fit on all training pairs, write best.pt and metrics.json (the caller holds the lock)."""
+    start = time.perf_counter()
+    data = load_paired(Path(data_root), cfg.data, cfg.modality, seed=cfg.train.seed, device=runtime.device)
+    data.subset.val_rows, data.subset.val_rule = 0, f"none: lambda by {cfg.ridge_folds}-fold CV over every kept pair"
+    data.subset.val_stimuli = None                                  # pairs.json: no validation stimuli held out
+    state, choice = fit_cv(cfg, torch.cat([data.train_fmri, data.val_fmri]),   # CV runs on all training pairs
+                           torch.cat([data.train_images, data.val_images]))
     if runtime.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(run_dir / "config.yaml", to_yaml(cfg))
@@ -92,8 +101,7 @@ def train_ridge(cfg: DecoderConfig, runtime: Runtime, data_root: Path, run_dir: 
     model = RidgeDecoder.from_state(state, cfg.modality, cfg.data.resolution)
     with torch.no_grad():
         test_pixcorr = float(pearson(model(data.test_fmri).flatten(1), as_float(data.test_images).flatten(1)).mean())
-    metrics = {"model": "ridge", "lambda": chosen, "lambda_at_grid_edge": edge,
-               "cv_lambdas": lambdas, "cv_pixcorr": [round(float(s), 5) for s in scores],
+    metrics = {"model": "ridge", **choice,
                "test_pixcorr": test_pixcorr, "modality": cfg.modality, "subject": cfg.data.subject,
                "roi": cfg.data.roi, "n_voxels": data.n_voxels, "seconds": round(time.perf_counter() - start, 2),
                "self_supervision": False,
@@ -102,8 +110,9 @@ def train_ridge(cfg: DecoderConfig, runtime: Runtime, data_root: Path, run_dir: 
         write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
         write_listing(run_dir, data.subset)
         from brainrecon.viz import plot_cv_curve
-        plot_cv_curve(lambdas, scores, chosen, run_dir / "ridge_cv.png")
+        plot_cv_curve(choice["cv_lambdas"], choice["cv_pixcorr"], choice["lambda"], run_dir / "ridge_cv.png")
         if not quiet:
             from brainrecon.train.monitor import console
-            console.print(f"ridge: lambda {chosen:g} (CV pixcorr {scores[best]:.3f}), test pixcorr {test_pixcorr:.3f}")
+            console.print(f"ridge: lambda {choice['lambda']:g} (CV pixcorr {max(choice['cv_pixcorr']):.3f}), test "
+                          f"pixcorr {test_pixcorr:.3f}")
     return metrics
