@@ -4,8 +4,9 @@ a SIMULATED subject in two noise regimes (docs/results.md, "Self-supervision whe
 - curves REGIME: the learning curves that fix the budgets before any mechanism result: the encoder at each of
           ENCODER_CURVE epochs, then the pairs-only and self-supervised decoders at each of DECODER_CURVE epochs, at the
           smallest and the largest pair count, seed 0. -> OUT/<regime>/curves.csv
-- study REGIME [SEEDS]: every arm of ARMS at every point of POINTS, SEEDS seeds (default 3), seed-major, at the
-          budgets of BUDGET. Every stage done in OUT is reused, so a study cut short resumes.
+- study REGIME [SEEDS [N_ARMS]]: the first N_ARMS arms of RUN_ORDER (default all) at every point of POINTS, SEEDS
+          seeds (default 3), seed-major, at the budgets of BUDGET. Every stage done in OUT is reused, so a study
+          cut short resumes.
 - report: score what is done (10-way identification: RGB pixcorr, RGB ssim, depth pixcorr, depth ssim, and
           perceptual-effnet, which shares EfficientNet-Lite0 with the method) -> OUT/few_pairs.csv,
           OUT/few_pairs_pairs.csv, OUT/few_pairs.png.
@@ -50,7 +51,15 @@ ARMS = {
     "ED only": (["loss.weights=[1.0,1.0,0.0]"], "own"),
     "DE only": (["loss.weights=[1.0,0.0,1.0]"], "own"),
     "ridge": (["model.kind=ridge"], None),
+    # the mechanisms (docs/results.md): config switches, off in the paper presets
+    "default": (["loss.ed_noise=true", "model.ridge_anchor=true"], "own"),
+    "default without ed_noise": (["model.ridge_anchor=true"], "own"),
+    "default without ridge_anchor": (["loss.ed_noise=true"], "own"),
+    "pairs only, anchored": (["train.self_supervision=false", "model.ridge_anchor=true"], None),
 }
+# the order in which arms run within a cell (the last ones are dropped first where time runs short)
+RUN_ORDER = ("pairs only", "ridge", "both cycles", "default", "both cycles, encoder on all pairs (oracle)",
+             "default without ed_noise", "pairs only, anchored", "default without ridge_anchor", "ED only", "DE only")
 
 
 def label(point: float) -> str:
@@ -118,7 +127,7 @@ def curves(out: Path, regime: str) -> None:
         w.writerows(rows)
 
 
-def study(out: Path, regime: str, n_seeds: int = 3, arms: tuple[str, ...] = tuple(ARMS)) -> None:
+def study(out: Path, regime: str, n_seeds: int = 3, arms: tuple[str, ...] = RUN_ORDER) -> None:
     """Seed-major: every point's seed 0 first, so a study cut short still pairs every arm at every point."""
     data, root = data_dir(out, regime), out / regime / "study"
     for seed in range(n_seeds):
@@ -135,6 +144,22 @@ def study(out: Path, regime: str, n_seeds: int = 3, arms: tuple[str, ...] = tupl
                                   **({"encoder_run": enc} if enc else {})))
 
 
+def report(out: Path) -> None:
+    from benchmarks.few_pairs_plots import plot_arms, plot_curves
+    from benchmarks.few_pairs_report import arm_rows, pair_rows, study_scores, write_csv
+    scores, extra = study_scores(out, {arm_folder(a): a for a in ARMS}, {a: w for a, (_, w) in ARMS.items()},
+                                 BUDGET["encoder"])
+    arms, pairs = arm_rows(scores, extra), pair_rows(scores)
+    write_csv(out / "few_pairs.csv", arms)
+    write_csv(out / "few_pairs_pairs.csv", pairs)
+    plot_arms(arms, out / "few_pairs.png")
+    plot_curves(out)
+    for r in pairs:
+        print(f"{r['regime']:>8s} {r['fraction']:>5s} {r['a']:>12.12s} - {r['b']:<12.12s} {r['channel']:<5s} "
+              f"{r['metric']:<18s} {r['diff']:+.3f} img [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] "
+              f"hier [{r['h_ci_low']:+.3f}, {r['h_ci_high']:+.3f}] seeds {r['per_seed_diffs']}")
+
+
 def arm_folder(arm: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in arm).strip("_")
 
@@ -144,9 +169,9 @@ if __name__ == "__main__":
     if mode == "curves":
         curves(Path(out), rest[0])
     elif mode == "study":
-        study(Path(out), rest[0], int(rest[1]) if len(rest) > 1 else 3)
+        n_arms = int(rest[2]) if len(rest) > 2 else len(RUN_ORDER)          # the first N of RUN_ORDER
+        study(Path(out), rest[0], int(rest[1]) if len(rest) > 1 else 3, RUN_ORDER[:n_arms])
     elif mode == "report":
-        from benchmarks.few_pairs_report import report
         report(Path(out))
     else:
         raise SystemExit(f"unknown mode {mode!r}; choose curves, study or report")

@@ -1,0 +1,155 @@
+"""Scores for `python -m benchmarks.few_pairs report OUT`: per regime, arm and point the mean over seeds with the seed
+spread, and paired differences between arms with two intervals: the image bootstrap of seed-averaged scores (image
+noise only) and a hierarchical bootstrap (seeds and images both drawn: training-run spread too). Arms of
+one seed share the seed's pairs, so differences are paired by seed and image.
+
+10-way identification among the test images, 100 draws per image, the same draws for every run. Panels, those that
+share no network with the method first: RGB pixcorr, RGB ssim, depth pixcorr, depth ssim; RGB perceptual-effnet last
+(EfficientNet-Lite0 is the decoder's perceptual loss and the encoder's backbone).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+PANELS = (("rgb", "pixcorr"), ("rgb", "ssim"), ("depth", "pixcorr"), ("depth", "ssim"), ("rgb", "perceptual-effnet"))
+GOAL_PANELS = PANELS[:3]
+WAYS, N_STIMULI, MARGIN = 10, 1200, -0.03
+COMPARISONS = (("default", "pairs only"), ("default", "ridge"), ("both cycles", "pairs only"), ("both cycles", "ridge"),
+               ("both cycles, encoder on all pairs (oracle)", "both cycles"), ("pairs only", "ridge"),
+               ("default", "both cycles"))
+
+
+def hierarchical_ci(diffs: np.ndarray, rng: np.random.Generator, n_boot: int = 2000) -> tuple[float, float]:
+    """95 % interval of the mean of `diffs` (seeds, images): seeds drawn with replacement, and images with
+    replacement, one image draw for all the drawn seeds (every seed is scored on the same test images: seeds and
+    images are crossed, not nested)."""
+    s, n = diffs.shape
+    seeds = rng.integers(0, s, (n_boot, s))
+    images = rng.integers(0, n, (n_boot, n))
+    means = diffs[seeds[:, :, None], images[:, None, :]].mean((1, 2))
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def image_ci(diffs: np.ndarray, rng: np.random.Generator, n_boot: int = 2000) -> tuple[float, float]:
+    """95 % interval over images only, of the seed-averaged per-image differences."""
+    per_image = diffs.mean(0)
+    idx = rng.integers(0, len(per_image), (n_boot, len(per_image)))
+    means = per_image[idx].mean(1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def pairs_count(label: str) -> int:
+    return N_STIMULI if label == "all" else round(N_STIMULI / int(label.split("of")[1]))
+
+
+def arm_rows(scores: dict, extra: dict | None = None) -> list[dict]:
+    """scores {(regime, arm, point label, channel, metric): {seed: per-image array}} -> one row per key."""
+    rows = []
+    for (regime, arm, point, channel, metric), by_seed in sorted(scores.items(), key=_order):
+        seeds = sorted(by_seed)
+        stack = np.stack([by_seed[s] for s in seeds])
+        means = stack.mean(1)
+        rng = np.random.default_rng(0)
+        lo, hi = image_ci(stack, rng)
+        hlo, hhi = hierarchical_ci(stack, rng)
+        rows.append({"regime": regime, "arm": arm, "pairs": pairs_count(point), "fraction": point.replace("of", "/"),
+                     "channel": channel, "metric": metric, "ways": WAYS, "seeds": len(seeds),
+                     "mean": round(float(means.mean()), 4),
+                     "seed_sd": round(float(means.std(ddof=1)), 4) if len(seeds) > 1 else "",
+                     "seed_means": " ".join(f"{m:.3f}" for m in means),
+                     "ci_low": round(lo, 4), "ci_high": round(hi, 4), "h_ci_low": round(hlo, 4),
+                     "h_ci_high": round(hhi, 4), **(extra or {}).get((regime, arm, point), {})})
+    return rows
+
+
+def pair_rows(scores: dict) -> list[dict]:
+    """Paired differences a - b for COMPARISONS at every regime and point where both arms have common seeds."""
+    rows = []
+    keys = sorted({(k[0], k[2]) for k in scores}, key=lambda k: (k[0], pairs_count(k[1])))
+    for regime, point in keys:
+        for a, b in COMPARISONS:
+            for channel, metric in PANELS:
+                sa = scores.get((regime, a, point, channel, metric))
+                sb = scores.get((regime, b, point, channel, metric))
+                if not sa or not sb or not (seeds := sorted(set(sa) & set(sb))):
+                    continue
+                diffs = np.stack([sa[s] - sb[s] for s in seeds])
+                rng = np.random.default_rng(1)
+                lo, hi = image_ci(diffs, rng)
+                hlo, hhi = hierarchical_ci(diffs, rng)
+                goal = (channel, metric) in GOAL_PANELS and a == "default" and b in ("pairs only", "ridge")
+                rows.append({"regime": regime, "a": a, "b": b, "pairs": pairs_count(point),
+                             "fraction": point.replace("of", "/"), "channel": channel, "metric": metric,
+                             "ways": WAYS, "seeds": len(seeds), "diff": round(float(diffs.mean()), 4),
+                             "ci_low": round(lo, 4), "ci_high": round(hi, 4), "h_ci_low": round(hlo, 4),
+                             "h_ci_high": round(hhi, 4),
+                             "per_seed_diffs": " ".join(f"{d:+.3f}" for d in diffs.mean(1)),
+                             "non_inferior": (hlo > MARGIN) if goal else "",
+                             "ahead": (hlo > 0) if goal and b == "pairs only" else ""})
+    return rows
+
+
+def _order(kv):
+    regime, arm, point, channel, metric = kv[0]
+    return regime, arm, -pairs_count(point), PANELS.index((channel, metric))
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    if not rows:
+        print(f"nothing to write to {path}")
+        return
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, restval="")
+        w.writeheader()
+        w.writerows(rows)
+    print(f"wrote {path}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Scoring what the study trained (needs torch and the data)
+
+
+def _score_file(path: Path, data: Path) -> dict:
+    """{(channel, metric): per-image fraction correct} of one reconstruction file, cached beside it."""
+    cache = path.parent / "scores_few_pairs.npz"
+    if cache.exists() and cache.stat().st_mtime >= path.stat().st_mtime:
+        with np.load(cache) as z:
+            return {tuple(k.split("|")): z[k] for k in z.files}
+    from brainrecon.evaluation.identification import EvalOptions, evaluate_runs
+    from brainrecon.reconstruct import load_reconstructions
+    opts = EvalOptions(ways=(WAYS,), metrics=("pixcorr", "ssim", "perceptual-effnet"), repeats=100, mode="percent")
+    records, _ = evaluate_runs([load_reconstructions(path)], opts, data)
+    found = {(r["channel"], r["metric"]): r["per_image"] for r in records if (r["channel"], r["metric"]) in PANELS}
+    np.savez(cache, **{f"{c}|{m}": v for (c, m), v in found.items()})
+    return found
+
+
+def study_scores(out: Path, arms: dict[str, str], encoders: dict[str, str | None], enc_epochs: int
+                 ) -> tuple[dict, dict]:
+    """(scores as arm_rows takes them, {(regime, arm, point): decoder seconds and encoder median r}) of what is done;
+    `arms` {run folder: arm}, `encoders` {arm: 'own', 'all' or None, the encoder behind its cycles}."""
+    from brainrecon.reconstruct import NPZ
+    scores, extra = {}, {}
+    for regime_dir in sorted(p for p in out.iterdir() if (p / "study").is_dir()):
+        for cell in sorted((regime_dir / "study").glob("*_seed*")):
+            point, seed = cell.name.rsplit("_seed", 1)
+            for folder, arm in arms.items():
+                path = cell / folder / "reconstruct_test" / NPZ
+                if not path.exists():
+                    continue
+                for (channel, metric), v in _score_file(path, regime_dir / "data").items():
+                    scores.setdefault((regime_dir.name, arm, point, channel, metric), {})[int(seed)] = v
+                m = json.loads((cell / folder / "metrics.json").read_text())
+                e = extra.setdefault((regime_dir.name, arm, point), {"decoder_seconds": [], "encoder_median_r": []})
+                e["decoder_seconds"].append(m["seconds"])
+                if which := encoders[arm]:
+                    enc = (regime_dir / "study" /
+                           f"encoder_{point if which == 'own' else 'all'}_seed{seed}_e{enc_epochs}")
+                    e["encoder_median_r"].append(json.loads((enc / "metrics.json").read_text())["median_r"])
+    return scores, {k: {n: round(float(np.mean(v)), 3) if v else "" for n, v in e.items()} for k, e in extra.items()}

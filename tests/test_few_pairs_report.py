@@ -1,0 +1,78 @@
+"""The few-pairs study's report on a tiny committed fixture (tests/data/few_pairs_scores.json: per-image scores of
+three arms, two points, three seeds, six images): its rows, its two intervals, its goal flags and its budget rule."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.few_pairs_plots import chosen_budget
+from benchmarks.few_pairs_report import MARGIN, arm_rows, hierarchical_ci, image_ci, pair_rows, write_csv
+
+FIXTURE = Path(__file__).parent / "data" / "few_pairs_scores.json"
+
+
+def _scores() -> dict:
+    scores: dict = {}
+    for r in json.loads(FIXTURE.read_text()):
+        key = (r["regime"], r["arm"], r["point"], r["channel"], r["metric"])
+        scores.setdefault(key, {})[r["seed"]] = np.array(r["per_image"])
+    return scores
+
+
+def test_arm_rows_are_seed_means_with_both_intervals(tmp_path):
+    scores = _scores()
+    rows = arm_rows(scores)
+    assert len(rows) == len(scores)
+    row = next(r for r in rows if (r["arm"], r["fraction"], r["channel"], r["metric"]) ==
+               ("default", "1/16", "rgb", "pixcorr"))
+    by_seed = scores[("hard", "default", "1of16", "rgb", "pixcorr")]
+    means = [by_seed[s].mean() for s in range(3)]
+    assert row["mean"] == round(float(np.mean(means)), 4) and row["pairs"] == 75 and row["seeds"] == 3
+    assert row["seed_sd"] == round(float(np.std(means, ddof=1)), 4)
+    # the default arm's seeds disagree (+0.08, -0.06, +0.01 by construction): the seed level widens the interval
+    assert row["h_ci_high"] - row["h_ci_low"] > row["ci_high"] - row["ci_low"]
+    write_csv(tmp_path / "arms.csv", rows)
+    with open(tmp_path / "arms.csv") as f:
+        first = next(csv.DictReader(f))
+    assert first["regime"] == "hard" and "h_ci_low" in first
+
+
+def test_pair_rows_pair_by_seed_and_flag_the_goal():
+    scores = _scores()
+    rows = pair_rows(scores)
+    row = next(r for r in rows if (r["a"], r["b"], r["fraction"], r["channel"], r["metric"]) ==
+               ("default", "pairs only", "all", "rgb", "ssim"))
+    a, b = scores[("hard", "default", "all", "rgb", "ssim")], scores[("hard", "pairs only", "all", "rgb", "ssim")]
+    per_seed = [float((a[s] - b[s]).mean()) for s in range(3)]
+    assert row["diff"] == round(float(np.mean(per_seed)), 4)
+    assert row["per_seed_diffs"] == " ".join(f"{d:+.3f}" for d in per_seed)
+    assert row["non_inferior"] == (row["h_ci_low"] > MARGIN) and row["ahead"] == (row["h_ci_low"] > 0)
+    other = next(r for r in rows if r["a"] == "default" and r["b"] == "ridge" and r["metric"] == "perceptual-effnet")
+    assert other["non_inferior"] == "" and other["ahead"] == ""     # not a goal metric, and ridge is no "ahead" test
+
+
+def test_hierarchical_interval_is_the_image_interval_when_seeds_agree():
+    """With three identical seeds the seed draw adds nothing: both intervals agree closely; with seeds shifted apart
+    the hierarchical one is wider and still centred on the mean."""
+    rng = np.random.default_rng(0)
+    one = rng.normal(0, 1, 200)
+    same = np.stack([one, one, one])
+    lo, hi = image_ci(same, np.random.default_rng(1))
+    hlo, hhi = hierarchical_ci(same, np.random.default_rng(1))
+    assert abs((hhi - hlo) - (hi - lo)) < 0.25 * (hi - lo)
+    apart = same + np.array([[-1.0], [0.0], [1.0]])
+    hlo2, hhi2 = hierarchical_ci(apart, np.random.default_rng(1))
+    assert hhi2 - hlo2 > 2 * (hi - lo) and hlo2 < apart.mean() < hhi2
+
+
+def test_budget_rule_takes_the_smallest_budget_near_the_largest():
+    rows = [{"stage": "decoder", "arm": arm, "fraction": f, "regime": "hard", "epochs": str(e), "score": str(v)}
+            for arm, f, e, v in (("a", "all", 4, 0.30), ("a", "all", 8, 0.41), ("a", "all", 16, 0.42),
+                                 ("b", "1of16", 4, 0.20), ("b", "1of16", 8, 0.215), ("b", "1of16", 16, 0.20))]
+    assert chosen_budget(rows, "decoder", ["score"])[0] == 8
+    rows[1]["score"] = "0.39"
+    assert chosen_budget(rows, "decoder", ["score"])[0] == 16
