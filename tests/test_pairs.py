@@ -40,9 +40,23 @@ def test_the_validation_split_has_a_floor_or_none():
     assert validation_size(1200, 0.05, 20)[0] == 60                                     # the paper's 5 %, unchanged
     n, rule = validation_size(300, 0.05, 20)
     assert n == 20 and "raised to the floor" in rule
-    n, rule = validation_size(75, 0.05, 20)                                             # 20 > 75 // 4
-    assert n == 0 and "below the floor" in rule
+    n, rule = validation_size(75, 0.05, 20)                                             # on the ramp
+    assert n == 7 and "ramped down" in rule
+    n, rule = validation_size(61, 0.05, 20)
+    assert n == 0 and "last epoch" in rule
     assert validation_size(300, 0, 20)[0] == 0
+
+
+def test_the_validation_rule_has_no_jump():
+    """Over 10..3,000 kept pairs, at two floors: one more pair never leaves fewer training pairs, and the split
+    never grows by more than one pair at a time except where 5 % passes the floor."""
+    for floor in (20, 8):
+        last_train, last_val = 0, 0
+        for n in range(10, 3001):
+            val = validation_size(n, 0.05, floor)[0]
+            assert n - val >= last_train, (floor, n)
+            assert val - last_val <= 1, (floor, n)
+            last_train, last_val = n - val, val
 
 
 def test_fixed_steps_per_epoch_draw_full_batches_from_further_shuffles():

@@ -48,9 +48,9 @@ class DataConfig:
     N of one seeded order, so a smaller set lies inside a larger one), the same for every subject of one stimulus set;
     the run records it in pairs.json."""
     val_min: int = 20
-    """Floor of the validation split, in pairs: a split of val_fraction smaller than this is raised to it, unless that
-    would hold more than a quarter of the kept pairs; then there is no split and the last epoch is kept (a split of
-    one or two images selects on noise)."""
+    """Floor of the validation split, in pairs: a split of val_fraction smaller than this is raised to it; below
+    5 x val_min kept pairs the split ramps down, (n - 3 x val_min) / 2 pairs, to none at 3 x val_min, where the last
+    epoch is kept. No jump: one more kept pair never leaves fewer training pairs."""
 
     def __post_init__(self):
         if self.roi not in ROIS:

@@ -85,13 +85,19 @@ def keep_pairs(labels: np.ndarray, pairs: float, seed: int, where: str = "data.p
 
 def validation_size(n: int, fraction: float, floor: int) -> tuple[int, str]:
     """(rows held out for model selection, the rule in words) for `n` kept rows: `fraction` of them, raised to `floor`
-    when smaller, and none when the floor would take more than a quarter of the rows (the last epoch is kept then)."""
+    when smaller; below 5 x floor rows the split ramps down to none at 3 x floor ((n - 3 floor) / 2 rows), and with
+    none the last epoch is kept. The ramp leaves no jump: one more kept pair never means fewer training rows (a step
+    from no split to a split of `floor` took 20 of 80 pairs at once)."""
     if fraction == 0:
         return 0, "no validation split (data.val_fraction 0)"
     share = int(round(fraction * n))
     if share >= floor:
         return share, f"{share} of {n} pairs ({fraction:.0%})"
-    if floor <= n // 4:
+    if n >= 5 * floor:
         return floor, f"{floor} of {n} pairs ({fraction:.0%} = {share} raised to the floor data.val_min {floor})"
-    return 0, (f"no validation split: {fraction:.0%} of {n} pairs is {share}, below the floor data.val_min {floor}, "
-               f"which would take over a quarter of them")
+    ramp = max(0, (n - 3 * floor) // 2)
+    if ramp and floor:
+        return ramp, (f"{ramp} of {n} pairs (the floor data.val_min {floor} ramped down below {5 * floor} pairs: "
+                      f"(n - {3 * floor}) / 2)")
+    return 0, (f"no validation split: {n} pairs, under {3 * floor + 2} (3 x the floor data.val_min {floor}); the "
+               "last epoch is kept")
