@@ -4,7 +4,8 @@ a SIMULATED subject in two noise regimes (docs/results.md, "Self-supervision whe
 - curves REGIME: the learning curves that fix the budgets before any mechanism result: the encoder at each of
           ENCODER_CURVE epochs, then the pairs-only and self-supervised decoders at each of DECODER_CURVE epochs, at the
           smallest and the largest pair count, seed 0. -> OUT/<regime>/curves.csv
-- study REGIME [SEEDS [N_ARMS]]: the first N_ARMS arms of RUN_ORDER (default all) at every point of POINTS, SEEDS
+- study REGIME [SEEDS [N_ARMS [POINTS]]]: the first N_ARMS arms of RUN_ORDER (default all) at POINTS (e.g.
+          1/16,all; default every point of POINTS), SEEDS
           seeds (default 3), seed-major, at the budgets of BUDGET. Every stage done in OUT is reused, so a study
           cut short resumes.
 - report: score what is done (10-way identification: RGB pixcorr, RGB ssim, depth pixcorr, depth ssim, and
@@ -41,7 +42,8 @@ ENCODER_SETS = ["model.input_size=32", "train.steps_per_epoch=18"]
 DECODER_SETS = ["train.steps_per_epoch=50"]
 ENCODER_CURVE = (5, 10, 20, 40)             # epochs of 18 steps of 64 pairs
 DECODER_CURVE = (4, 8, 16)                  # epochs of 50 steps of 24 pairs, the lr x0.2 for the last
-BUDGET = {"encoder": 20, "decoder": 8}      # fixed from curves.csv by the rule in docs/results.md
+BUDGET = {"encoder": 40, "decoder": 16}      # fixed from curves.csv (docs/results.md): the encoder selects by its own
+                                            # validation loss within 40 epochs
 PRESET = "demo,fast"
 # arm -> (decoder settings, which encoder drives its cycles: 'own' (same pairs), 'all' (the oracle: all pairs), None)
 ARMS = {
@@ -95,10 +97,13 @@ def epochs(stage: str, n: int) -> list[str]:
     return [f"train.epochs={n}"] + ([f"train.milestones=[{n - 1}]"] if stage == "decoder" else [])
 
 
-def encoder(data: Path, root: Path, point: float, seed: int, n: int) -> Path:
-    """The encoder of (point, seed) at n epochs; shared by every arm and seed-paired with them."""
-    return train("encoder", data, root / f"encoder_{label(point)}_seed{seed}_e{n}",
-                 [*point_sets(point, seed), *epochs("encoder", n)])
+def encoder(data: Path, root: Path, point: float, seed: int, n: int, select: bool = False) -> Path:
+    """The encoder of (point, seed) at n epochs; shared by every arm and seed-paired with them. `select`: the study's
+    encoders keep their own validation split (data.val_fraction 0.05, the val_min ramp) and the epoch of lowest
+    validation loss (the curves showed the encoder overfitting without one)."""
+    name = f"encoder_{label(point)}_seed{seed}_e{n}" + ("_val" if select else "")
+    return train("encoder", data, root / name, [*point_sets(point, seed), *epochs("encoder", n),
+                                               *(["data.val_fraction=0.05"] if select else [])])
 
 
 def curves(out: Path, regime: str) -> None:
@@ -127,17 +132,18 @@ def curves(out: Path, regime: str) -> None:
         w.writerows(rows)
 
 
-def study(out: Path, regime: str, n_seeds: int = 3, arms: tuple[str, ...] = RUN_ORDER) -> None:
+def study(out: Path, regime: str, n_seeds: int = 3, arms: tuple[str, ...] = RUN_ORDER,
+          points: tuple[float, ...] = POINTS) -> None:
     """Seed-major: every point's seed 0 first, so a study cut short still pairs every arm at every point."""
     data, root = data_dir(out, regime), out / regime / "study"
     for seed in range(n_seeds):
-        for point in POINTS:
-            own = encoder(data, root, point, seed, BUDGET["encoder"])
+        for point in points:
+            own = encoder(data, root, point, seed, BUDGET["encoder"], select=True)
             for arm in arms:
                 sets, which = ARMS[arm]
                 enc = {"own": own, "all": None, None: None}[which]
                 if which == "all":
-                    enc = encoder(data, root, 0, seed, BUDGET["encoder"])
+                    enc = encoder(data, root, 0, seed, BUDGET["encoder"], select=True)
                 run = root / f"{label(point)}_seed{seed}" / arm_folder(arm)
                 recon(data, train("decoder", data, run, [*point_sets(point, seed), *sets,
                                                          *epochs("decoder", BUDGET["decoder"])],
@@ -170,7 +176,9 @@ if __name__ == "__main__":
         curves(Path(out), rest[0])
     elif mode == "study":
         n_arms = int(rest[2]) if len(rest) > 2 else len(RUN_ORDER)          # the first N of RUN_ORDER
-        study(Path(out), rest[0], int(rest[1]) if len(rest) > 1 else 3, RUN_ORDER[:n_arms])
+        points = tuple(0 if p == "all" else 1 / int(p.split("/")[1]) for p in rest[3].split(",")) \
+            if len(rest) > 3 else POINTS                                         # e.g. 1/16,all
+        study(Path(out), rest[0], int(rest[1]) if len(rest) > 1 else 3, RUN_ORDER[:n_arms], points)
     elif mode == "report":
         report(Path(out))
     else:

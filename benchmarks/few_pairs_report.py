@@ -150,6 +150,6 @@ def study_scores(out: Path, arms: dict[str, str], encoders: dict[str, str | None
                 e["decoder_seconds"].append(m["seconds"])
                 if which := encoders[arm]:
                     enc = (regime_dir / "study" /
-                           f"encoder_{point if which == 'own' else 'all'}_seed{seed}_e{enc_epochs}")
+                           f"encoder_{point if which == 'own' else 'all'}_seed{seed}_e{enc_epochs}_val")
                     e["encoder_median_r"].append(json.loads((enc / "metrics.json").read_text())["median_r"])
     return scores, {k: {n: round(float(np.mean(v)), 3) if v else "" for n, v in e.items()} for k, e in extra.items()}
