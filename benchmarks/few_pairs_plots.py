@@ -106,6 +106,7 @@ def plot_curves(out: Path) -> None:
         ax.set_xlabel("optimiser steps")
         ax.set_title(f"{stage}: {key}", fontsize=8)
     axes[0].legend(fontsize=5)
+    axes[1].legend(fontsize=5)
     fig.suptitle("Learning curves (seed 0, test images): the budgets of the few-pairs study", fontsize=9)
     fig.savefig(out / "few_pairs_curves.png", dpi=100, bbox_inches="tight")
     print(f"wrote {out / 'few_pairs_curves.png'}")
