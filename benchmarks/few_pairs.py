@@ -152,7 +152,7 @@ def study(out: Path, regime: str, n_seeds: int = 3, arms: tuple[str, ...] = RUN_
 
 def report(out: Path) -> None:
     from benchmarks.few_pairs_plots import plot_arms, plot_curves
-    from benchmarks.few_pairs_report import arm_rows, pair_rows, study_scores, write_csv
+    from benchmarks.few_pairs_report import arm_rows, markdown, pair_rows, study_scores, write_csv
     scores, extra = study_scores(out, {arm_folder(a): a for a in ARMS}, {a: w for a, (_, w) in ARMS.items()},
                                  BUDGET["encoder"])
     arms, pairs = arm_rows(scores, extra), pair_rows(scores)
@@ -160,6 +160,7 @@ def report(out: Path) -> None:
     write_csv(out / "few_pairs_pairs.csv", pairs)
     plot_arms(arms, out / "few_pairs.png")
     plot_curves(out)
+    (out / "few_pairs_tables.md").write_text(markdown(arms, pairs) + "\n")
     for r in pairs:
         print(f"{r['regime']:>8s} {r['fraction']:>5s} {r['a']:>12.12s} - {r['b']:<12.12s} {r['channel']:<5s} "
               f"{r['metric']:<18s} {r['diff']:+.3f} img [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] "

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.few_pairs_plots import chosen_budget
-from benchmarks.few_pairs_report import MARGIN, arm_rows, hierarchical_ci, image_ci, pair_rows, write_csv
+from benchmarks.few_pairs_report import MARGIN, arm_rows, hierarchical_ci, image_ci, markdown, pair_rows, write_csv
 
 FIXTURE = Path(__file__).parent / "data" / "few_pairs_scores.json"
 
@@ -76,3 +76,11 @@ def test_budget_rule_takes_the_smallest_budget_near_the_largest():
     assert chosen_budget(rows, "decoder", ["score"])[0] == 8
     rows[1]["score"] = "0.39"
     assert chosen_budget(rows, "decoder", ["score"])[0] == 16
+
+
+def test_markdown_tables_hold_every_arm_and_comparison():
+    scores = _scores()
+    arms, pairs = arm_rows(scores), pair_rows(scores)
+    text = markdown(arms, pairs)
+    assert text.count("| hard | 75 |") == 3 + len({(r["a"], r["b"]) for r in pairs if r["pairs"] == 75})
+    assert "default − pairs only" in text and "hier [" in text
