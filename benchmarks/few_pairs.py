@@ -4,7 +4,8 @@ a SIMULATED subject in two noise regimes (docs/results.md, "Self-supervision whe
 - curves REGIME: the learning curves that fix the budgets before any mechanism result: the encoder at each of
           ENCODER_CURVE epochs, then the pairs-only and self-supervised decoders at each of DECODER_CURVE epochs, at the
           smallest and the largest pair count, seed 0. -> OUT/<regime>/curves.csv
-- study REGIME [SEEDS [N_ARMS [POINTS]]]: the first N_ARMS arms of RUN_ORDER (default all) at POINTS (e.g.
+- study REGIME [SEEDS [ARMS [POINTS]]]: the first ARMS arms of RUN_ORDER (default all; or their folder names,
+          comma-separated, e.g. default_without_ridge_anchor) at POINTS (e.g.
           1/16,all; default every point of POINTS), SEEDS
           seeds (default 3), seed-major, at the budgets of BUDGET. Every stage done in OUT is reused, so a study
           cut short resumes.
@@ -26,12 +27,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from brainrecon.config import load_config
-from brainrecon.reconstruct import NPZ, reconstruct
+from benchmarks.pairs_curve import recon, train_stage
 from brainrecon.simulation.group import simulate_group
 from brainrecon.simulation.simulate import SimulationConfig
-from brainrecon.train.decoder import train_decoder
-from brainrecon.train.encoder import train_encoder
 
 GROUP, NEW = (1, 2, 3, 4, 5), 5
 SIMULATION = SimulationConfig(seed=0, n_voxels=600, n_unpaired=1000, resolution=32)
@@ -44,7 +42,6 @@ ENCODER_CURVE = (5, 10, 20, 40)             # epochs of 18 steps of 64 pairs
 DECODER_CURVE = (4, 8, 16)                  # epochs of 50 steps of 24 pairs, the lr x0.2 for the last
 BUDGET = {"encoder": 40, "decoder": 16}      # fixed from curves.csv (docs/results.md): the encoder selects by its own
                                             # validation loss within 40 epochs
-PRESET = "demo,fast"
 # arm -> (decoder settings, which encoder drives its cycles: 'own' (same pairs), 'all' (the oracle: all pairs), None)
 ARMS = {
     "pairs only": (["train.self_supervision=false"], None),
@@ -76,17 +73,9 @@ def data_dir(out: Path, regime: str) -> Path:
 
 
 def train(stage: str, data: Path, run: Path, sets: list[str], **kwargs) -> Path:
-    if not (run / "metrics.json").exists():
-        cfg = load_config(stage, "rgbd", PRESET, [*COMMON, *(ENCODER_SETS if stage == "encoder" else DECODER_SETS),
-                                                  *sets])
-        trainer = train_encoder if stage == "encoder" else train_decoder
-        trainer(cfg, data, run, resume=(run / "last.pt").exists(), quiet=True, **kwargs)
-    return run
-
-
-def recon(data: Path, run: Path) -> Path:
-    path = run / "reconstruct_test" / NPZ
-    return path if path.exists() else reconstruct(run, "test", data_dir=data)
+    """One stage with the study's settings (pairs_curve's runner: the same preset, reused when done)."""
+    return train_stage(stage, data, run, [*COMMON, *(ENCODER_SETS if stage == "encoder" else DECODER_SETS), *sets],
+                       **kwargs)
 
 
 def point_sets(point: float, seed: int) -> list[str]:
@@ -176,10 +165,12 @@ if __name__ == "__main__":
     if mode == "curves":
         curves(Path(out), rest[0])
     elif mode == "study":
-        n_arms = int(rest[2]) if len(rest) > 2 else len(RUN_ORDER)          # the first N of RUN_ORDER
+        n_arms = rest[2] if len(rest) > 2 else str(len(RUN_ORDER))          # the first N of RUN_ORDER, or names
+        arms = RUN_ORDER[:int(n_arms)] if n_arms.isdigit() else tuple(a for a in RUN_ORDER
+                                                                       if arm_folder(a) in n_arms.split(","))
         points = tuple(0 if p == "all" else 1 / int(p.split("/")[1]) for p in rest[3].split(",")) \
             if len(rest) > 3 else POINTS                                         # e.g. 1/16,all
-        study(Path(out), rest[0], int(rest[1]) if len(rest) > 1 else 3, RUN_ORDER[:n_arms], points)
+        study(Path(out), rest[0], int(rest[1]) if len(rest) > 1 else 3, arms, points)
     elif mode == "report":
         report(Path(out))
     else:

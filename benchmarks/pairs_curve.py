@@ -40,7 +40,8 @@ def group(data: Path) -> Path:
     return data
 
 
-def _train(stage: str, data: Path, out: Path, sets: list[str], **kwargs) -> Path:
+def train_stage(stage: str, data: Path, out: Path, sets: list[str], **kwargs) -> Path:
+    """One stage of a study with the demo's fast configs (PRESET), skipped when its run is done, resumed when cut."""
     if not (out / "metrics.json").exists():
         cfg = load_config(stage, "rgbd", PRESET, sets)
         trainer = train_encoder if stage == "encoder" else train_decoder
@@ -64,11 +65,12 @@ def curve(out: Path, n_seeds: int = 3) -> None:
         for point in POINTS:
             run = out / f"curve_{label(point).replace('/', 'of')}_seed{seed}"
             sets = point_sets(point, seed)
-            enc = _train("encoder", data, run / "encoder", [*sets, *ENCODER_BUDGET])
-            recon(data, _train("decoder", data, run / "self_supervised", [*sets, *DECODER_BUDGET], encoder_run=enc))
-            recon(data, _train("decoder", data, run / "pairs_only", [*sets, *DECODER_BUDGET,
+            enc = train_stage("encoder", data, run / "encoder", [*sets, *ENCODER_BUDGET])
+            recon(data, train_stage("decoder", data, run / "self_supervised", [*sets, *DECODER_BUDGET],
+                                    encoder_run=enc))
+            recon(data, train_stage("decoder", data, run / "pairs_only", [*sets, *DECODER_BUDGET,
                                                                      "train.self_supervision=false"]))
-            recon(data, _train("decoder", data, run / "ridge", [*sets, "model.kind=ridge"]))
+            recon(data, train_stage("decoder", data, run / "ridge", [*sets, "model.kind=ridge"]))
 
 
 def cross(out: Path, n_seeds: int = 3) -> None:
@@ -79,14 +81,14 @@ def cross(out: Path, n_seeds: int = 3) -> None:
     others = ",".join(str(s) for s in GROUP if s != NEW)
     pre = out / "group_seed0"
     sets = [f"data.subjects=[{others}]", "train.seed=0"]
-    enc = _train("encoder", data, pre / "encoder", [*sets, *ENCODER_BUDGET])
-    dec = _train("decoder", data, pre / "self_supervised", [*sets, *DECODER_BUDGET], encoder_run=enc)
+    enc = train_stage("encoder", data, pre / "encoder", [*sets, *ENCODER_BUDGET])
+    dec = train_stage("decoder", data, pre / "self_supervised", [*sets, *DECODER_BUDGET], encoder_run=enc)
     for point in ADAPT_POINTS:
         for seed in range(n_seeds):
             run = out / f"adapted_{label(point).replace('/', 'of')}_seed{seed}"
             sets = point_sets(point, seed)
-            a_enc = _train("encoder", data, run / "encoder", [*sets, *ENCODER_BUDGET, f"train.init_from={enc}"])
-            recon(data, _train("decoder", data, run / "self_supervised",
+            a_enc = train_stage("encoder", data, run / "encoder", [*sets, *ENCODER_BUDGET, f"train.init_from={enc}"])
+            recon(data, train_stage("decoder", data, run / "self_supervised",
                                [*sets, *DECODER_BUDGET, f"train.init_from={dec}"], encoder_run=a_enc))
 
 
