@@ -21,7 +21,8 @@ GOAL_PANELS = PANELS[:3]
 WAYS, N_STIMULI, MARGIN = 10, 1200, -0.03
 COMPARISONS = (("default", "pairs only"), ("default", "ridge"), ("both cycles", "pairs only"), ("both cycles", "ridge"),
                ("both cycles, encoder on all pairs (oracle)", "both cycles"), ("pairs only", "ridge"),
-               ("default", "both cycles"))
+               ("default", "both cycles"), ("default without ridge_anchor", "both cycles"),
+               ("default without ridge_anchor", "pairs only"), ("default without ed_noise", "both cycles"))
 
 
 def hierarchical_ci(diffs: np.ndarray, rng: np.random.Generator, n_boot: int = 2000) -> tuple[float, float]:
