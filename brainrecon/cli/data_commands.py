@@ -83,8 +83,8 @@ def simulate(
                                           "simulated.json."),
     reliability: float = typer.Option(0.2, "--reliability", metavar="FRACTION", parser=number(0, 0.8, low_open=True,
                                       high_open=True), help="Median single-trial reliability over the voxels (signal "
-                                      "variance / trial variance; the single-trial SNR): 0.2 standard, 0.05 the hard "
-                                      "regime of docs/results.md, near real single-trial fMRI."),
+                                      "variance / trial variance; the single-trial SNR): 0.2 standard, 0.05 a hard "
+                                      "regime near real single-trial fMRI (see the results page of the docs)."),
 ):
     """Write a SIMULATED subject (or a group: --subjects) in the release formats (procedural RGBD scenes, SOC-model
     voxels)."""
