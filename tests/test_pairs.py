@@ -78,7 +78,7 @@ def test_both_deep_trainers_and_ridge_keep_exactly_the_requested_stimuli(tiny_su
     m = train_encoder(_encoder_cfg(**{"data.pairs": 40, "train.seed": 2, "train.steps_per_epoch": 2}), tiny_subject,
                       tmp_path / "enc", quiet=True)
     assert m["pairs"]["stimuli"] == 40 and m["pairs"]["rows"] == 40 and m["pairs"]["of_stimuli"] == 400
-    assert m["pairs"]["validation_rows"] == 0 and "below the floor" in m["selected_by"]
+    assert m["pairs"]["validation_rows"] == 0 and "no validation split" in m["selected_by"]
     listed = json.loads((tmp_path / "enc/pairs.json").read_text())
     assert listed["kept_stimuli"] == expected.tolist()
     decoder_sets = {"data.pairs": 40, "train.seed": 2, "train.epochs": 1, "train.milestones": "[]",
