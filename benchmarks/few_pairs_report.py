@@ -117,18 +117,12 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def _score_file(path: Path, data: Path) -> dict:
-    """{(channel, metric): per-image fraction correct} of one reconstruction file, cached beside it."""
-    cache = path.parent / "scores_few_pairs.npz"
-    if cache.exists() and cache.stat().st_mtime >= path.stat().st_mtime:
-        with np.load(cache) as z:
-            return {tuple(k.split("|")): z[k] for k in z.files}
-    from brainrecon.evaluation.identification import EvalOptions, evaluate_runs
-    from brainrecon.reconstruct import load_reconstructions
+    """{(channel, metric): per-image fraction correct} of one reconstruction file, cached beside it (pairs_report's
+    scorer, with this study's panels)."""
+    from benchmarks.pairs_report import _scored
+    from brainrecon.evaluation.identification import EvalOptions
     opts = EvalOptions(ways=(WAYS,), metrics=("pixcorr", "ssim", "perceptual-effnet"), repeats=100, mode="percent")
-    records, _ = evaluate_runs([load_reconstructions(path)], opts, data)
-    found = {(r["channel"], r["metric"]): r["per_image"] for r in records if (r["channel"], r["metric"]) in PANELS}
-    np.savez(cache, **{f"{c}|{m}": v for (c, m), v in found.items()})
-    return found
+    return {(c, m): v for c, m, v in _scored(path, opts, data, PANELS, "scores_few_pairs.npz")}
 
 
 def study_scores(out: Path, arms: dict[str, str], encoders: dict[str, str | None], enc_epochs: int

@@ -66,15 +66,16 @@ def _scores(runs: dict, data: Path) -> dict:
     return scores
 
 
-def _scored(path: Path, opts: EvalOptions, data: Path) -> list[tuple]:
-    """(channel, metric, per-image scores) of one reconstruction file, kept beside it (`scores_10way.npz`) so that a
-    rerun of the report scores only what is new."""
-    cache = path.parent / "scores_10way.npz"
+def _scored(path: Path, opts: EvalOptions, data: Path, panels: tuple = PANELS,
+            cache_name: str = "scores_10way.npz") -> list[tuple]:
+    """(channel, metric, per-image scores) of one reconstruction file for `panels`, kept beside it (`cache_name`) so
+    that a rerun of the report scores only what is new."""
+    cache = path.parent / cache_name
     if cache.exists() and cache.stat().st_mtime >= path.stat().st_mtime:
         with np.load(cache) as z:
             return [(*k.split("|"), z[k]) for k in z.files]
     records, _ = evaluate_runs([load_reconstructions(path)], opts, data)
-    found = [(r["channel"], r["metric"], r["per_image"]) for r in records if (r["channel"], r["metric"]) in PANELS]
+    found = [(r["channel"], r["metric"], r["per_image"]) for r in records if (r["channel"], r["metric"]) in panels]
     np.savez(cache, **{f"{c}|{m}": v for c, m, v in found})
     return found
 
