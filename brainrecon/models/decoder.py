@@ -97,7 +97,7 @@ class Decoder(nn.Module):
         x = self.blocks(x)                                                          # -> (B, 64, 112, 112)
         if a.anchor_rank:
             base = self.anchor(voxels).clamp(ANCHOR_EPS, 1 - ANCHOR_EPS)
-            return torch.sigmoid(self.top[:2](x) + torch.logit(base))              # a residual on ridge's image
+            return torch.sigmoid(self.top[1](self.top[0](x)) + torch.logit(base))   # a residual on ridge's image
         return self.top(x)                                                          # -> (B, C, 112, 112) in [0, 1]
 
     @property
