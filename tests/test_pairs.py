@@ -90,6 +90,27 @@ def test_both_deep_trainers_and_ridge_keep_exactly_the_requested_stimuli(tiny_su
         assert json.loads((tmp_path / name / "pairs.json").read_text())["kept_stimuli"] == expected.tolist(), name
 
 
+def test_ridge_fits_the_deep_decoders_training_pairs_and_holds_out_its_validation_stimuli(tiny_subject, tmp_path):
+    from brainrecon.data.datasets import load_paired
+    from brainrecon.train import checkpoint
+    sets = {"data.pairs": 100, "data.val_fraction": 0.2, "data.val_min": 5, "train.seed": 3, "train.epochs": 1,
+            "train.milestones": "[]", "train.batch_size": 8, "loss.perceptual_net": "none",
+            "train.self_supervision": "false"}
+    listed = {}
+    for name, extra in (("deep", {}), ("ridge", {"model.kind": "ridge"})):
+        cfg = load_config("decoder", "rgbd", "demo", tiny_overrides(**sets, **extra))
+        train_decoder(cfg, tiny_subject, tmp_path / name, quiet=True)
+        listed[name] = json.loads((tmp_path / name / "pairs.json").read_text())
+    assert listed["ridge"]["validation_stimuli"] == listed["deep"]["validation_stimuli"]
+    assert len(listed["ridge"]["validation_stimuli"]) == 20 and listed["ridge"]["validation_rows"] == 20
+    assert "unused" in listed["ridge"]["validation_rule"]
+    data = load_paired(tiny_subject, cfg.data, "rgbd", seed=3)
+    state = checkpoint.load(tmp_path / "ridge" / checkpoint.BEST)["model"]
+    assert torch.allclose(state["voxel_mean"], data.train_fmri.mean(0).float(), atol=1e-5)     # train rows only
+    assert not torch.allclose(state["voxel_mean"], torch.cat([data.train_fmri, data.val_fmri]).mean(0).float(),
+                              atol=1e-5)
+
+
 def test_bad_pairs_values_are_one_line(tiny_subject, tmp_path):
     with pytest.raises(ConfigError, match="whole number of stimuli"):
         _encoder_cfg(**{"data.pairs": 2.5})
