@@ -42,13 +42,15 @@ ENCODER_CURVE = (5, 10, 20, 40)             # epochs of 18 steps of 64 pairs
 DECODER_CURVE = (4, 8, 16)                  # epochs of 50 steps of 24 pairs, the lr x0.2 for the last
 BUDGET = {"encoder": 40, "decoder": 16}      # fixed from curves.csv (docs/results.md): the encoder selects by its own
                                             # validation loss within 40 epochs
-# arm -> (decoder settings, which encoder drives its cycles: 'own' (same pairs), 'all' (the oracle: all pairs), None)
+# arm -> (decoder settings, which encoder drives its cycles: 'own' (same pairs), 'all' (the oracle: all pairs),
+# 'group' (adapted to the point's pairs from an encoder of subjects 1-4 on all their pairs), None)
 ARMS = {
     "pairs only": (["train.self_supervision=false"], None),
     "both cycles": ([], "own"),
     "both cycles, encoder on all pairs (oracle)": ([], "all"),
     "ED only": (["loss.weights=[1.0,1.0,0.0]"], "own"),
     "DE only": (["loss.weights=[1.0,0.0,1.0]"], "own"),
+    "both cycles, encoder adapted from a group": ([], "group"),
     "ridge": (["model.kind=ridge"], None),
     # the mechanisms (docs/results.md): config switches, off in the paper presets
     "default": (["loss.ed_noise=true", "model.ridge_anchor=true"], "own"),
@@ -58,7 +60,8 @@ ARMS = {
 }
 # the order in which arms run within a cell (the last ones are dropped first where time runs short)
 RUN_ORDER = ("pairs only", "ridge", "both cycles", "default", "both cycles, encoder on all pairs (oracle)",
-             "default without ed_noise", "pairs only, anchored", "default without ridge_anchor", "ED only", "DE only")
+             "default without ed_noise", "both cycles, encoder adapted from a group", "pairs only, anchored",
+             "default without ridge_anchor", "ED only", "DE only")
 
 
 def label(point: float) -> str:
@@ -86,13 +89,30 @@ def epochs(stage: str, n: int) -> list[str]:
     return [f"train.epochs={n}"] + ([f"train.milestones=[{n - 1}]"] if stage == "decoder" else [])
 
 
-def encoder(data: Path, root: Path, point: float, seed: int, n: int, select: bool = False) -> Path:
+def encoder(data: Path, root: Path, point: float, seed: int, n: int, select: bool = False,
+            init_from: Path | None = None) -> Path:
     """The encoder of (point, seed) at n epochs; shared by every arm and seed-paired with them. `select`: the study's
     encoders keep their own validation split (data.val_fraction 0.05, the val_min ramp) and the epoch of lowest
-    validation loss (the curves showed the encoder overfitting without one)."""
-    name = f"encoder_{label(point)}_seed{seed}_e{n}" + ("_val" if select else "")
+    validation loss (the curves showed the encoder overfitting without one). `init_from`: adapted from that
+    encoder (a group's)."""
+    name = encoder_name(label(point), seed, n, select) + ("_from_group" if init_from else "")
     return train("encoder", data, root / name, [*point_sets(point, seed), *epochs("encoder", n),
-                                               *(["data.val_fraction=0.05"] if select else [])])
+                                               *(["data.val_fraction=0.05"] if select else []),
+                                               *([f"train.init_from={init_from}"] if init_from else [])])
+
+
+def encoder_name(point: str, seed: int, n: int, select: bool = True, which: str = "own") -> str:
+    """The folder of the encoder behind an arm's cycles (`which`: 'own', 'all' or 'group'; `point`: its label)."""
+    return (f"encoder_{'all' if which == 'all' else point}_seed{seed}_e{n}" + ("_val" if select else "")
+            + ("_from_group" if which == "group" else ""))
+
+
+def group_encoder(data: Path, root: Path, seed: int) -> Path:
+    """Subjects 1-4 on all their pairs (training seed `seed`), with the study's encoder budget and selection."""
+    others = ",".join(str(s) for s in GROUP if s != NEW)
+    return train("encoder", data, root / f"group_encoder_seed{seed}_e{BUDGET['encoder']}_val",
+                 [f"data.subjects=[{others}]", f"train.seed={seed}", *epochs("encoder", BUDGET["encoder"]),
+                  "data.val_fraction=0.05"])
 
 
 def curves(out: Path, regime: str) -> None:
@@ -130,9 +150,12 @@ def study(out: Path, regime: str, n_seeds: int = 3, arms: tuple[str, ...] = RUN_
             own = encoder(data, root, point, seed, BUDGET["encoder"], select=True)
             for arm in arms:
                 sets, which = ARMS[arm]
-                enc = {"own": own, "all": None, None: None}[which]
+                enc = {"own": own, "all": None, "group": None, None: None}[which]
                 if which == "all":
                     enc = encoder(data, root, 0, seed, BUDGET["encoder"], select=True)
+                elif which == "group":
+                    enc = encoder(data, root, point, seed, BUDGET["encoder"], select=True,
+                                  init_from=group_encoder(data, root, seed))
                 run = root / f"{label(point)}_seed{seed}" / arm_folder(arm)
                 recon(data, train("decoder", data, run, [*point_sets(point, seed), *sets,
                                                          *epochs("decoder", BUDGET["decoder"])],
@@ -143,7 +166,7 @@ def report(out: Path) -> None:
     from benchmarks.few_pairs_plots import plot_arms, plot_curves
     from benchmarks.few_pairs_report import arm_rows, markdown, pair_rows, study_scores, write_csv
     scores, extra = study_scores(out, {arm_folder(a): a for a in ARMS}, {a: w for a, (_, w) in ARMS.items()},
-                                 BUDGET["encoder"])
+                                 lambda point, seed, which: encoder_name(point, seed, BUDGET["encoder"], which=which))
     arms, pairs = arm_rows(scores, extra), pair_rows(scores)
     write_csv(out / "few_pairs.csv", arms)
     write_csv(out / "few_pairs_pairs.csv", pairs)

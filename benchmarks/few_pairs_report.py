@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,14 @@ WAYS, N_STIMULI, MARGIN = 10, 1200, -0.03
 COMPARISONS = (("default", "pairs only"), ("default", "ridge"), ("both cycles", "pairs only"), ("both cycles", "ridge"),
                ("both cycles, encoder on all pairs (oracle)", "both cycles"), ("pairs only", "ridge"),
                ("default", "both cycles"), ("default without ridge_anchor", "both cycles"),
-               ("default without ridge_anchor", "pairs only"), ("default without ed_noise", "both cycles"))
+               ("default without ridge_anchor", "pairs only"), ("default without ed_noise", "both cycles"),
+               ("default without ed_noise", "ridge"), ("ED only", "both cycles"), ("DE only", "both cycles"),
+               ("both cycles, encoder adapted from a group", "both cycles"),
+               ("both cycles, encoder adapted from a group", "pairs only"),
+               ("both cycles, encoder on all pairs (oracle)", "both cycles, encoder adapted from a group"))
+# the goal's candidates, each judged against pairs only and ridge: `default` (both switches, named before the first
+# pass) and the paper's cycles without either switch (named before the second pass; docs/results.md)
+CANDIDATES = ("default", "both cycles")
 
 
 def hierarchical_ci(diffs: np.ndarray, rng: np.random.Generator, n_boot: int = 2000) -> tuple[float, float]:
@@ -83,7 +91,7 @@ def pair_rows(scores: dict) -> list[dict]:
                 rng = np.random.default_rng(1)
                 lo, hi = image_ci(diffs, rng)
                 hlo, hhi = hierarchical_ci(diffs, rng)
-                goal = (channel, metric) in GOAL_PANELS and a == "default" and b in ("pairs only", "ridge")
+                goal = (channel, metric) in GOAL_PANELS and a in CANDIDATES and b in ("pairs only", "ridge")
                 rows.append({"regime": regime, "a": a, "b": b, "pairs": pairs_count(point),
                              "fraction": point.replace("of", "/"), "channel": channel, "metric": metric,
                              "ways": WAYS, "seeds": len(seeds), "diff": round(float(diffs.mean()), 4),
@@ -125,10 +133,11 @@ def _score_file(path: Path, data: Path) -> dict:
     return {(c, m): v for c, m, v in _scored(path, opts, data, PANELS, "scores_few_pairs.npz")}
 
 
-def study_scores(out: Path, arms: dict[str, str], encoders: dict[str, str | None], enc_epochs: int
-                 ) -> tuple[dict, dict]:
+def study_scores(out: Path, arms: dict[str, str], encoders: dict[str, str | None],
+                 encoder_folder: Callable[[str, int, str], str]) -> tuple[dict, dict]:
     """(scores as arm_rows takes them, {(regime, arm, point): decoder seconds and encoder median r}) of what is done;
-    `arms` {run folder: arm}, `encoders` {arm: 'own', 'all' or None, the encoder behind its cycles}."""
+    `arms` {run folder: arm}, `encoders` {arm: 'own', 'all', 'group' or None, the encoder behind its cycles},
+    `encoder_folder(point, seed, which)` that encoder's folder name in the study."""
     from brainrecon.reconstruct import NPZ
     scores, extra = {}, {}
     for regime_dir in sorted(p for p in out.iterdir() if (p / "study").is_dir()):
@@ -144,8 +153,7 @@ def study_scores(out: Path, arms: dict[str, str], encoders: dict[str, str | None
                 e = extra.setdefault((regime_dir.name, arm, point), {"decoder_seconds": [], "encoder_median_r": []})
                 e["decoder_seconds"].append(m["seconds"])
                 if which := encoders[arm]:
-                    enc = (regime_dir / "study" /
-                           f"encoder_{point if which == 'own' else 'all'}_seed{seed}_e{enc_epochs}_val")
+                    enc = regime_dir / "study" / encoder_folder(point, int(seed), which)
                     e["encoder_median_r"].append(json.loads((enc / "metrics.json").read_text())["median_r"])
     return scores, {k: {n: round(float(np.mean(v)), 3) if v else "" for n, v in e.items()} for k, e in extra.items()}
 

@@ -55,6 +55,17 @@ def test_pair_rows_pair_by_seed_and_flag_the_goal():
     assert other["non_inferior"] == "" and other["ahead"] == ""     # not a goal metric, and ridge is no "ahead" test
 
 
+def test_only_the_named_candidates_are_judged_by_the_goal():
+    scores = _scores()
+    for key in [k for k in scores if k[1] == "default"]:                   # the paper's cycles, a later candidate
+        scores[(key[0], "both cycles", *key[2:])] = {s: v - 0.01 for s, v in scores[key].items()}
+    rows = pair_rows(scores)
+    flagged = {(r["a"], r["b"]) for r in rows if r["non_inferior"] != ""}
+    assert flagged == {("default", "pairs only"), ("default", "ridge"), ("both cycles", "pairs only"),
+                       ("both cycles", "ridge")}
+    assert all(r["ahead"] == "" for r in rows if r["b"] == "ridge")
+
+
 def test_hierarchical_interval_is_the_image_interval_when_seeds_agree():
     """With three identical seeds the seed draw adds nothing: both intervals agree closely; with seeds shifted apart
     the hierarchical one is wider and still centred on the mean."""
