@@ -107,6 +107,14 @@ def encoder_name(point: str, seed: int, n: int, select: bool = True, which: str 
             + ("_from_group" if which == "group" else ""))
 
 
+def cycle_encoder(data: Path, root: Path, which: str | None, point: float, seed: int) -> Path | None:
+    """The encoder behind an arm's cycles at (point, seed), trained if not done (`which`: ARMS' second field)."""
+    if which is None:
+        return None
+    init = group_encoder(data, root, seed) if which == "group" else None
+    return encoder(data, root, 0 if which == "all" else point, seed, BUDGET["encoder"], select=True, init_from=init)
+
+
 def group_encoder(data: Path, root: Path, seed: int) -> Path:
     """Subjects 1-4 on all their pairs (training seed `seed`), with the study's encoder budget and selection."""
     others = ",".join(str(s) for s in GROUP if s != NEW)
@@ -147,15 +155,10 @@ def study(out: Path, regime: str, n_seeds: int = 3, arms: tuple[str, ...] = RUN_
     data, root = data_dir(out, regime), out / regime / "study"
     for seed in range(n_seeds):
         for point in points:
-            own = encoder(data, root, point, seed, BUDGET["encoder"], select=True)
+            cycle_encoder(data, root, "own", point, seed)
             for arm in arms:
                 sets, which = ARMS[arm]
-                enc = {"own": own, "all": None, "group": None, None: None}[which]
-                if which == "all":
-                    enc = encoder(data, root, 0, seed, BUDGET["encoder"], select=True)
-                elif which == "group":
-                    enc = encoder(data, root, point, seed, BUDGET["encoder"], select=True,
-                                  init_from=group_encoder(data, root, seed))
+                enc = cycle_encoder(data, root, which, point, seed)
                 run = root / f"{label(point)}_seed{seed}" / arm_folder(arm)
                 recon(data, train("decoder", data, run, [*point_sets(point, seed), *sets,
                                                          *epochs("decoder", BUDGET["decoder"])],

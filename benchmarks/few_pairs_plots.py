@@ -14,7 +14,8 @@ from brainrecon.reconstruct import NPZ
 
 COLOURS = {"default": "tab:red", "both cycles": "tab:blue", "pairs only": "tab:orange", "ridge": "tab:grey",
            "both cycles, encoder on all pairs (oracle)": "tab:purple", "ED only": "tab:cyan", "DE only": "tab:olive",
-           "default without ed_noise": "tab:pink", "default without ridge_anchor": "tab:brown"}
+           "default without ed_noise": "tab:pink", "default without ridge_anchor": "tab:brown",
+           "both cycles, encoder adapted from a group": "tab:green"}
 TOLERANCE = 0.02
 
 
@@ -25,7 +26,8 @@ def _plt():
     return plt
 
 
-def plot_arms(rows: list[dict], path: Path) -> None:
+def plot_arms(rows: list[dict], path: Path, colours: dict[str, str] = COLOURS,
+              title: str = "SIMULATED subject, few pairs") -> None:
     """One row of panels per regime: fraction correct against pairs (log scale), seed mean with seed-SD bars."""
     if not rows:
         return
@@ -36,7 +38,7 @@ def plot_arms(rows: list[dict], path: Path) -> None:
     for i, regime in enumerate(regimes):
         for j, (channel, metric) in enumerate(PANELS):
             ax = axes[i][j]
-            for arm, colour in COLOURS.items():
+            for arm, colour in colours.items():
                 pts = sorted((r["pairs"], r["mean"], r["seed_sd"] or 0.0) for r in rows if r["arm"] == arm and
                              r["regime"] == regime and r["channel"] == channel and r["metric"] == metric)
                 if pts:
@@ -48,8 +50,8 @@ def plot_arms(rows: list[dict], path: Path) -> None:
             ax.set_title(f"{regime}: {channel} {metric}", fontsize=8)
     axes[0][0].set_ylabel(f"{WAYS}-way fraction correct")
     axes[0][0].legend(fontsize=6)
-    fig.suptitle("SIMULATED subject, few pairs: seed mean and SD (chance dotted); perceptual-effnet shares a network "
-                 "with the method", fontsize=9)
+    fig.suptitle(f"{title}: seed mean and SD (chance dotted); perceptual-effnet shares a network with the method",
+                 fontsize=9)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     print(f"wrote {path}")
 
