@@ -95,7 +95,7 @@ def encoder(data: Path, root: Path, point: float, seed: int, n: int, select: boo
     encoders keep their own validation split (data.val_fraction 0.05, the val_min ramp) and the epoch of lowest
     validation loss (the curves showed the encoder overfitting without one). `init_from`: adapted from that
     encoder (a group's)."""
-    name = encoder_name(label(point), seed, n, select) + ("_from_group" if init_from else "")
+    name = encoder_name(label(point), seed, n, select, "group" if init_from else "own")
     return train("encoder", data, root / name, [*point_sets(point, seed), *epochs("encoder", n),
                                                *(["data.val_fraction=0.05"] if select else []),
                                                *([f"train.init_from={init_from}"] if init_from else [])])
