@@ -57,11 +57,14 @@ ARMS = {
     "default without ed_noise": (["model.ridge_anchor=true"], "own"),
     "default without ridge_anchor": (["loss.ed_noise=true"], "own"),
     "pairs only, anchored": (["train.self_supervision=false", "model.ridge_anchor=true"], None),
+    "both cycles, residual ED noise": (["loss.ed_noise=true", "loss.ed_noise_from=residual"], "own"),
+    "both cycles, encoder-r DE weights": (["loss.de_voxel_weights=encoder_r"], "own"),
 }
 # the order in which arms run within a cell (the last ones are dropped first where time runs short)
 RUN_ORDER = ("pairs only", "ridge", "both cycles", "default", "both cycles, encoder on all pairs (oracle)",
              "default without ed_noise", "both cycles, encoder adapted from a group", "pairs only, anchored",
-             "default without ridge_anchor", "ED only", "DE only")
+             "default without ridge_anchor", "ED only", "DE only", "both cycles, encoder-r DE weights",
+             "both cycles, residual ED noise")
 
 
 def label(point: float) -> str:

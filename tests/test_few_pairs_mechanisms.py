@@ -1,5 +1,6 @@
-"""The few-pairs switches (loss.ed_noise, model.ridge_anchor): off, the step is the paper's bit for bit; on, each does
-what its help says. And simulate's single-trial SNR setting (--reliability) gives the reliability it states."""
+"""The few-pairs switches (loss.ed_noise and its source, loss.de_voxel_weights, model.ridge_anchor): off, the step is
+the paper's bit for bit; on, each does what its help says. And simulate's single-trial SNR setting (--reliability)
+gives the reliability it states."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def _loss_and_grads(step):
 def test_switches_off_are_the_papers_step(tiny_subject, tiny_encoder):  # noqa: F811
     """Both switches written as false give the same loss and gradients, bit for bit, as the config without them."""
     plain = _loss_and_grads(_step(tiny_subject, tiny_encoder))
-    off = _loss_and_grads(_step(tiny_subject, tiny_encoder, **{"loss.ed_noise": "false",
+    off = _loss_and_grads(_step(tiny_subject, tiny_encoder, **{"loss.ed_noise": "false", "loss.ed_noise_from": "snr",
+                                                               "loss.de_voxel_weights": "snr",
                                                                "model.ridge_anchor": "false"}))
     assert plain[0] == off[0]
     assert all(torch.equal(plain[1][k], off[1][k]) for k in plain[1])
@@ -129,3 +131,71 @@ def test_reliability_out_of_range_is_one_line():
     with pytest.raises(ConfigError, match="--reliability"):
         SimulationConfig(median_reliability=0.9)
     assert np.isfinite(SimulationConfig(median_reliability=0.05).median_reliability)
+
+
+# --- the held-out switches (train/heldout.py): loss.ed_noise_from=residual, loss.de_voxel_weights=encoder_r --------
+
+def _heldout_truth(tiny_subject, encoder_run, step):
+    """The encoder's residuals on its own validation stimuli, computed here from the run folder and the data alone."""
+    import json
+
+    from brainrecon.data.transforms import as_float
+    from brainrecon.train import checkpoint
+    held = json.loads((encoder_run / "pairs.json").read_text())["validation_stimuli"]
+    rows = np.flatnonzero(np.isin(step.data.train_stimuli, held))
+    assert len(rows) == len(held) > 2                 # every held-out stimulus is one of the decoder's rows
+    encoder = checkpoint.load_encoder(encoder_run).eval()
+    with torch.no_grad():
+        pred = encoder(as_float(step.data.train_images[rows])).float()
+    return step.data.train_fmri[rows].float() - pred, pred
+
+
+def test_residual_noise_has_the_heldout_residuals_sd(tiny_subject, tiny_encoder):  # noqa: F811
+    step = _step(tiny_subject, tiny_encoder, **{"loss.ed_noise": "true", "loss.ed_noise_from": "residual"})
+    residuals, _ = _heldout_truth(tiny_subject, tiny_encoder, step)
+    assert torch.allclose(step.ed_noise_sd, residuals.std(0), rtol=0.02, atol=1e-4)
+    measured = measured_noise_sd(step.data.train_fmri, step.data.snr)
+    assert not torch.allclose(step.ed_noise_sd, measured, rtol=0.05)     # another source than the SNR's
+    assert "held out" in step.record(tiny_subject)["ed_noise"]
+
+
+def test_encoder_r_weights_zero_where_the_encoder_predicts_nothing(tiny_subject, tiny_encoder, monkeypatch):  # noqa: F811
+    """The DE cycle's weight is the held-out r floored at 0 over its mean: zero exactly where r <= 0; and the DE term
+    is computed with it."""
+    from brainrecon import losses
+    from brainrecon.train.heldout import pearson_per_voxel
+    step = _step(tiny_subject, tiny_encoder, **{"loss.de_voxel_weights": "encoder_r"})
+    residuals, pred = _heldout_truth(tiny_subject, tiny_encoder, step)
+    r = pearson_per_voxel(pred, pred + residuals)
+    w = step.de_weight
+    assert bool((r <= 0).any()) and bool((r > 0).any())
+    assert torch.all(w[r <= 0] == 0)
+    assert torch.allclose(w, r.clamp_min(0) / r.clamp_min(0).mean(), rtol=0.02, atol=1e-3)
+    seen = []
+    real = losses.fmri_loss
+    monkeypatch.setattr(losses, "fmri_loss", lambda pred, target, weight, cos: (seen.append(weight),
+                                                                                 real(pred, target, weight, cos))[1])
+    step.fill_caches()
+    step.loss(torch.arange(16), torch.Generator().manual_seed(0))
+    assert len(seen) == 1 and seen[0] is w
+    assert "de_voxel_weights" in step.record(tiny_subject)
+
+
+def test_heldout_switches_refuse_an_encoder_without_heldout_rows(tmp_path):
+    from brainrecon.errors import UserError
+    from brainrecon.train.heldout import heldout_rows
+    with pytest.raises(UserError, match="pairs.json: missing"):
+        heldout_rows(tmp_path, np.arange(10))
+    (tmp_path / "pairs.json").write_text('{"validation_stimuli": [3, 40]}')
+    with pytest.raises(UserError, match="held out 1 of this decoder's training stimuli"):
+        heldout_rows(tmp_path, np.arange(10))
+    (tmp_path / "pairs.json").write_text('{"validation_stimuli": [3, 4, 5, 40]}')
+    assert list(heldout_rows(tmp_path, np.array([5, 9, 4, 3, 3]))) == [0, 2, 3, 4]
+
+
+@pytest.mark.parametrize("sets, match", [(["loss.ed_noise_from=residual"], "add loss.ed_noise=true"),
+                                         (["loss.ed_noise=true", "loss.ed_noise_from=test"], "choose snr or residual"),
+                                         (["loss.de_voxel_weights=r"], "choose snr")])
+def test_heldout_switches_checked_in_one_line(sets, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config("decoder", "rgbd", "demo", sets)

@@ -244,8 +244,23 @@ class DecoderLossConfig:
     """Not in the paper (off in its presets): the ED cycle's pseudo-fMRI E(x) get Gaussian noise of each voxel's
     measured single-trial noise variance (its training-fMRI variance / (1 + SNR), SNR the release's arr_6), so the
     decoder learns from inputs as noisy as the scans it will read."""
+    ed_noise_from: str = "snr"
+    """With loss.ed_noise, where each voxel's noise SD comes from: `snr` (the single-trial noise above) or `residual`
+    (not in the paper: the SD of the frozen encoder's residuals on the decoder's training rows it held out for its
+    own validation, so the pseudo-fMRI differ from E(x) as much as measured scans do; train/heldout.py)."""
+    de_voxel_weights: str = "snr"
+    """The DE cycle's per-voxel weight: `snr` (the release's SNR over its mean, the paper) or `encoder_r` (not in the
+    paper: the frozen encoder's correlation on its held-out rows, floored at zero, over its mean, so a voxel the
+    encoder cannot predict carries no weight; train/heldout.py)."""
 
     def __post_init__(self):
+        if self.ed_noise_from not in ("snr", "residual"):
+            raise ConfigError(f"loss.ed_noise_from={self.ed_noise_from!r}; choose snr or residual")
+        if self.ed_noise_from != "snr" and not self.ed_noise:
+            raise ConfigError(f"loss.ed_noise_from={self.ed_noise_from} sets the ED cycle's noise; add "
+                              "loss.ed_noise=true")
+        if self.de_voxel_weights not in ("snr", "encoder_r"):
+            raise ConfigError(f"loss.de_voxel_weights={self.de_voxel_weights!r}; choose snr (the paper) or encoder_r")
         if len(self.weights) != 3:
             raise ConfigError(f"loss.weights={self.weights} must be three non-negative numbers [D, ED, DE]")
         if self.perceptual_net not in PERCEPTUAL_NETS:

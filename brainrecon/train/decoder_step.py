@@ -29,6 +29,8 @@ from brainrecon.train import checkpoint
 from brainrecon.train.distributed import place, wrap
 from brainrecon.train.frozen_cache import FrozenCache, fill_in_order
 
+ED_NOISE = {"snr": "measured single-trial noise (training-fMRI variance / (1 + SNR))",
+            "residual": "the frozen encoder's residual SD on the training rows it held out"}
 UNPAIRED_FMRI = {"test": "test: the test set's fMRI without their images, as the paper (transductive)",
                  "train": "train: the training fMRI only (strictly inductive)"}
 
@@ -101,8 +103,15 @@ class DecoderStep:
         snr = data.snr.clamp_min(1e-3)
         self.snr_weight = snr / snr.mean()
         self.snr_inv = (1 / snr) / (1 / snr).mean()
-        # ED pseudo-fMRI noise (loss.ed_noise): each voxel's measured single-trial noise SD
-        self.ed_noise_sd = measured_noise_sd(data.train_fmri, data.snr) if lc.ed_noise and self.w_ed > 0 else None
+        # not in the paper (off in its presets): the ED pseudo-fMRI's noise (loss.ed_noise, each voxel's measured
+        # single-trial noise SD or the encoder's held-out residual SD) and the DE cycle's voxel weights
+        self.heldout = self.measure_heldout(encoder_run)
+        self.ed_noise_sd = None
+        if lc.ed_noise and self.w_ed > 0:
+            self.ed_noise_sd = self.heldout.residual_sd() if lc.ed_noise_from == "residual" else \
+                measured_noise_sd(data.train_fmri, data.snr)
+        self.de_weight = self.heldout.accuracy_weights() if lc.de_voxel_weights == "encoder_r" and self.w_de > 0 \
+            else self.snr_weight
         self.raw = self.model = self.adapted = self.anchor_state = self.anchor = None
         if cfg.model.ridge_anchor:  # ridge on this run's own training pairs (train/ridge.py), before any weight
             from brainrecon.train.ridge import fit_cv
@@ -127,6 +136,17 @@ class DecoderStep:
             elif self.pool is not None:
                 self.pool_features = FrozenCache("perceptual_unpaired", self.pool, features)
         self.owns_pool_features = not share_pool
+
+    def measure_heldout(self, encoder_run: Path | None):
+        """The frozen encoder on the training rows it held out (train/heldout.py), where a switch reads it."""
+        lc = self.cfg.loss
+        if not ((lc.ed_noise and lc.ed_noise_from == "residual" and self.w_ed > 0)
+                or (lc.de_voxel_weights == "encoder_r" and self.w_de > 0)):
+            return None
+        from brainrecon.train.heldout import measure
+        d = self.data
+        return measure(self.frozen(self.encoder), Path(encoder_run), d.train_images, d.train_fmri, d.train_stimuli,
+                       self.cfg.data.subject)
 
     def arch(self):
         """This subject's decoder arch (with the rank of its ridge anchor, if any)."""
@@ -156,8 +176,10 @@ class DecoderStep:
                 "n_unpaired_images": int(len(self.pool)) if self.pool is not None else 0,
                 "unpaired_pool": unpaired_pool(data_root, self.cfg.data)[1] if self.pool is not None else None,
                 "frozen_encoder_pairs": self.encoder_pairs,
-                **({"ed_noise": "measured single-trial noise (training-fMRI variance / (1 + SNR))"}
-                   if self.ed_noise_sd is not None else {}),
+                **({"ed_noise": ED_NOISE[self.cfg.loss.ed_noise_from]} if self.ed_noise_sd is not None else {}),
+                **({"de_voxel_weights": "the frozen encoder's held-out r, floored at 0, over its mean"}
+                   if self.de_weight is not self.snr_weight else {}),
+                **({"encoder_heldout_rows": self.heldout.n_rows} if self.heldout is not None else {}),
                 **({"ridge_anchor": self.anchor} if self.anchor else {})}
 
     def unpaired_fmri(self) -> str:
@@ -196,7 +218,7 @@ class DecoderStep:
         if self.w_de > 0:
             fmri = unpaired_fmri_batch(self.unpaired_trials, t.unpaired_fmri_batch, t.test_avg_fraction, gen)
             cycled = self.frozen(self.encoder)(self.model(fmri)).float()
-            terms["loss_DE"] = losses.fmri_loss(cycled, fmri, self.snr_weight, self.cfg.loss.fmri_cosine)
+            terms["loss_DE"] = losses.fmri_loss(cycled, fmri, self.de_weight, self.cfg.loss.fmri_cosine)
         reg = self.regularisers()
         loss = self.w_d * terms["loss_D"] + self.w_ed * terms.get("loss_ED", 0) \
             + self.w_de * terms.get("loss_DE", 0) + sum(reg.values())
