@@ -43,7 +43,8 @@ DECODER_CURVE = (4, 8, 16)                  # epochs of 50 steps of 24 pairs, th
 BUDGET = {"encoder": 40, "decoder": 16}      # fixed from curves.csv (docs/results.md): the encoder selects by its own
                                             # validation loss within 40 epochs
 # arm -> (decoder settings, which encoder drives its cycles: 'own' (same pairs), 'all' (the oracle: all pairs),
-# 'group' (adapted to the point's pairs from an encoder of subjects 1-4 on all their pairs), None)
+# 'group' (adapted to the point's pairs from an encoder of subjects 1-4 on all their pairs), 'ridge' (a closed-form
+# read-out of the frozen backbone on the same pairs: train-encoder --model ridge), None)
 ARMS = {
     "pairs only": (["train.self_supervision=false"], None),
     "both cycles": ([], "own"),
@@ -59,12 +60,13 @@ ARMS = {
     "pairs only, anchored": (["train.self_supervision=false", "model.ridge_anchor=true"], None),
     "both cycles, residual ED noise": (["loss.ed_noise=true", "loss.ed_noise_from=residual"], "own"),
     "both cycles, encoder-r DE weights": (["loss.de_voxel_weights=encoder_r"], "own"),
+    "both cycles, ridge read-out encoder": ([], "ridge"),
 }
 # the order in which arms run within a cell (the last ones are dropped first where time runs short)
 RUN_ORDER = ("pairs only", "ridge", "both cycles", "default", "both cycles, encoder on all pairs (oracle)",
              "default without ed_noise", "both cycles, encoder adapted from a group", "pairs only, anchored",
              "default without ridge_anchor", "ED only", "DE only", "both cycles, encoder-r DE weights",
-             "both cycles, residual ED noise")
+             "both cycles, residual ED noise", "both cycles, ridge read-out encoder")
 
 
 def label(point: float) -> str:
@@ -105,7 +107,10 @@ def encoder(data: Path, root: Path, point: float, seed: int, n: int, select: boo
 
 
 def encoder_name(point: str, seed: int, n: int, select: bool = True, which: str = "own") -> str:
-    """The folder of the encoder behind an arm's cycles (`which`: 'own', 'all' or 'group'; `point`: its label)."""
+    """The folder of the encoder behind an arm's cycles (`which`: 'own', 'all', 'group' or 'ridge'; `point`: its
+    label)."""
+    if which == "ridge":                       # closed form: no epochs; its validation split held out and unused
+        return f"encoder_{point}_seed{seed}_ridge"
     return (f"encoder_{'all' if which == 'all' else point}_seed{seed}_e{n}" + ("_val" if select else "")
             + ("_from_group" if which == "group" else ""))
 
@@ -114,6 +119,9 @@ def cycle_encoder(data: Path, root: Path, which: str | None, point: float, seed:
     """The encoder behind an arm's cycles at (point, seed), trained if not done (`which`: ARMS' second field)."""
     if which is None:
         return None
+    if which == "ridge":                       # the ridge read-out on the frozen backbone (train-encoder --model ridge)
+        return train("encoder", data, root / encoder_name(label(point), seed, 0, which="ridge"),
+                     [*point_sets(point, seed), "model.kind=ridge", "model.depth_input=grey", "data.val_fraction=0.05"])
     init = group_encoder(data, root, seed) if which == "group" else None
     return encoder(data, root, 0 if which == "all" else point, seed, BUDGET["encoder"], select=True, init_from=init)
 

@@ -16,7 +16,7 @@ COLOURS = {"default": "tab:red", "both cycles": "tab:blue", "pairs only": "tab:o
            "both cycles, encoder on all pairs (oracle)": "tab:purple", "ED only": "tab:cyan", "DE only": "tab:olive",
            "default without ed_noise": "tab:pink", "default without ridge_anchor": "tab:brown",
            "both cycles, encoder adapted from a group": "tab:green", "both cycles, residual ED noise": "gold",
-           "both cycles, encoder-r DE weights": "teal"}
+           "both cycles, encoder-r DE weights": "teal", "both cycles, ridge read-out encoder": "navy"}
 TOLERANCE = 0.02
 
 

@@ -83,3 +83,21 @@ def test_the_reference_is_paired_with_every_point():
     out = cross.with_reference(scores)
     assert all(out[("standard", cross.REFERENCE, few.label(p), "rgb", "ssim")] is v for p in cross.POINTS)
     assert out[("standard", "both cycles", "1of8", "rgb", "ssim")][0].sum() == 0
+
+
+def test_few_pairs_held_out_and_ridge_encoder_arms(calls, tmp_path):
+    """The ridge read-out arm's cycles run through a ridge encoder of the same pairs (with its validation split held
+    out, for the held-out switches); the two held-out switches through the arm's own encoder."""
+    arms = ("both cycles, ridge read-out encoder", "both cycles, residual ED noise",
+            "both cycles, encoder-r DE weights")
+    few.study(tmp_path, "hard", n_seeds=1, arms=arms, points=(1 / 16,))
+    root = tmp_path / "hard" / "study"
+    ridge = next(c for c in calls if c["stage"] == "encoder" and c["run"].name == "encoder_1of16_seed0_ridge")
+    assert _setting(ridge, "model.kind") == "ridge" and _setting(ridge, "data.val_fraction") == "0.05"
+    assert _setting(ridge, "data.pairs") == str(1 / 16) and _setting(ridge, "train.seed") == "0"
+    assert _decoder(calls, "both_cycles__ridge_read_out_encoder", "1of16_seed0")["encoder_run"] == ridge["run"]
+    own = root / "encoder_1of16_seed0_e40_val"
+    noise = _decoder(calls, "both_cycles__residual_ED_noise", "1of16_seed0")
+    assert noise["encoder_run"] == own and _setting(noise, "loss.ed_noise_from") == "residual"
+    weights = _decoder(calls, "both_cycles__encoder_r_DE_weights", "1of16_seed0")
+    assert weights["encoder_run"] == own and _setting(weights, "loss.de_voxel_weights") == "encoder_r"

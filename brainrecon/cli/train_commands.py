@@ -90,22 +90,28 @@ def train_encoder_cmd(
     pairs: Optional[float] = PairsOpt, subjects: Optional[str] = SubjectsOpt, init_from: Optional[Path] = InitFromOpt,
     backbone_weights: Optional[str] = typer.Option(None, "--backbone-weights", metavar="WEIGHTS",
                                                    help=f"{either(BACKBONE_WEIGHTS)} (default: the config's)."),
+    model: Optional[str] = typer.Option(None, "--model", metavar="MODEL", help="deep (the paper's trained "
+                                        "read-out) or ridge (not in the paper: a closed-form read-out of the frozen "
+                                        "backbone, a penalty per voxel by cross-validation); default: the config's, "
+                                        "deep in every preset."),
     out: Path = typer.Option(Path("runs/encoder"), "--out", metavar="DIR", help="Folder for the run: checkpoints, "
                              "config.yaml, metrics and TensorBoard logs."),
     seed: Optional[int] = SeedOpt, resume: bool = ResumeOpt, sets: Optional[List[str]] = Sets,
     device: Optional[str] = DeviceOpt, threads: Optional[int] = ThreadsOpt,
 ):
-    """Train the image -> voxels encoder."""
+    """Train the image -> voxels encoder (or fit a ridge read-out on its frozen backbone)."""
     check_choice("--backbone-weights", backbone_weights, BACKBONE_WEIGHTS)
+    check_choice("--model", model, ("deep", "ridge"))
     root = check_training_options(modality, roi, device, data_dir)
     options = {**_common(subject, roi, epochs, device, threads, pairs, subjects, init_from, seed),
-               "model.backbone_weights": ("--backbone-weights", backbone_weights)}
+               "model.backbone_weights": ("--backbone-weights", backbone_weights), "model.kind": ("--model", model)}
     cfg = _config("encoder", modality, config, sets, options, {})
     from brainrecon.train.encoder import train_encoder
     with leaves_no_new_folder(out):
         m = train_encoder(cfg, root, out, resume=resume, resume_hint=resume_hint())
+    fitted = f"{m['epochs']} epochs" if cfg.model.kind == "deep" else "ridge read-out, closed form"
     say(f"encoder: median test r {m['median_r']:.3f}, r/ceiling {m['median_r_over_ceiling']:.2f} "
-        f"({m['epochs']} epochs, {m['seconds']:.0f}s) -> {out}")
+        f"({fitted}, {m['seconds']:.0f}s) -> {out}")
 
 
 @user_errors

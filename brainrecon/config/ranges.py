@@ -77,6 +77,7 @@ RANGES: dict[str, Range] = {
     "model.head_channels": Range(1),
     "model.dropout": Range(0, 1, high_open=True),
     "model.channels": Range(32, multiple_of=32),   # GroupNorm(32)
+    "model.ridge_pool": Range(1),
     "loss.pad_percent": Range(0, 50, high_open=True),
     "loss.perceptual_width": Range(0, 1, low_open=True),
     **{f"loss.{name}": _WEIGHT for name in (

@@ -132,8 +132,16 @@ class EncoderModelConfig:
     depth_input: str = "grey"
     """effnet-lite0 only, how depth is read: grey (the frozen network on depth as a grey image), stem (rgbd: a
     trainable depth channel beside the frozen RGB stem, one stream) or branch (a small trainable CNN of its own)."""
+    kind: str = "deep"
+    """deep (the paper's trained read-out) or ridge (not in the paper: the frozen backbone's taps, each average-pooled
+    to ridge_pool x ridge_pool and z-scored, read out linearly in closed form with a penalty per voxel chosen by
+    cross-validation on the training pairs; train/ridge_encoder.py)."""
+    ridge_pool: int = 2
+    """Ridge read-out only: the side each tap is average-pooled to."""
 
     def __post_init__(self):
+        if self.kind not in ("deep", "ridge"):
+            raise ConfigError(f"model.kind={self.kind!r}; choose deep or ridge")
         if self.depth_input not in DEPTH_INPUTS:
             raise ConfigError(f"model.depth_input={self.depth_input!r}; choose grey, stem or branch")
         if self.arch not in BACKBONES:
@@ -184,11 +192,21 @@ class EncoderConfig:
     model: EncoderModelConfig = field(default_factory=EncoderModelConfig)
     loss: EncoderLossConfig = field(default_factory=EncoderLossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    ridge_lambdas: list[float] = field(default_factory=lambda: [10.0 ** k for k in range(-1, 7)])
+    """Ridge read-out only (model.kind=ridge): the penalties cross-validated per voxel on the training pairs."""
+    ridge_folds: int = 5
+    """Ridge read-out only: number of cross-validation folds."""
 
     def __post_init__(self):
         check_modality(self.modality)
         check_ranges(self)
         check_group(self)
+        if self.model.kind == "ridge" and (self.data.subjects or self.train.init_from or self.model.train_backbone):
+            raise ConfigError("model.kind=ridge fits one subject's read-out in closed form on the frozen backbone; "
+                              "drop data.subjects, train.init_from and model.train_backbone")
+        if self.model.kind == "ridge" and self.model.depth_input != "grey":
+            raise ConfigError(f"model.kind=ridge reads depth through the frozen backbone, with nothing to train: "
+                              f"set model.depth_input=grey (not {self.model.depth_input})")
         if self.model.depth_input != "grey" and self.modality == "rgb":
             raise ConfigError(f"model.depth_input={self.model.depth_input} needs depth; the modality is rgb")
         if self.model.depth_input == "stem" and self.modality != "rgbd":

@@ -206,7 +206,11 @@ def load_encoder(run_dir: Path, device="cpu", subject: int | None = None) -> Enc
 
 
 def _single_encoder(state: dict, cfg: EncoderConfig, device) -> Encoder:
-    model = Encoder(encoder_arch(cfg, state["n_voxels"], train_backbone=False))
+    if state.get("model_kind") == "ridge":                  # train-encoder --model ridge (train/ridge_encoder.py)
+        from brainrecon.models.ridge_encoder import RidgeEncoder
+        model = RidgeEncoder(encoder_arch(cfg, state["n_voxels"], train_backbone=False), cfg.model.ridge_pool)
+    else:
+        model = Encoder(encoder_arch(cfg, state["n_voxels"], train_backbone=False))
     model.load_state_dict(state["model"])
     model.config = cfg
     return model.to(device).eval()

@@ -54,6 +54,9 @@ def train_encoder(cfg: EncoderConfig, data_root: Path, run_dir: Path, resume: bo
     `resume_hint` is how an interrupted run says to continue it (the caller knows its command line)."""
     runtime = setup(cfg.train.device, cfg.train.amp, cfg.train.seed, cfg.train.deterministic, cfg.train.threads)
     with hold(run_dir, runtime.is_main):
+        if cfg.model.kind == "ridge":
+            from brainrecon.train.ridge_encoder import train_ridge_encoder
+            return train_ridge_encoder(cfg, runtime, Path(data_root), Path(run_dir))
         return _train(cfg, runtime, Path(data_root), Path(run_dir), quiet, resume, resume_hint)
 
 

@@ -209,6 +209,9 @@ def export_run(run_dir: str | Path, out: str | Path, evaluation: str | Path | No
 
     run_dir, out = Path(run_dir), Path(out)
     state = read_run(run_dir)
+    if state.get("kind") == "encoder" and state.get("model_kind") == "ridge":
+        raise UserError(f"{run_dir}: a ridge read-out encoder (train-encoder --model ridge) is not exported yet; "
+                        "share the run folder itself (load_encoder and --encoder read it)")
     check_out(out, run_dir)
     removed: list[str] = []
     run_config = strip_paths(state["config"], "", removed)

@@ -24,7 +24,7 @@ from brainrecon.runtime import Runtime
 from brainrecon.train import checkpoint
 
 
-def _eig_factors(x: torch.Tensor, y: torch.Tensor):
+def eig_factors(x: torch.Tensor, y: torch.Tensor):
     """For centred x (n, V), y (n, P): (L, e, R) with ridge prediction for new z = z @ L @ diag(1/(e+lam)) @ R."""
     n, v = x.shape
     if n <= v:
@@ -44,7 +44,7 @@ def cross_validate(x: torch.Tensor, y: torch.Tensor, lambdas: list[float], folds
         keep = torch.ones(n, dtype=torch.bool)
         keep[val] = False
         xm, ym = x[keep].mean(0), y[keep].mean(0)
-        left, e, right = _eig_factors(x[keep] - xm, y[keep] - ym)
+        left, e, right = eig_factors(x[keep] - xm, y[keep] - ym)
         proj = (x[val.to(x.device)] - xm) @ left
         for i, lam in enumerate(lambdas):
             pred = (proj / (e + lam)) @ right + ym
@@ -57,7 +57,7 @@ def fit_ridge(x: torch.Tensor, y: torch.Tensor, lam: float) -> dict:
     mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
     z = (x - mean) / std
     ym = y.mean(0)
-    left, e, right = _eig_factors(z, y - ym)
+    left, e, right = eig_factors(z, y - ym)
     return {"voxel_mean": mean.float(), "voxel_std": std.float(), "left": left.float(),
             "right": (right / (e + lam).unsqueeze(1)).float(), "intercept": ym.float()}
 
