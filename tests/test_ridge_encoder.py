@@ -41,8 +41,9 @@ def test_readout_is_the_closed_form_solution_with_each_voxels_penalty(n, f):
     assert sum(record["voxels_per_lambda"]) == y.shape[1]
 
 
-def test_cv_scores_are_the_pooled_heldout_correlations():
-    """per_voxel_cv's running sums equal the correlation of the explicit out-of-fold predictions."""
+def test_cv_scores_are_the_pooled_heldout_r2():
+    """per_voxel_cv equals the R^2 of the explicit out-of-fold predictions; a voxel of pure noise takes a large
+    penalty (the squared error, unlike a correlation, punishes a wild read-out)."""
     x, y = _problem(40, 15)
     z = (x - x.mean(0)) / x.std(0)
     lam, folds = 10.0, 4
@@ -55,8 +56,12 @@ def test_cv_scores_are_the_pooled_heldout_correlations():
         zk, yk = z[keep] - z[keep].mean(0), y[keep] - y[keep].mean(0)
         w = torch.linalg.solve(zk.T @ zk + lam * torch.eye(15, dtype=z.dtype), zk.T @ yk)
         pred[val] = (z[val] - z[keep].mean(0)) @ w + y[keep].mean(0)
-    expected = torch.tensor([np.corrcoef(pred[:, v], y[:, v])[0, 1] for v in range(y.shape[1])], dtype=y.dtype)
+    expected = 1 - ((pred - y) ** 2).sum(0) / ((y - y.mean(0)) ** 2).sum(0)
     assert torch.allclose(per_voxel_cv(z, y, [lam], folds, 7)[0], expected, atol=1e-8)
+    lambdas = [0.1, 1.0, 10.0, 100.0, 1000.0, 1e4]
+    noise = torch.randn(40, 30, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    chosen = per_voxel_cv(z, noise, lambdas, folds, 7).argmax(0)
+    assert float((chosen >= 3).float().mean()) > 0.8                    # nearly every noise voxel: 100 or more
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """train-encoder --model ridge (not in the paper): the frozen backbone's pooled taps -> voxels, fitted in closed form
-with a penalty per voxel, each voxel's the one of model's grid (`ridge_lambdas`) whose predictions, pooled over
-`ridge_folds` cross-validation folds of the training pairs, correlate best with its measured responses.
+with a penalty per voxel: each voxel's is the one of the grid (`ridge_lambdas`) whose out-of-fold predictions, pooled
+over `ridge_folds` cross-validation folds of the training pairs, have the smallest squared error (best R^2).
 
 A few-pairs candidate (docs/results.md): with 75 pairs a closed-form read-out of fixed features has no epochs to
 choose and cannot overfit its way past its penalty. Like ridge decoding, it fits the same training rows as a deep
@@ -36,11 +36,13 @@ def image_features(model: RidgeEncoder, images_uint8: torch.Tensor, batch: int =
 
 
 def per_voxel_cv(z: torch.Tensor, y: torch.Tensor, lambdas: list[float], folds: int, seed: int) -> torch.Tensor:
-    """(len(lambdas), V): for each penalty, each voxel's correlation between its held-out predictions (pooled over
-    the folds) and its measured responses. Kept as running sums, so memory does not grow with the samples."""
+    """(len(lambdas), V): for each penalty, each voxel's held-out R^2 (1 - the squared error of its out-of-fold
+    predictions, pooled over the folds, over its sum of squares around its mean). The squared error, not the
+    correlation, decides: a correlation ignores the predictions' scale, so a voxel without signal would take the
+    smallest penalty and the wildest read-out as often as any other."""
     n = len(z)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(z.device)
-    sums = torch.zeros(len(lambdas), 3, y.shape[1], dtype=y.dtype, device=y.device)   # sum p, sum p^2, sum p*y
+    sse = torch.zeros(len(lambdas), y.shape[1], dtype=y.dtype, device=y.device)
     for k in range(folds):
         val = order[k::folds]
         keep = torch.ones(n, dtype=torch.bool, device=z.device)
@@ -49,15 +51,9 @@ def per_voxel_cv(z: torch.Tensor, y: torch.Tensor, lambdas: list[float], folds: 
         left, e, right = eig_factors(z[keep] - zm, y[keep] - ym)
         proj = (z[val] - zm) @ left
         for i, lam in enumerate(lambdas):
-            p = (proj / (e + lam)) @ right + ym
-            sums[i, 0] += p.sum(0)
-            sums[i, 1] += (p * p).sum(0)
-            sums[i, 2] += (p * y[val]).sum(0)
-    sy, syy = y.sum(0), (y * y).sum(0)
-    sp, spp, spy = sums[:, 0], sums[:, 1], sums[:, 2]
-    cov = n * spy - sp * sy
-    var = (n * spp - sp * sp).clamp_min(0) * (n * syy - sy * sy).clamp_min(0)
-    return torch.where(var > 0, cov / var.clamp_min(1e-300).sqrt(), torch.zeros_like(cov))
+            sse[i] += (((proj / (e + lam)) @ right + ym - y[val]) ** 2).sum(0)
+    sst = ((y - y.mean(0)) ** 2).sum(0).clamp_min(1e-300)
+    return 1 - sse / sst
 
 
 def fit(features: torch.Tensor, fmri: torch.Tensor, lambdas: list[float], folds: int, seed: int) -> tuple[dict, dict]:
@@ -79,7 +75,7 @@ def fit(features: torch.Tensor, fmri: torch.Tensor, lambdas: list[float], folds:
                       "extend ridge_lambdas downwards", stacklevel=2)
     record = {"cv_lambdas": lambdas, "voxels_per_lambda": [int(c) for c in counts],
               "median_lambda": float(lam.median()), "fraction_at_largest_lambda": round(at_edge, 4),
-              "median_cv_r": float(scores.max(0).values.median())}
+              "median_cv_r2": float(scores.max(0).values.median())}
     return {"feature_mean": mean.float(), "feature_std": std.float(), "weight": weight.float(),
             "intercept": ym.float()}, record
 
