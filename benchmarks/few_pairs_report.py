@@ -27,7 +27,11 @@ COMPARISONS = (("default", "pairs only"), ("default", "ridge"), ("both cycles", 
                ("default without ed_noise", "ridge"), ("ED only", "both cycles"), ("DE only", "both cycles"),
                ("both cycles, encoder adapted from a group", "both cycles"),
                ("both cycles, encoder adapted from a group", "pairs only"),
-               ("both cycles, encoder on all pairs (oracle)", "both cycles, encoder adapted from a group"))
+               ("both cycles, encoder on all pairs (oracle)", "both cycles, encoder adapted from a group"),
+               ("both cycles, ridge read-out encoder", "both cycles"),
+               ("both cycles, ridge read-out encoder", "pairs only"), ("both cycles, ridge read-out encoder", "ridge"),
+               ("both cycles, encoder on all pairs (oracle)", "both cycles, ridge read-out encoder"),
+               ("both cycles, residual ED noise", "both cycles"), ("both cycles, encoder-r DE weights", "both cycles"))
 # the goal's candidates, each judged against pairs only and ridge: `default` (both switches, named before the first
 # pass) and the paper's cycles without either switch (named before the second pass; docs/results.md)
 CANDIDATES = ("default", "both cycles")
