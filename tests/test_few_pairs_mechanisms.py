@@ -187,7 +187,7 @@ def test_heldout_switches_refuse_an_encoder_without_heldout_rows(tmp_path):
     with pytest.raises(UserError, match="pairs.json: missing"):
         heldout_rows(tmp_path, np.arange(10))
     (tmp_path / "pairs.json").write_text('{"validation_stimuli": [3, 40]}')
-    with pytest.raises(UserError, match="held out 1 of this decoder's training stimuli"):
+    with pytest.raises(UserError, match="held out 1 of this decoder's stimuli"):
         heldout_rows(tmp_path, np.arange(10))
     (tmp_path / "pairs.json").write_text('{"validation_stimuli": [3, 4, 5, 40]}')
     assert list(heldout_rows(tmp_path, np.array([5, 9, 4, 3, 3]))) == [0, 2, 3, 4]
@@ -199,3 +199,15 @@ def test_heldout_switches_refuse_an_encoder_without_heldout_rows(tmp_path):
 def test_heldout_switches_checked_in_one_line(sets, match):
     with pytest.raises(ConfigError, match=match):
         load_config("decoder", "rgbd", "demo", sets)
+
+
+def test_heldout_rows_include_the_decoders_own_validation_split(tiny_subject, tiny_encoder):  # noqa: F811
+    """With the default validation split on both (same seed, same pairs) the decoder holds out the encoder's own
+    validation stimuli: the switches measure on those validation rows, the same rows as without a decoder split."""
+    import json
+    held = json.loads((tiny_encoder / "pairs.json").read_text())["validation_stimuli"]
+    split = _step(tiny_subject, tiny_encoder, **{"loss.ed_noise": "true", "loss.ed_noise_from": "residual",
+                                                 "data.val_fraction": 0.05})
+    assert sorted(split.data.val_stimuli.tolist()) == sorted(held) and split.heldout.n_rows == len(held)
+    whole = _step(tiny_subject, tiny_encoder, **{"loss.ed_noise": "true", "loss.ed_noise_from": "residual"})
+    assert torch.allclose(split.ed_noise_sd, whole.ed_noise_sd, atol=1e-5)

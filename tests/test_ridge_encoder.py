@@ -41,6 +41,16 @@ def test_readout_is_the_closed_form_solution_with_each_voxels_penalty(n, f):
     assert sum(record["voxels_per_lambda"]) == y.shape[1]
 
 
+@pytest.mark.filterwarnings("ignore:ridge read-out")
+def test_a_constant_feature_gets_no_weight():
+    """A feature constant over the training images is dropped: changing it on a new image changes no prediction."""
+    x, y = _problem(30, 10)
+    x[:, 3] = 2.5
+    state, record = fit(x, y, [1.0, 10.0], folds=3, seed=0)
+    assert record["constant_features_dropped"] == 1 and torch.all(state["weight"][3] == 0)
+    assert torch.isfinite(state["weight"]).all()
+
+
 def test_cv_scores_are_the_pooled_heldout_r2():
     """per_voxel_cv equals the R^2 of the explicit out-of-fold predictions; a voxel of pure noise takes a large
     penalty (the squared error, unlike a correlation, punishes a wild read-out)."""
@@ -105,8 +115,11 @@ def test_ridge_encoder_drives_the_decoders_cycles(tiny_subject, ridge_encoder):
 
 
 def test_ridge_encoder_refused_where_it_cannot_apply(ridge_encoder, tmp_path):
-    with pytest.raises(ConfigError, match="model.kind=ridge"):
-        load_config("encoder", "rgbd", "demo", ["model.kind=ridge", "data.subjects=[1,2]"])
+    grey = ["model.kind=ridge", "model.depth_input=grey"]
+    for sets, key in ((["data.subjects=[1,2]"], "data.subjects"), (["train.init_from=runs/g"], "train.init_from"),
+                      (["model.train_backbone=true"], "model.train_backbone")):
+        with pytest.raises(ConfigError, match=f"drop {key}$"):
+            load_config("encoder", "rgbd", "demo", [*grey, *sets])
     with pytest.raises(ConfigError, match="set model.depth_input=grey"):
         load_config("encoder", "rgbd", "demo", ["model.kind=ridge", "model.depth_input=branch"])
     with pytest.raises(ConfigError, match="choose deep or ridge"):

@@ -201,9 +201,11 @@ class EncoderConfig:
         check_modality(self.modality)
         check_ranges(self)
         check_group(self)
-        if self.model.kind == "ridge" and (self.data.subjects or self.train.init_from or self.model.train_backbone):
+        ridge_conflicts = [k for k, on in (("data.subjects", self.data.subjects), ("train.init_from",
+                           self.train.init_from), ("model.train_backbone", self.model.train_backbone)) if on]
+        if self.model.kind == "ridge" and ridge_conflicts:
             raise ConfigError("model.kind=ridge fits one subject's read-out in closed form on the frozen backbone; "
-                              "drop data.subjects, train.init_from and model.train_backbone")
+                              f"drop {' and '.join(ridge_conflicts)}")
         if self.model.kind == "ridge" and self.model.depth_input != "grey":
             raise ConfigError(f"model.kind=ridge reads depth through the frozen backbone, with nothing to train: "
                               f"set model.depth_input=grey (not {self.model.depth_input})")

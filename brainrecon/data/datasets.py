@@ -33,6 +33,7 @@ class PairedData:
     files: list[Path]
     subset: PairSubset            # which training stimuli were kept (data.pairs) and how validation was split
     train_stimuli: np.ndarray     # (N,) the stimulus index (into the stimulus file's training images) of each row
+    val_stimuli: np.ndarray | None = None  # (n_val,) the same for each validation row
 
     @property
     def n_voxels(self) -> int:
@@ -71,7 +72,7 @@ def load_paired(root: Path, cfg: DataConfig, modality: str, seed: int = 0, devic
         val_images=t(_chw(images[val])), val_fmri=t(fmri[val]),
         test_images=t(_chw(stimuli.test)), test_fmri=t(subject.test_avg), test_trials=t(subject.test_trials),
         noise_ceiling=t(subject.noise_ceiling), snr=t(subject.snr),
-        files=[stim_path, subject.path], subset=subset, train_stimuli=labels[train],
+        files=[stim_path, subject.path], subset=subset, train_stimuli=labels[train], val_stimuli=labels[val],
     )
 
 

@@ -48,8 +48,11 @@ class RidgeEncoder(nn.Module):
                               for k in self.backbone.channels()], 1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        z = (self.features(images).float() - self.feature_mean) / self.feature_std
-        return z @ self.weight + self.intercept
+        """In fp32 also under autocast: the read-out was fitted in full precision, and z-scoring would magnify a
+        bf16 feature's rounding by its mean over its SD."""
+        with torch.autocast(images.device.type, enabled=False):
+            z = (self.features(images.float()) - self.feature_mean) / self.feature_std
+            return z @ self.weight + self.intercept
 
     def trainable_parameters(self):
         return []

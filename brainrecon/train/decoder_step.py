@@ -30,7 +30,7 @@ from brainrecon.train.distributed import place, wrap
 from brainrecon.train.frozen_cache import FrozenCache, fill_in_order
 
 ED_NOISE = {"snr": "measured single-trial noise (training-fMRI variance / (1 + SNR))",
-            "residual": "the frozen encoder's residual SD on the training rows it held out"}
+            "residual": "the frozen encoder's residual SD on the rows it held out"}
 UNPAIRED_FMRI = {"test": "test: the test set's fMRI without their images, as the paper (transductive)",
                  "train": "train: the training fMRI only (strictly inductive)"}
 
@@ -144,9 +144,7 @@ class DecoderStep:
                 or (lc.de_voxel_weights == "encoder_r" and self.w_de > 0)):
             return None
         from brainrecon.train.heldout import measure
-        d = self.data
-        return measure(self.frozen(self.encoder), Path(encoder_run), d.train_images, d.train_fmri, d.train_stimuli,
-                       self.cfg.data.subject)
+        return measure(self.frozen(self.encoder), Path(encoder_run), self.data, self.cfg.data.subject)
 
     def arch(self):
         """This subject's decoder arch (with the rank of its ridge anchor, if any)."""

@@ -1,5 +1,6 @@
 """What the frozen encoder gets wrong on pairs it never trained on: its residuals and its per-voxel correlation on the
-decoder's training rows whose stimuli the encoder held out for its own validation (its run's pairs.json).
+decoder's rows (training and validation) whose stimuli the encoder held out for its own validation (its run's
+pairs.json).
 
 Two decoder switches read them, both off in the paper presets (few-pairs study, docs/results.md):
 `loss.ed_noise_from=residual` (the ED cycle's pseudo-fMRI get noise of the held-out residuals' per-voxel SD) and
@@ -10,6 +11,7 @@ zero, instead of the release's SNR).
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +22,8 @@ from brainrecon.data.pair_subset import listing_name
 from brainrecon.data.transforms import as_float
 from brainrecon.errors import UserError
 
-MIN_ROWS = 3   # fewer held-out rows give no per-voxel SD or correlation worth the name
+MIN_ROWS = 3        # fewer held-out rows give no per-voxel SD or correlation at all
+NOISY_BELOW = 20    # below this many, said in a warning (a per-voxel r on 7 rows has a standard error near 0.4)
 
 
 @dataclass
@@ -55,8 +58,8 @@ def heldout_rows(encoder_run: Path, train_stimuli: np.ndarray, subject: int | No
     held = json.loads(listing.read_text()).get("validation_stimuli", [])
     rows = np.flatnonzero(np.isin(np.asarray(train_stimuli), np.asarray(held, dtype=np.int64)))
     if len(rows) < MIN_ROWS:
-        raise UserError(f"{encoder_run}: the encoder held out {len(rows)} of this decoder's training stimuli (the "
-                        f"held-out switches need {MIN_ROWS}); train the encoder on the same pairs with a validation "
+        raise UserError(f"{encoder_run}: the encoder held out {len(rows)} of this decoder's stimuli (the held-out "
+                        f"switches need {MIN_ROWS}); train the encoder on the same pairs and seed with a validation "
                         "split (data.val_fraction > 0)")
     return rows
 
@@ -67,11 +70,22 @@ def pearson_per_voxel(pred: torch.Tensor, fmri: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def measure(encoder_fn, encoder_run: Path, images: torch.Tensor, fmri: torch.Tensor, train_stimuli: np.ndarray,
-            subject: int | None = None, chunk: int = 256) -> HeldOut:
-    """The encoder (`encoder_fn`: float images -> voxels) on the held-out rows of (uint8 `images`, `fmri`)."""
-    rows = torch.as_tensor(heldout_rows(encoder_run, train_stimuli, subject), device=fmri.device)
-    pred = torch.cat([encoder_fn(as_float(images[rows[i:i + chunk]])).float()
-                      for i in range(0, len(rows), chunk)])
-    target = fmri[rows].float()
+def measure(encoder_fn, encoder_run: Path, data, subject: int | None = None, chunk: int = 256) -> HeldOut:
+    """The encoder (`encoder_fn`: float images -> voxels) on the rows of `data` (a PairedData: its training and its
+    validation rows; the decoder's validation split of the same seed and pairs is the encoder's own) whose stimuli
+    the encoder held out."""
+    parts = [(data.train_images, data.train_fmri, data.train_stimuli)]
+    if data.val_stimuli is not None and len(data.val_stimuli):
+        parts.append((data.val_images, data.val_fmri, data.val_stimuli))
+    rows = heldout_rows(encoder_run, np.concatenate([p[2] for p in parts]), subject)
+    preds, targets, start = [], [], 0
+    for images, fmri, stimuli in parts:
+        mine = torch.as_tensor(rows[(rows >= start) & (rows < start + len(stimuli))] - start, device=fmri.device)
+        start += len(stimuli)
+        preds += [encoder_fn(as_float(images[mine[i:i + chunk]])).float() for i in range(0, len(mine), chunk)]
+        targets.append(fmri[mine].float())
+    if len(rows) < NOISY_BELOW:
+        warnings.warn(f"{encoder_run}: the held-out switches measure the encoder on {len(rows)} rows: per-voxel "
+                      "estimates that noisy are recorded as such (encoder_heldout_rows in metrics.json)", stacklevel=2)
+    pred, target = torch.cat(preds), torch.cat(targets)
     return HeldOut(target - pred, pearson_per_voxel(pred, target), len(rows))

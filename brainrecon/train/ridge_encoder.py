@@ -59,23 +59,27 @@ def per_voxel_cv(z: torch.Tensor, y: torch.Tensor, lambdas: list[float], folds: 
 def fit(features: torch.Tensor, fmri: torch.Tensor, lambdas: list[float], folds: int, seed: int) -> tuple[dict, dict]:
     """(RidgeEncoder's read-out buffers, a record of the penalties chosen) from (N, F) features and (N, V) fMRI."""
     x, y = features.double(), fmri.double()
-    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
-    z = (x - mean) / std
+    mean, std = x.mean(0), x.std(0)
+    # a feature (nearly) constant over the training images gets no weight: z-scored, it would turn any change on
+    # other images (the DE cycle's reconstructions) into a huge input
+    dead = std <= 1e-3 * std.median().clamp_min(1e-12)
+    std = torch.where(dead, torch.ones_like(std), std)
+    z = ((x - mean) / std).masked_fill(dead, 0.0)
     lambdas = sorted(lambdas)
     scores = per_voxel_cv(z, y, lambdas, folds, seed)                             # (L, V)
     best = scores.argmax(0)
     lam = torch.tensor(lambdas, dtype=y.dtype, device=y.device)[best]           # (V,)
     ym = y.mean(0)
     left, e, right = eig_factors(z, y - ym)
-    weight = left @ (right / (e[:, None] + lam[None, :]))                        # (F, V)
+    weight = (left @ (right / (e[:, None] + lam[None, :]))).masked_fill(dead[:, None], 0.0)   # (F, V)
     counts = np.bincount(best.cpu().numpy(), minlength=len(lambdas))
     at_edge = float((best == len(lambdas) - 1).float().mean())
-    if counts[0] > len(best) / 4:   # a voxel without signal picks any penalty: a large share says the grid is short
+    if counts[0] > len(best) / 4:   # voxels without signal take the largest: many at the smallest say the grid is short
         warnings.warn(f"ridge read-out: {counts[0]} of {len(best)} voxels chose the smallest penalty {lambdas[0]:g}; "
                       "extend ridge_lambdas downwards", stacklevel=2)
     record = {"cv_lambdas": lambdas, "voxels_per_lambda": [int(c) for c in counts],
               "median_lambda": float(lam.median()), "fraction_at_largest_lambda": round(at_edge, 4),
-              "median_cv_r2": float(scores.max(0).values.median())}
+              "median_cv_r2": float(scores.max(0).values.median()), "constant_features_dropped": int(dead.sum())}
     return {"feature_mean": mean.float(), "feature_std": std.float(), "weight": weight.float(),
             "intercept": ym.float()}, record
 
