@@ -143,3 +143,16 @@ def test_train_encoder_model_ridge_from_the_command_line(tiny_subject, tmp_path)
     assert ok.exit_code == 0, ok.output
     assert "ridge read-out, closed form" in " ".join(ok.output.split())
     assert checkpoint.load_best(tmp_path / "run", "encoder")["model_kind"] == "ridge"
+
+
+def test_the_run_says_its_own_command_and_lists_as_an_encoder(ridge_encoder):
+    """The command rebuilt from the run's config trains the same config (`--model ridge`); `runs` lists it as an
+    encoder with its median r."""
+    from brainrecon.config import to_dict
+    from brainrecon.evaluation.run_listing import list_runs
+    from brainrecon.train.run_command import training_command
+    run, metrics = ridge_encoder
+    cmd = training_command("encoder", to_dict(checkpoint.load_encoder(run).config), set(), False)
+    assert cmd.exact and "--model ridge" in cmd.text
+    row, = [r for r in list_runs(run.parent) if r.name == run.name]
+    assert row.stage == "encoder" and row.result == f"median r {metrics['median_r']:.3f}"

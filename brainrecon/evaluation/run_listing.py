@@ -84,8 +84,12 @@ def _newer(a: Path, b: Path) -> bool:
 
 
 def _stage(cfg: dict) -> str:
-    kind = (cfg.get("model") or {}).get("kind")
-    return "encoder" if kind is None else "ridge" if kind == "ridge" else "decoder"
+    """An encoder's model section names its backbone (`arch`; its `kind` is deep or a ridge read-out), a decoder's
+    does not."""
+    model = cfg.get("model") or {}
+    if "arch" in model or "kind" not in model:
+        return "encoder"
+    return "ridge" if model["kind"] == "ridge" else "decoder"
 
 
 def _subjects(cfg: dict) -> str:

@@ -50,8 +50,7 @@ def _named_extra(config: dict, kind: str) -> dict:
     extra = {"data": {"subject": data["subject"]}}
     if data.get("subjects"):
         extra["data"]["subjects"] = list(data["subjects"])
-    if kind == "decoder":
-        extra["model"] = {"kind": config["model"]["kind"]}
+    extra["model"] = {"kind": config["model"]["kind"]}     # --model of both commands
     return extra
 
 
@@ -90,7 +89,7 @@ def training_command(kind: str, config: dict, path_keys: set[str], encoder: bool
         words += ["--subjects", ",".join(map(str, data["subjects"]))]
     else:
         words += ["--subject", str(data["subject"])]
-    if kind == "decoder" and normal["model"]["kind"] != "deep":
+    if normal["model"]["kind"] != "deep":
         words += ["--model", normal["model"]["kind"]]
     if kind == "decoder" and encoder:
         words += ["--encoder", "ENCODER_RUN"]
