@@ -66,6 +66,23 @@ def test_resume_refuses_a_different_config(tiny_subject, tmp_path):
         train_encoder(shorter, tiny_subject, tmp_path / "run", resume=True, quiet=True)
 
 
+def test_resume_after_an_upgrade_that_added_settings(tiny_subject, tmp_path):
+    """A run started before a setting existed (its last.pt config lacks the key) resumes: the new key's default is
+    what it trained with. A real change is still refused."""
+    from brainrecon.config import to_dict
+    run = tmp_path / "run"
+    train_encoder(encoder_cfg(2), tiny_subject, run, quiet=True)
+    state = checkpoint.load(run / checkpoint.LAST)
+    del state["config"]["model"]["ridge_pool"], state["config"]["ridge_folds"]
+    checkpoint.save(run / checkpoint.LAST, **state)
+    fingerprint = state["data_fingerprint"]
+    assert checkpoint.resume_state(run, to_dict(encoder_cfg(3)), fingerprint)["epoch"] == 1
+    changed = encoder_cfg(3)
+    changed.train.lr = 5e-4
+    with pytest.raises(UserError, match="different config"):
+        checkpoint.resume_state(run, to_dict(changed), fingerprint)
+
+
 def test_resume_with_more_epochs_equals_the_longer_run(tiny_subject, tmp_path):
     """`--resume --epochs N+k` after N epochs continues to N+k, bit-exact with an uninterrupted N+k run."""
     train_encoder(encoder_cfg(3), tiny_subject, tmp_path / "full", quiet=True)

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from brainrecon.atomic import write_atomic
-from brainrecon.config import DecoderConfig, EncoderConfig, from_dict
-from brainrecon.errors import UserError
+from brainrecon.config import DecoderConfig, EncoderConfig, from_dict, to_dict
+from brainrecon.errors import ConfigError, UserError
 from brainrecon.models.decoder import Decoder, DecoderArch
 from brainrecon.models.encoder import Encoder, EncoderArch
 from brainrecon.models.ridge import RidgeDecoder
@@ -74,6 +74,17 @@ def _without_epochs(config: dict) -> dict:
     return {**config, "train": {k: v for k, v in config.get("train", {}).items() if k not in NEUTRAL}}
 
 
+def _with_new_defaults(kind: str | None, config: dict) -> dict:
+    """A saved config as this version resolves it: a setting added since the run started takes its default (which
+    is the behaviour the run trained with), so an upgrade alone does not block --resume."""
+    if kind not in ("encoder", "decoder"):
+        return config
+    try:
+        return to_dict(from_dict(kind, config))
+    except (ConfigError, TypeError, KeyError):
+        return config
+
+
 def resume_state(run_dir: Path, config: dict, data_fingerprint: str) -> dict | None:
     """The last checkpoint of a run, if its config and data match the current ones; else a clear error.
 
@@ -84,7 +95,7 @@ def resume_state(run_dir: Path, config: dict, data_fingerprint: str) -> dict | N
     if not path.exists():
         return None
     state = load(path)
-    old = state.get("config") or {}
+    old = _with_new_defaults(state.get("kind"), state.get("config") or {})
     if _without_epochs(old) != _without_epochs(config):
         raise UserError(f"{path}: --resume with a different config than the run was started with (only a larger "
                         "--epochs, --threads or train.cache_mb may change); start a new --out folder or drop --resume")
