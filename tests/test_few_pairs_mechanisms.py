@@ -163,10 +163,10 @@ def test_encoder_r_weights_zero_where_the_encoder_predicts_nothing(tiny_subject,
     """The DE cycle's weight is the held-out r floored at 0 over its mean: zero exactly where r <= 0; and the DE term
     is computed with it."""
     from brainrecon import losses
-    from brainrecon.train.heldout import pearson_per_voxel
+    from brainrecon.correlation import pearson
     step = _step(tiny_subject, tiny_encoder, **{"loss.de_voxel_weights": "encoder_r"})
     residuals, pred = _heldout_truth(tiny_subject, tiny_encoder, step)
-    r = pearson_per_voxel(pred, pred + residuals)
+    r = pearson(pred, pred + residuals, dim=0)
     w = step.de_weight
     assert bool((r <= 0).any()) and bool((r > 0).any())
     assert torch.all(w[r <= 0] == 0)

@@ -138,7 +138,7 @@ class DecoderStep:
         self.owns_pool_features = not share_pool
 
     def measure_heldout(self, encoder_run: Path | None):
-        """The frozen encoder on the training rows it held out (train/heldout.py), where a switch reads it."""
+        """The frozen encoder on this subject's rows it held out (train/heldout.py), where a switch reads it."""
         lc = self.cfg.loss
         if not ((lc.ed_noise and lc.ed_noise_from == "residual" and self.w_ed > 0)
                 or (lc.de_voxel_weights == "encoder_r" and self.w_de > 0)):

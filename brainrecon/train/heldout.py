@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from brainrecon.correlation import pearson
 from brainrecon.data.pair_subset import listing_name
 from brainrecon.data.transforms import as_float
 from brainrecon.errors import UserError
@@ -45,8 +46,8 @@ class HeldOut:
         return w / w.mean()
 
 
-def heldout_rows(encoder_run: Path, train_stimuli: np.ndarray, subject: int | None = None) -> np.ndarray:
-    """The decoder's training rows (their stimuli `train_stimuli`) whose stimulus is in the encoder run's validation
+def heldout_rows(encoder_run: Path, stimuli: np.ndarray, subject: int | None = None) -> np.ndarray:
+    """The decoder's rows (their stimuli `stimuli`) whose stimulus is in the encoder run's validation
     split (pairs.json; a group run's pairs_subject<N>.json for `subject`); refused in one line when the run lists
     none or too few of them."""
     listing = Path(encoder_run) / listing_name()
@@ -56,17 +57,12 @@ def heldout_rows(encoder_run: Path, train_stimuli: np.ndarray, subject: int | No
         raise UserError(f"{listing}: missing; the held-out switches need an encoder run that lists its validation "
                         "stimuli (train it with this brainrecon, data.val_fraction > 0)")
     held = json.loads(listing.read_text()).get("validation_stimuli", [])
-    rows = np.flatnonzero(np.isin(np.asarray(train_stimuli), np.asarray(held, dtype=np.int64)))
+    rows = np.flatnonzero(np.isin(np.asarray(stimuli), np.asarray(held, dtype=np.int64)))
     if len(rows) < MIN_ROWS:
         raise UserError(f"{encoder_run}: the encoder held out {len(rows)} of this decoder's stimuli (the held-out "
                         f"switches need {MIN_ROWS}); train the encoder on the same pairs and seed with a validation "
                         "split (data.val_fraction > 0)")
     return rows
-
-
-def pearson_per_voxel(pred: torch.Tensor, fmri: torch.Tensor) -> torch.Tensor:
-    p, f = pred - pred.mean(0), fmri - fmri.mean(0)
-    return (p * f).sum(0) / (p.norm(dim=0) * f.norm(dim=0)).clamp_min(1e-12)
 
 
 @torch.no_grad()
@@ -88,4 +84,4 @@ def measure(encoder_fn, encoder_run: Path, data, subject: int | None = None, chu
         warnings.warn(f"{encoder_run}: the held-out switches measure the encoder on {len(rows)} rows: per-voxel "
                       "estimates that noisy are recorded as such (encoder_heldout_rows in metrics.json)", stacklevel=2)
     pred, target = torch.cat(preds), torch.cat(targets)
-    return HeldOut(target - pred, pearson_per_voxel(pred, target), len(rows))
+    return HeldOut(target - pred, pearson(pred, target, dim=0), len(rows))
