@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from brainrecon.config import load_config
-from brainrecon.errors import ConfigError, UserError
+from brainrecon.errors import ConfigError
 from brainrecon.train import checkpoint
 from brainrecon.train.ridge_encoder import fit, per_voxel_cv
 from tests.conftest import tiny_overrides
@@ -114,7 +114,7 @@ def test_ridge_encoder_drives_the_decoders_cycles(tiny_subject, ridge_encoder):
     assert step.heldout.n_rows >= 3
 
 
-def test_ridge_encoder_refused_where_it_cannot_apply(ridge_encoder, tmp_path):
+def test_ridge_encoder_refused_where_it_cannot_apply():
     grey = ["model.kind=ridge", "model.depth_input=grey"]
     for sets, key in ((["data.subjects=[1,2]"], "data.subjects"), (["train.init_from=runs/g"], "train.init_from"),
                       (["model.train_backbone=true"], "model.train_backbone")):
@@ -124,9 +124,24 @@ def test_ridge_encoder_refused_where_it_cannot_apply(ridge_encoder, tmp_path):
         load_config("encoder", "rgbd", "demo", ["model.kind=ridge", "model.depth_input=branch"])
     with pytest.raises(ConfigError, match="choose deep or ridge"):
         load_config("encoder", "rgbd", "demo", ["model.kind=linear"])
+
+
+def test_ridge_encoder_exports_and_predicts_the_same_voxels(tiny_subject, ridge_encoder, tmp_path):
+    """`brainrecon export` of a ridge read-out run: the card and config say what it is, and the exported folder
+    predicts exactly what the run folder does."""
+    import brainrecon
+    from brainrecon.data.release import load_stimuli
     from brainrecon.train.export import export_run
-    with pytest.raises(UserError, match="not exported yet"):
-        export_run(ridge_encoder[0], tmp_path / "out")
+    from brainrecon.train.exported import read_config
+    out = export_run(ridge_encoder[0], tmp_path / "out")
+    meta = read_config(out)
+    assert meta["model_kind"] == "ridge" and meta["architecture"]["pool"] == 2
+    assert meta["architecture"]["n_features"] > 0 and "--model ridge" in meta["training"]["command"]
+    assert "a ridge read-out encoder" in (out / "README.md").read_text()
+    images = load_stimuli(tiny_subject, "rgbd", 32).test
+    a = brainrecon.load_encoder(ridge_encoder[0], "cpu").predict(images)
+    b = brainrecon.load_encoder(out, "cpu").predict(images)
+    assert np.array_equal(a, b) and np.abs(a).sum() > 0
 
 
 def test_train_encoder_model_ridge_from_the_command_line(tiny_subject, tmp_path):

@@ -2,7 +2,8 @@
 (train/exported.py reads it back and lists the files), with nothing of the machine it was trained on: no pickle, no
 absolute path. `huggingface-cli upload owner/name OUT` publishes it; loading takes the folder or `hf://owner/name`.
 
-An encoder, a deep or ridge decoder and a multi-subject run (every subject's network) all export; the card says what
+An encoder (deep or the ridge read-out), a deep or ridge decoder and a multi-subject run (every subject's network)
+all export; the card says what
 the network is, what it was trained on and under which terms, the test metrics (with CIs from an `evaluate` output
 when given), the networks training used and the command that gives the same config.
 """
@@ -145,6 +146,11 @@ def architecture(state: dict, cfg, kind: str) -> dict:
         left, right = state["model"]["left"], state["model"]["right"]
         return {"form": "((voxels - voxel_mean) / voxel_std) @ left @ right + intercept, clamped to [0, 1]",
                 "n_voxels": int(left.shape[0]), "rank": int(left.shape[1]), "n_outputs": int(right.shape[1])}
+    if kind == "encoder" and state.get("model_kind") == "ridge":
+        return {**dataclasses.asdict(checkpoint.encoder_arch(cfg, int(state["n_voxels"]), train_backbone=False)),
+                "read_out": "the frozen backbone's taps, each average-pooled to pool x pool, z-scored "
+                            "((f - feature_mean) / feature_std) @ weight + intercept, in fp32",
+                "pool": cfg.model.ridge_pool, "n_features": int(state["model"]["weight"].shape[0])}
     build = (lambda n: checkpoint.decoder_arch(cfg, n)) if kind == "decoder" else \
         (lambda n: checkpoint.encoder_arch(cfg, n, train_backbone=False))
     if group:
@@ -164,7 +170,8 @@ def config_record(run_dir: Path, state: dict, metrics: dict, removed: list[str],
     command = training_command(kind, state["config"], set(removed), bool(encoder_run))
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION, "name": run_dir.resolve().name, "kind": kind,
-        "model_kind": state.get("model_kind", "deep") if kind == "decoder" else cfg.model.arch,
+        "model_kind": (state.get("model_kind", "deep") if kind == "decoder" or state.get("model_kind") == "ridge"
+                       else cfg.model.arch),
         "modality": cfg.modality, "roi": cfg.data.roi, "resolution": cfg.data.resolution,
         "subject": None if group else cfg.data.subject, "subjects": {str(s): n for s, n in group.items()},
         "n_voxels": int(state.get("n_voxels") or 0), "best_epoch": int(state.get("epoch", 0)) + 1,
@@ -209,9 +216,6 @@ def export_run(run_dir: str | Path, out: str | Path, evaluation: str | Path | No
 
     run_dir, out = Path(run_dir), Path(out)
     state = read_run(run_dir)
-    if state.get("kind") == "encoder" and state.get("model_kind") == "ridge":
-        raise UserError(f"{run_dir}: a ridge read-out encoder (train-encoder --model ridge) is not exported yet; "
-                        "share the run folder itself (load_encoder and --encoder read it)")
     check_out(out, run_dir)
     removed: list[str] = []
     run_config = strip_paths(state["config"], "", removed)

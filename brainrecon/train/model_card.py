@@ -162,9 +162,10 @@ def card_text(meta: dict, metrics: dict) -> str:
     tags += (["simulated-data"] if "simulated" in sources else []) + [s for s in sources if s in ("god", "nsd")]
     front = yaml.safe_dump({"license": "mit", "library_name": "brainrecon", "tags": tags}, sort_keys=False)
     who = (f"subjects {', '.join(meta['subjects'])}" if meta["subjects"] else f"subject {meta['subject']}")
+    encoder = "a ridge read-out encoder" if meta["model_kind"] == "ridge" else "an encoder"
     what = (f"a {meta['model_kind']} decoder: fMRI ({meta['roi']} voxels, {who}) -> {modality} images at "
             f"{meta['resolution']} px" if kind == "decoder" else
-            f"an encoder: {modality} images -> fMRI ({meta['roi']} voxels, {who})")
+            f"{encoder}: {modality} images -> fMRI ({meta['roi']} voxels, {who})")
     load = "load_decoder" if kind == "decoder" else "load_encoder"
     use = ("images = model.decode(voxels)      # (N, V) -> (N, H, W, C) floats in [0, 1]" if kind == "decoder" else
            "voxels = model.predict(images)     # (N, H, W, C) -> (N, V)")
