@@ -45,7 +45,7 @@ def train_stage(stage: str, data: Path, out: Path, sets: list[str], **kwargs) ->
     if not (out / "metrics.json").exists():
         cfg = load_config(stage, "rgbd", PRESET, sets)
         trainer = train_encoder if stage == "encoder" else train_decoder
-        trainer(cfg, data, out, resume=(out / "last.pt").exists(), quiet=True, **kwargs)
+        trainer(cfg, data, out, resume=(out / "last.pt").exists() or (out / "best.pt").exists(), quiet=True, **kwargs)
     return out
 
 

@@ -179,7 +179,7 @@ def run_demo(out: Path, modality: str = "rgbd", budget: str | DemoBudget = "defa
         return f"perceptual net {m['perceptual_net']}, {m['epochs']} epochs", m["seconds"]
 
     def ridge_baseline():
-        m = train_decoder(ridge_cfg, data, ridge_dir, quiet=quiet)
+        m = train_decoder(ridge_cfg, data, ridge_dir, quiet=quiet, resume=True)   # the stage record matched
         return f"lambda {m['lambda']:g} chosen by {ridge_cfg.ridge_folds}-fold CV", m["seconds"]
 
     def decoded(run: Path):

@@ -71,3 +71,22 @@ def test_both_forms_give_the_closed_form_ridge_map(rng, n, v):
     new = (torch.tensor(rng.standard_normal((20, v))) - x.mean(0)) / x.std(0)
     pred = new @ state["left"].double() @ state["right"].double() + state["intercept"].double()
     torch.testing.assert_close(pred, new @ w + y.mean(0), rtol=1e-4, atol=1e-3)
+
+
+def test_a_folder_that_holds_a_fit_is_refused_or_kept_never_overwritten(tiny_subject, tmp_path):
+    """As a deep run's folder: without --resume one line; with --resume the fit is kept (nothing refitted) when the
+    config matches, and another config is refused; a fit cut before its metrics.json is fitted again."""
+    from brainrecon.errors import UserError
+    run = tmp_path / "r"
+    first = train_decoder(ridge_cfg(), tiny_subject, run, quiet=True)
+    stamp = (run / "best.pt").stat().st_mtime_ns
+    with pytest.raises(UserError, match="already holds a fitted model; pass --resume"):
+        train_decoder(ridge_cfg(), tiny_subject, run, quiet=True)
+    assert train_decoder(ridge_cfg(), tiny_subject, run, quiet=True, resume=True) == first
+    assert (run / "best.pt").stat().st_mtime_ns == stamp
+    other = load_config("decoder", "rgbd", "demo", tiny_overrides(**{"model.kind": "ridge", "train.seed": 7}))
+    with pytest.raises(UserError, match="different config than the fit was made with"):
+        train_decoder(other, tiny_subject, run, quiet=True, resume=True)
+    (run / "metrics.json").unlink()
+    again = train_decoder(ridge_cfg(), tiny_subject, run, quiet=True, resume=True)
+    assert again["lambda"] == first["lambda"] and (run / "metrics.json").exists()

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from brainrecon.config import load_config
-from brainrecon.errors import ConfigError
+from brainrecon.errors import ConfigError, UserError
 from brainrecon.train import checkpoint
 from brainrecon.train.ridge_encoder import fit, per_voxel_cv
 from tests.conftest import tiny_overrides
@@ -142,6 +142,16 @@ def test_ridge_encoder_exports_and_predicts_the_same_voxels(tiny_subject, ridge_
     a = brainrecon.load_encoder(ridge_encoder[0], "cpu").predict(images)
     b = brainrecon.load_encoder(out, "cpu").predict(images)
     assert np.array_equal(a, b) and np.abs(a).sum() > 0
+
+
+def test_a_second_fit_into_its_folder_is_refused_without_resume_and_kept_with_it(tiny_subject, ridge_encoder):
+    run, metrics = ridge_encoder
+    cfg = load_config("encoder", "rgbd", "demo", tiny_overrides(**{"model.input_size": 32, "model.kind": "ridge",
+                                                                    "model.depth_input": "grey"}))
+    from brainrecon.train.encoder import train_encoder
+    with pytest.raises(UserError, match="already holds a fitted model; pass --resume"):
+        train_encoder(cfg, tiny_subject, run, quiet=True)
+    assert train_encoder(cfg, tiny_subject, run, quiet=True, resume=True) == metrics
 
 
 def test_train_encoder_model_ridge_from_the_command_line(tiny_subject, tmp_path):

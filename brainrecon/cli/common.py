@@ -99,7 +99,8 @@ SeedOpt = typer.Option(None, "--seed", metavar="N", parser=integer(0), help="Tra
                        "config's, 0): the weights' initialisation, the batches and augmentation, the validation split, "
                        "ridge's CV folds and the --pairs draw. Give an encoder and its decoder the same seed: they "
                        "then keep the same pairs.")
-ResumeOpt = typer.Option(False, "--resume", metavar="", help="Continue the run in --out from its last checkpoint.")
+ResumeOpt = typer.Option(False, "--resume", metavar="", help="Continue the run in --out from its last checkpoint "
+                         "(a ridge run: keep its fit if the config and data match).")
 ThreadsOpt = typer.Option(None, "--threads", metavar="N", parser=integer(), help="CPU threads for torch (default: "
                           "OMP_NUM_THREADS, else the CPUs this process may use, split among torchrun's ranks on this "
                           "host).")

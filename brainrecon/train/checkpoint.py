@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 from pathlib import Path
 
 import torch
@@ -106,6 +107,27 @@ def resume_state(run_dir: Path, config: dict, data_fingerprint: str) -> dict | N
     if state.get("data_fingerprint") != data_fingerprint:
         raise UserError(f"{path}: the data files changed since this run was started; start a new --out folder")
     return state
+
+
+def closed_form_done(run_dir: Path, config: dict, data_fingerprint: str, resume: bool) -> dict | None:
+    """A closed-form run (ridge, either direction) has no epochs to continue. In a folder that already holds its fit:
+    without --resume, refused as a deep run's folder is; with --resume, the fit is kept (its metrics.json returned)
+    when the config and data match, else a clear error. None: fit (a new folder, or a fit cut before its metrics)."""
+    path = Path(run_dir) / BEST
+    if not path.exists():
+        return None
+    if not resume:
+        raise UserError(f"{run_dir}: this run folder already holds a fitted model; pass --resume to keep it or choose "
+                        "a new --out")
+    state = load(path)
+    old = _with_new_defaults(state.get("kind"), state.get("config") or {})
+    if _without_epochs(old) != _without_epochs(config):
+        raise UserError(f"{path}: --resume with a different config than the fit was made with; start a new --out "
+                        "folder or drop --resume")
+    if state.get("data_fingerprint") != data_fingerprint:
+        raise UserError(f"{path}: the data files changed since this fit; start a new --out folder")
+    metrics = Path(run_dir) / "metrics.json"
+    return json.loads(metrics.read_text()) if metrics.exists() else None
 
 
 def encoder_arch(cfg: EncoderConfig, n_voxels: int, train_backbone: bool) -> EncoderArch:

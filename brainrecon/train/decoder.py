@@ -50,7 +50,7 @@ def train_decoder(cfg: DecoderConfig, data_root: Path, run_dir: Path, encoder_ru
     with hold(run_dir, runtime.is_main):
         if cfg.model.kind == "ridge":
             from brainrecon.train.ridge import train_ridge
-            return train_ridge(cfg, runtime, Path(data_root), Path(run_dir), quiet=quiet)
+            return train_ridge(cfg, runtime, Path(data_root), Path(run_dir), quiet=quiet, resume=resume)
         return _train(cfg, runtime, Path(data_root), Path(run_dir), encoder_run, quiet, resume, resume_hint)
 
 

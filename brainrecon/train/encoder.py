@@ -56,7 +56,7 @@ def train_encoder(cfg: EncoderConfig, data_root: Path, run_dir: Path, resume: bo
     with hold(run_dir, runtime.is_main):
         if cfg.model.kind == "ridge":
             from brainrecon.train.ridge_encoder import train_ridge_encoder
-            return train_ridge_encoder(cfg, runtime, Path(data_root), Path(run_dir))
+            return train_ridge_encoder(cfg, runtime, Path(data_root), Path(run_dir), resume)
         return _train(cfg, runtime, Path(data_root), Path(run_dir), quiet, resume, resume_hint)
 
 

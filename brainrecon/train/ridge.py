@@ -82,14 +82,18 @@ def fit_cv(cfg: DecoderConfig, fmri: torch.Tensor, images: torch.Tensor) -> tupl
 
 
 def train_ridge(cfg: DecoderConfig, runtime: Runtime, data_root: Path, run_dir: Path,
-                quiet: bool = False) -> dict:
+                quiet: bool = False, resume: bool = False) -> dict:
     """Cross-validate lambda, fit, write best.pt and metrics.json (the caller holds the lock). Ridge fits the same
     training rows as a deep decoder of the same config: the validation split (data.val_fraction, drawn by the same
-    seed) is held out and unused, so ridge and the deep decoders it is compared with see the same pairs."""
+    seed) is held out and unused, so ridge and the deep decoders it is compared with see the same pairs. A folder
+    that holds a fit already: `checkpoint.closed_form_done`."""
     start = time.perf_counter()
     data = load_paired(Path(data_root), cfg.data, cfg.modality, seed=cfg.train.seed, device=runtime.device)
     data.subset.val_rule += (f"; held out and unused (ridge: lambda by {cfg.ridge_folds}-fold CV over the training "
                              "rows)") if data.subset.val_rows else f"; lambda by {cfg.ridge_folds}-fold CV"
+    done = checkpoint.closed_form_done(run_dir, to_dict(cfg), checkpoint.fingerprint(data.files), resume)
+    if done is not None:
+        return done
     state, choice = fit_cv(cfg, data.train_fmri, data.train_images)
     if runtime.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)

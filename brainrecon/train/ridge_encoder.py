@@ -84,14 +84,19 @@ def fit(features: torch.Tensor, fmri: torch.Tensor, lambdas: list[float], folds:
             "intercept": ym.float()}, record
 
 
-def train_ridge_encoder(cfg: EncoderConfig, runtime: Runtime, data_root: Path, run_dir: Path) -> dict:
-    """Fit, write best.pt (the backbone and the read-out), metrics.json and pairs.json (the caller holds the lock)."""
+def train_ridge_encoder(cfg: EncoderConfig, runtime: Runtime, data_root: Path, run_dir: Path,
+                        resume: bool = False) -> dict:
+    """Fit, write best.pt (the backbone and the read-out), metrics.json and pairs.json (the caller holds the lock). A
+    folder that holds a fit already: `checkpoint.closed_form_done`."""
     start = time.perf_counter()
     t = cfg.train
     data = load_paired(Path(data_root), cfg.data, cfg.modality, seed=t.seed, device=runtime.device)
     cv = f"penalties by {cfg.ridge_folds}-fold CV"
     data.subset.val_rule += (f"; held out and unused (ridge read-out: {cv} over the training rows)"
                              if data.subset.val_rows else f"; {cv}")
+    done = checkpoint.closed_form_done(run_dir, to_dict(cfg), checkpoint.fingerprint(data.files), resume)
+    if done is not None:
+        return done
     model = RidgeEncoder(checkpoint.encoder_arch(cfg, data.n_voxels, train_backbone=False), cfg.model.ridge_pool,
                          build_backbone(cfg, data_root)).to(runtime.device).eval()
     readout, choice = fit(image_features(model, data.train_images), data.train_fmri, cfg.ridge_lambdas,
