@@ -60,7 +60,7 @@ def decoder(data: Path, out: Path, sets: list[str], encoder_run: Path | None, mo
     """Train (or reuse) a decoder run and its test reconstructions; returns the reconstruction file."""
     if not (out / "metrics.json").exists():
         train_decoder(load_config("decoder", modality, "demo", sets), data, out, encoder_run=encoder_run,
-                      resume=(out / "last.pt").exists(), quiet=True)
+                      resume=(out / "last.pt").exists() or (out / "best.pt").exists(), quiet=True)
     path = out / "reconstruct_test" / NPZ
     return path if path.exists() else reconstruct(out, "test", data_dir=data)
 

@@ -75,7 +75,8 @@ def test_both_forms_give_the_closed_form_ridge_map(rng, n, v):
 
 def test_a_folder_that_holds_a_fit_is_refused_or_kept_never_overwritten(tiny_subject, tmp_path):
     """As a deep run's folder: without --resume one line; with --resume the fit is kept (nothing refitted) when the
-    config matches, and another config is refused; a fit cut before its metrics.json is fitted again."""
+    config matches, and another config is refused; a deep run is refused there; a fit cut before its metrics.json
+    is fitted again."""
     from brainrecon.errors import UserError
     run = tmp_path / "r"
     first = train_decoder(ridge_cfg(), tiny_subject, run, quiet=True)
@@ -87,6 +88,10 @@ def test_a_folder_that_holds_a_fit_is_refused_or_kept_never_overwritten(tiny_sub
     other = load_config("decoder", "rgbd", "demo", tiny_overrides(**{"model.kind": "ridge", "train.seed": 7}))
     with pytest.raises(UserError, match="different config than the fit was made with"):
         train_decoder(other, tiny_subject, run, quiet=True, resume=True)
+    deep = load_config("decoder", "rgbd", "demo", tiny_overrides(**{"train.self_supervision": False}))
+    for resume in (False, True):
+        with pytest.raises(UserError, match="holds a ridge fit; choose a new --out"):
+            train_decoder(deep, tiny_subject, run, quiet=True, resume=resume)
     (run / "metrics.json").unlink()
     again = train_decoder(ridge_cfg(), tiny_subject, run, quiet=True, resume=True)
     assert again["lambda"] == first["lambda"] and (run / "metrics.json").exists()

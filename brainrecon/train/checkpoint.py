@@ -109,11 +109,20 @@ def resume_state(run_dir: Path, config: dict, data_fingerprint: str) -> dict | N
     return state
 
 
-def closed_form_done(run_dir: Path, config: dict, data_fingerprint: str, resume: bool) -> dict | None:
+def closed_form_done(run_dir: Path, config: dict, data_fingerprint: str, resume: bool,
+                     distributed: bool = False) -> dict | None:
     """A closed-form run (ridge, either direction) has no epochs to continue. In a folder that already holds its fit:
     without --resume, refused as a deep run's folder is; with --resume, the fit is kept (its metrics.json returned)
-    when the config and data match, else a clear error. None: fit (a new folder, or a fit cut before its metrics)."""
-    path = Path(run_dir) / BEST
+    when the config and data match, else a clear error; a fit cut before its metrics.json is made again. None: fit.
+    `distributed`: every rank looks before any rank goes on (rank 0 then writes the fit)."""
+    done = _kept_fit(Path(run_dir), config, data_fingerprint, resume)
+    if distributed:
+        torch.distributed.barrier()
+    return done
+
+
+def _kept_fit(run_dir: Path, config: dict, data_fingerprint: str, resume: bool) -> dict | None:
+    path = run_dir / BEST
     if not path.exists():
         return None
     if not resume:
@@ -126,7 +135,7 @@ def closed_form_done(run_dir: Path, config: dict, data_fingerprint: str, resume:
                         "folder or drop --resume")
     if state.get("data_fingerprint") != data_fingerprint:
         raise UserError(f"{path}: the data files changed since this fit; start a new --out folder")
-    metrics = Path(run_dir) / "metrics.json"
+    metrics = run_dir / "metrics.json"
     return json.loads(metrics.read_text()) if metrics.exists() else None
 
 

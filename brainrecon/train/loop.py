@@ -73,6 +73,9 @@ def fit(run: RunFolder, schedule: Schedule, *, runtime: Runtime, model: torch.nn
     elif last.exists():
         raise UserError(f"{run_dir}: this run folder already holds a checkpoint; pass --resume to continue it "
                         "or choose a new --out")
+    if not last.exists() and (run_dir / checkpoint.BEST).exists() and \
+            checkpoint.load(run_dir / checkpoint.BEST).get("model_kind") == "ridge":
+        raise UserError(f"{run_dir}: this run folder holds a ridge fit; choose a new --out for a deep run")
     if runtime.is_main:
         write_text_atomic(run_dir / "config.yaml", to_yaml(config))
     t0 = time.perf_counter() - elapsed

@@ -91,7 +91,8 @@ def train_ridge(cfg: DecoderConfig, runtime: Runtime, data_root: Path, run_dir: 
     data = load_paired(Path(data_root), cfg.data, cfg.modality, seed=cfg.train.seed, device=runtime.device)
     data.subset.val_rule += (f"; held out and unused (ridge: lambda by {cfg.ridge_folds}-fold CV over the training "
                              "rows)") if data.subset.val_rows else f"; lambda by {cfg.ridge_folds}-fold CV"
-    done = checkpoint.closed_form_done(run_dir, to_dict(cfg), checkpoint.fingerprint(data.files), resume)
+    done = checkpoint.closed_form_done(run_dir, to_dict(cfg), checkpoint.fingerprint(data.files), resume,
+                                       runtime.distributed)
     if done is not None:
         return done
     state, choice = fit_cv(cfg, data.train_fmri, data.train_images)

@@ -94,7 +94,8 @@ def train_ridge_encoder(cfg: EncoderConfig, runtime: Runtime, data_root: Path, r
     cv = f"penalties by {cfg.ridge_folds}-fold CV"
     data.subset.val_rule += (f"; held out and unused (ridge read-out: {cv} over the training rows)"
                              if data.subset.val_rows else f"; {cv}")
-    done = checkpoint.closed_form_done(run_dir, to_dict(cfg), checkpoint.fingerprint(data.files), resume)
+    done = checkpoint.closed_form_done(run_dir, to_dict(cfg), checkpoint.fingerprint(data.files), resume,
+                                       runtime.distributed)
     if done is not None:
         return done
     model = RidgeEncoder(checkpoint.encoder_arch(cfg, data.n_voxels, train_backbone=False), cfg.model.ridge_pool,
