@@ -81,5 +81,6 @@ def test_torchrun_ridge_fits_once_and_keeps_its_fit_on_resume(tiny_subject, tmp_
                str(tmp_path / "ridge"), *extra]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
         assert result.returncode == 0, result.stderr[-2000:]
+        assert ("the fit already in --out kept" in result.stdout) == bool(extra)
         stamps.append((tmp_path / "ridge/best.pt").stat().st_mtime_ns)
     assert stamps[0] == stamps[1]

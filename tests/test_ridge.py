@@ -83,7 +83,7 @@ def test_a_folder_that_holds_a_fit_is_refused_or_kept_never_overwritten(tiny_sub
     stamp = (run / "best.pt").stat().st_mtime_ns
     with pytest.raises(UserError, match="already holds a fitted model; pass --resume"):
         train_decoder(ridge_cfg(), tiny_subject, run, quiet=True)
-    assert train_decoder(ridge_cfg(), tiny_subject, run, quiet=True, resume=True) == first
+    assert train_decoder(ridge_cfg(), tiny_subject, run, quiet=True, resume=True) == {**first, "kept": True}
     assert (run / "best.pt").stat().st_mtime_ns == stamp
     other = load_config("decoder", "rgbd", "demo", tiny_overrides(**{"model.kind": "ridge", "train.seed": 7}))
     with pytest.raises(UserError, match="different config than the fit was made with"):

@@ -151,7 +151,7 @@ def test_a_second_fit_into_its_folder_is_refused_without_resume_and_kept_with_it
     from brainrecon.train.encoder import train_encoder
     with pytest.raises(UserError, match="already holds a fitted model; pass --resume"):
         train_encoder(cfg, tiny_subject, run, quiet=True)
-    assert train_encoder(cfg, tiny_subject, run, quiet=True, resume=True) == metrics
+    assert train_encoder(cfg, tiny_subject, run, quiet=True, resume=True) == {**metrics, "kept": True}
 
 
 def test_train_encoder_model_ridge_from_the_command_line(tiny_subject, tmp_path):

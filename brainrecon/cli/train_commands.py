@@ -110,6 +110,7 @@ def train_encoder_cmd(
     with leaves_no_new_folder(out):
         m = train_encoder(cfg, root, out, resume=resume, resume_hint=resume_hint())
     fitted = f"{m['epochs']} epochs" if cfg.model.kind == "deep" else "ridge read-out, closed form"
+    fitted += ", the fit already in --out kept" if m.get("kept") else ""
     say(f"encoder: median test r {m['median_r']:.3f}, r/ceiling {m['median_r_over_ceiling']:.2f} "
         f"({fitted}, {m['seconds']:.0f}s) -> {out}")
 
@@ -141,7 +142,8 @@ def train_decoder_cmd(
     from brainrecon.train.decoder import train_decoder
     with leaves_no_new_folder(out):
         m = train_decoder(cfg, root, out, encoder_run=encoder, resume=resume, resume_hint=resume_hint())
-    chosen = "" if model == "ridge" else f"best.pt: {m['selected_by']}; "
+    chosen = ("the fit already in --out kept; " if m.get("kept") else "") if model == "ridge" else \
+        f"best.pt: {m['selected_by']}; "
     say(f"decoder ({model}): test pixcorr {m['test_pixcorr']:.3f} ({chosen}"
         f"{m['seconds']:.0f}s) -> {out}; next: brainrecon reconstruct {out}"
         + (f" --subject N (N one of {', '.join(m['subjects'])})" if len(m.get("subjects", ())) > 1 else ""))

@@ -112,9 +112,9 @@ def resume_state(run_dir: Path, config: dict, data_fingerprint: str) -> dict | N
 def closed_form_done(run_dir: Path, config: dict, data_fingerprint: str, resume: bool,
                      distributed: bool = False) -> dict | None:
     """A closed-form run (ridge, either direction) has no epochs to continue. In a folder that already holds its fit:
-    without --resume, refused as a deep run's folder is; with --resume, the fit is kept (its metrics.json returned)
-    when the config and data match, else a clear error; a fit cut before its metrics.json is made again. None: fit.
-    `distributed`: every rank looks before any rank goes on (rank 0 then writes the fit)."""
+    without --resume, refused as a deep run's folder is; with --resume, the fit is kept (its metrics.json returned,
+    `kept` set) when the config and data match, else a clear error; a fit cut before its metrics.json is made again.
+    None: fit. `distributed`: every rank looks before any rank goes on (rank 0 then writes the fit)."""
     done = _kept_fit(Path(run_dir), config, data_fingerprint, resume)
     if distributed:
         torch.distributed.barrier()
@@ -136,7 +136,7 @@ def _kept_fit(run_dir: Path, config: dict, data_fingerprint: str, resume: bool) 
     if state.get("data_fingerprint") != data_fingerprint:
         raise UserError(f"{path}: the data files changed since this fit; start a new --out folder")
     metrics = run_dir / "metrics.json"
-    return json.loads(metrics.read_text()) if metrics.exists() else None
+    return {**json.loads(metrics.read_text()), "kept": True} if metrics.exists() else None
 
 
 def encoder_arch(cfg: EncoderConfig, n_voxels: int, train_backbone: bool) -> EncoderArch:
