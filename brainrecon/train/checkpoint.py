@@ -86,6 +86,12 @@ def _with_new_defaults(kind: str | None, config: dict) -> dict:
         return config
 
 
+def _same_config(state: dict, config: dict) -> bool:
+    """The saved run's config (this version's defaults filled in) is `config`, but for the settings a resume may
+    change."""
+    return _without_epochs(_with_new_defaults(state.get("kind"), state.get("config") or {})) == _without_epochs(config)
+
+
 def resume_state(run_dir: Path, config: dict, data_fingerprint: str) -> dict | None:
     """The last checkpoint of a run, if its config and data match the current ones; else a clear error.
 
@@ -96,8 +102,7 @@ def resume_state(run_dir: Path, config: dict, data_fingerprint: str) -> dict | N
     if not path.exists():
         return None
     state = load(path)
-    old = _with_new_defaults(state.get("kind"), state.get("config") or {})
-    if _without_epochs(old) != _without_epochs(config):
+    if not _same_config(state, config):
         raise UserError(f"{path}: --resume with a different config than the run was started with (only a larger "
                         "--epochs, --threads or train.cache_mb may change); start a new --out folder or drop --resume")
     done = state["epoch"] + 1
@@ -129,8 +134,7 @@ def _kept_fit(run_dir: Path, config: dict, data_fingerprint: str, resume: bool) 
         raise UserError(f"{run_dir}: this run folder already holds a fitted model; pass --resume to keep it or choose "
                         "a new --out")
     state = load(path)
-    old = _with_new_defaults(state.get("kind"), state.get("config") or {})
-    if _without_epochs(old) != _without_epochs(config):
+    if not _same_config(state, config):
         raise UserError(f"{path}: --resume with a different config than the fit was made with; start a new --out "
                         "folder or drop --resume")
     if state.get("data_fingerprint") != data_fingerprint:

@@ -3,9 +3,8 @@
 absolute path. `huggingface-cli upload owner/name OUT` publishes it; loading takes the folder or `hf://owner/name`.
 
 An encoder (deep or the ridge read-out), a deep or ridge decoder and a multi-subject run (every subject's network)
-all export; the card says what
-the network is, what it was trained on and under which terms, the test metrics (with CIs from an `evaluate` output
-when given), the networks training used and the command that gives the same config.
+all export; the card says what the network is, what it was trained on and under which terms, the test metrics (with
+CIs from an `evaluate` output when given), the networks training used and the command that gives the same config.
 """
 
 from __future__ import annotations
