@@ -114,7 +114,7 @@ def test_the_card_carries_the_hub_metadata_and_what_made_the_model(runs, tmp_pat
     assert meta["n_voxels"] == meta["architecture"]["n_voxels"] and meta["training"]["data"]["source"] == "simulated"
     assert meta["exported_with"] == version_string() and meta["training"]["trained_with"] == version_string()
     assert "SIMULATED" in text and version_string() in text and "vgg16-random" in text and "`enc`" in text
-    assert "huggingface-cli upload" in text and "test_pixcorr" in text
+    assert "huggingface-cli upload" in text and "test_pixcorr" in text and "| best epoch | 1 |" in text
     command = meta["training"]["command"]
     assert meta["training"]["command_exact"] and command in text
     assert command.startswith("brainrecon train-decoder --modality rgbd --subject 3 --encoder ENCODER_RUN --config "
@@ -137,6 +137,8 @@ def test_ridge_run_exports_its_factors_and_reloads(runs, tiny_subject, tmp_path)
     meta = read_config(out)
     assert meta["model_kind"] == "ridge" and meta["architecture"]["rank"] > 0
     assert "--model ridge" in meta["training"]["command"] and "ENCODER_RUN" not in meta["training"]["command"]
+    card = (out / "README.md").read_text()
+    assert "| fit | closed form (ridge), no epochs |" in card and "best epoch" not in card
     a = load_reconstructions(reconstruct(runs["ridge"], data_dir=tiny_subject, device="cpu"))
     b = load_reconstructions(reconstruct(out, out=tmp_path / "recon", data_dir=tiny_subject, device="cpu"))
     assert np.array_equal(a["reconstructions"], b["reconstructions"])

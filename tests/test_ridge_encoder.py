@@ -137,7 +137,8 @@ def test_ridge_encoder_exports_and_predicts_the_same_voxels(tiny_subject, ridge_
     meta = read_config(out)
     assert meta["model_kind"] == "ridge" and meta["architecture"]["pool"] == 2
     assert meta["architecture"]["n_features"] > 0 and "--model ridge" in meta["training"]["command"]
-    assert "a ridge read-out encoder" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert "a ridge read-out encoder" in card and "| fit | closed form (ridge), no epochs |" in card
     images = load_stimuli(tiny_subject, "rgbd", 32).test
     a = brainrecon.load_encoder(ridge_encoder[0], "cpu").predict(images)
     b = brainrecon.load_encoder(out, "cpu").predict(images)

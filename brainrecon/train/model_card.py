@@ -192,7 +192,9 @@ def card_text(meta: dict, metrics: dict) -> str:
     lines += ["## Model", "", "| | |", "|---|---|"]
     shown = {"kind": kind, "model": meta["model_kind"], "modality": modality, "ROI": meta["roi"],
              "voxels": meta["n_voxels"] or ", ".join(f"{s}: {n}" for s, n in meta["subjects"].items()),
-             "resolution": f"{meta['resolution']} px", "best epoch": meta["best_epoch"]}
+             "resolution": f"{meta['resolution']} px"}
+    shown.update({"fit": "closed form (ridge), no epochs"} if meta["model_kind"] == "ridge" else
+                 {"best epoch": meta["best_epoch"]})
     lines += [f"| {k} | {v} |" for k, v in shown.items()]
     lines += ["", "The architecture and the run's resolved config are in config.json (`architecture`, `run_config`).",
               "", "## Training data and its terms", "", f"Trained on {DATA.get(source, DATA['unknown'])}."]
