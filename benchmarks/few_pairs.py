@@ -9,9 +9,10 @@ a SIMULATED subject in two noise regimes (docs/results.md, "Self-supervision whe
           1/16,all; default every point of POINTS), SEEDS
           seeds (default 3), seed-major, at the budgets of BUDGET. Every stage done in OUT is reused, so a study
           cut short resumes.
-- report: score what is done (10-way identification: RGB pixcorr, RGB ssim, depth pixcorr, depth ssim, and
+- report [EARLIER]: score what is done (10-way identification: RGB pixcorr, RGB ssim, depth pixcorr, depth ssim, and
           perceptual-effnet, which shares EfficientNet-Lite0 with the method) -> OUT/few_pairs.csv,
-          OUT/few_pairs_pairs.csv, OUT/few_pairs.png.
+          OUT/few_pairs_pairs.csv, OUT/few_pairs.png; with EARLIER (e.g. benchmarks/results), the rows of
+          its CSVs for runs OUT no longer holds are carried (column `carried`).
 
 Shrunk to fit two cores (said in docs/results.md): one subject (5 of a simulated group of 5: the group is written
 for the cross-subject study), 600 voxels, 32-px stimuli, 1,000 unpaired images. Every decoder keeps its last epoch
@@ -176,12 +177,16 @@ def study(out: Path, regime: str, n_seeds: int = 3, arms: tuple[str, ...] = RUN_
                                   **({"encoder_run": enc} if enc else {})))
 
 
-def report(out: Path) -> None:
+def report(out: Path, earlier: Path | None = None) -> None:
+    """Score what is done in OUT; with `earlier` (a folder holding an earlier report's few_pairs.csv and
+    few_pairs_pairs.csv), its rows for arms and differences that OUT no longer holds are carried, marked so."""
     from benchmarks.few_pairs_plots import plot_arms, plot_curves
-    from benchmarks.few_pairs_report import arm_rows, markdown, pair_rows, study_scores, write_csv
+    from benchmarks.few_pairs_report import arm_rows, carry_earlier, markdown, pair_rows, study_scores, write_csv
     scores, extra = study_scores(out, {arm_folder(a): a for a in ARMS}, {a: w for a, (_, w) in ARMS.items()},
                                  lambda point, seed, which: encoder_name(point, seed, BUDGET["encoder"], which=which))
     arms, pairs = arm_rows(scores, extra), pair_rows(scores)
+    if earlier is not None:
+        arms, pairs = carry_earlier(arms, pairs, earlier / "few_pairs.csv", earlier / "few_pairs_pairs.csv")
     write_csv(out / "few_pairs.csv", arms)
     write_csv(out / "few_pairs_pairs.csv", pairs)
     plot_arms(arms, out / "few_pairs.png")
@@ -209,6 +214,6 @@ if __name__ == "__main__":
             if len(rest) > 3 else POINTS                                         # e.g. 1/16,all
         study(Path(out), rest[0], int(rest[1]) if len(rest) > 1 else 3, arms, points)
     elif mode == "report":
-        report(Path(out))
+        report(Path(out), Path(rest[0]) if rest else None)
     else:
         raise SystemExit(f"unknown mode {mode!r}; choose curves, study or report")

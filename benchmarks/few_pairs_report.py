@@ -114,9 +114,51 @@ def pair_rows(scores: dict, comparisons=COMPARISONS, goals=GOALS, ahead=AHEAD) -
     return rows
 
 
+def sort_arms(rows: list[dict]) -> list[dict]:
+    return sorted(rows, key=lambda r: (r["regime"], r["arm"], -int(r["pairs"]), PANELS.index((r["channel"],
+                                                                                                r["metric"]))))
+
+
+def sort_pairs(rows: list[dict]) -> list[dict]:
+    known = {c: i for i, c in enumerate(COMPARISONS)}
+    return sorted(rows, key=lambda r: (r["regime"], int(r["pairs"]), known.get((r["a"], r["b"]), len(known)),
+                                       PANELS.index((r["channel"], r["metric"]))))
+
+
 def _order(kv):
     regime, arm, point, channel, metric = kv[0]
     return regime, arm, -pairs_count(point), PANELS.index((channel, metric))
+
+
+ARM_KEY = ("regime", "arm", "fraction", "channel", "metric")
+PAIR_KEY = ("regime", "a", "b", "fraction", "channel", "metric")
+
+
+def carry_earlier(arms: list[dict], pairs: list[dict], arms_csv: Path, pairs_csv: Path) -> tuple[list, list]:
+    """Arm and difference rows with an earlier report's rows carried where these lack them, in the report's order."""
+    return sort_arms(carry_rows(arms, arms_csv, ARM_KEY)), sort_pairs(carry_rows(pairs, pairs_csv, PAIR_KEY))
+
+
+def carry_rows(rows: list[dict], earlier: Path, key: tuple[str, ...]) -> list[dict]:
+    """`rows` plus the rows of an earlier report's CSV whose `key` they lack (runs no longer on disk), each marked
+    carried; a key scored again now is taken from now, never from the earlier CSV."""
+    if not earlier.exists():
+        raise SystemExit(f"{earlier}: no earlier report there; give the folder that holds it or leave it out")
+    have = {tuple(str(r[k]) for k in key) for r in rows}
+    with open(earlier, newline="") as f:
+        old = [{k: _number(v) if k in NUMERIC else v for k, v in r.items()} | {"carried": True}
+               for r in csv.DictReader(f)]
+    return rows + [r for r in old if tuple(str(r[k]) for k in key) not in have]
+
+
+NUMERIC = {"pairs", "ways", "seeds", "mean", "seed_sd", "ci_low", "ci_high", "h_ci_low", "h_ci_high", "diff",
+           "decoder_seconds", "encoder_median_r"}
+
+
+def _number(v: str) -> int | float | str:
+    if v == "":
+        return v
+    return int(v) if v.lstrip("-").isdigit() else float(v)
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:

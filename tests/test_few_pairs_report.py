@@ -8,9 +8,19 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from benchmarks.few_pairs_plots import chosen_budget
-from benchmarks.few_pairs_report import MARGIN, arm_rows, hierarchical_ci, image_ci, markdown, pair_rows, write_csv
+from benchmarks.few_pairs_report import (
+    MARGIN,
+    arm_rows,
+    carry_earlier,
+    hierarchical_ci,
+    image_ci,
+    markdown,
+    pair_rows,
+    write_csv,
+)
 
 FIXTURE = Path(__file__).parent / "data" / "few_pairs_scores.json"
 
@@ -95,3 +105,27 @@ def test_markdown_tables_hold_every_arm_and_comparison():
     text = markdown(arms, pairs)
     assert text.count("| hard | 75 |") == 3 + len({(r["a"], r["b"]) for r in pairs if r["pairs"] == 75})
     assert "default − pairs only" in text and "hier [" in text
+
+
+def test_an_earlier_report_fills_in_only_what_is_not_scored_again(tmp_path):
+    """Rows of runs no longer on disk come from the earlier CSVs, marked carried and typed as numbers; a key scored
+    again comes from the new scores, never from the earlier CSV."""
+    scores = _scores()
+    arms, pairs = arm_rows(scores), pair_rows(scores)
+    write_csv(tmp_path / "few_pairs.csv", [r | {"mean": -1.0} for r in arms])             # the stale scores
+    write_csv(tmp_path / "few_pairs_pairs.csv", pairs)
+    now = {k: v for k, v in scores.items() if k[1] != "ridge"}                            # ridge not on disk now
+    new_arms, new_pairs = arm_rows(now), pair_rows(now)
+    merged_arms, merged_pairs = carry_earlier(new_arms, new_pairs, tmp_path / "few_pairs.csv",
+                                              tmp_path / "few_pairs_pairs.csv")
+    assert len(merged_arms) == len(arms) and len(merged_pairs) == len(pairs)
+    carried = [r for r in merged_arms if r.get("carried")]
+    assert carried and {r["arm"] for r in carried} == {"ridge"} and all(r["mean"] == -1.0 for r in carried)
+    assert all(r["mean"] != -1.0 for r in merged_arms if not r.get("carried"))
+    assert {(r["a"], r["b"]) for r in merged_pairs if r.get("carried")} == {(a, b) for a, b in
+                                                                           {(r["a"], r["b"]) for r in pairs}
+                                                                           if "ridge" in (a, b)}
+    assert isinstance(carried[0]["pairs"], int) and isinstance(carried[0]["h_ci_low"], float)
+    assert "ridge" in markdown(merged_arms, merged_pairs)
+    with pytest.raises(SystemExit, match="no earlier report"):
+        carry_earlier(new_arms, new_pairs, tmp_path / "missing.csv", tmp_path / "few_pairs_pairs.csv")
