@@ -25,6 +25,7 @@ COMPARISONS = (("default", "pairs only"), ("default", "ridge"), ("both cycles", 
                ("default", "both cycles"), ("default without ridge_anchor", "both cycles"),
                ("default without ridge_anchor", "pairs only"), ("default without ed_noise", "both cycles"),
                ("default without ed_noise", "ridge"), ("ED only", "both cycles"), ("DE only", "both cycles"),
+               ("ED only", "pairs only"), ("DE only", "pairs only"),
                ("both cycles, encoder adapted from a group", "both cycles"),
                ("both cycles, encoder adapted from a group", "pairs only"),
                ("both cycles, encoder on all pairs (oracle)", "both cycles, encoder adapted from a group"),
@@ -141,14 +142,16 @@ def carry_earlier(arms: list[dict], pairs: list[dict], arms_csv: Path, pairs_csv
 
 def carry_rows(rows: list[dict], earlier: Path, key: tuple[str, ...]) -> list[dict]:
     """`rows` plus the rows of an earlier report's CSV whose `key` they lack (runs no longer on disk), each marked
-    carried; a key scored again now is taken from now, never from the earlier CSV."""
+    carried. A key scored again is taken from now, unless the earlier row rests on more seeds (a rerun of fewer
+    seeds never replaces a fuller result)."""
     if not earlier.exists():
         raise SystemExit(f"{earlier}: no earlier report there; give the folder that holds it or leave it out")
-    have = {tuple(str(r[k]) for k in key) for r in rows}
     with open(earlier, newline="") as f:
-        old = [{k: _number(v) if k in NUMERIC else v for k, v in r.items()} | {"carried": True}
-               for r in csv.DictReader(f)]
-    return rows + [r for r in old if tuple(str(r[k]) for k in key) not in have]
+        old = {tuple(r[k] for k in key): {k: _number(v) if k in NUMERIC else v for k, v in r.items()}
+               | {"carried": True} for r in csv.DictReader(f)}
+    now = {tuple(str(r[k]) for k in key): r for r in rows}
+    kept = [old[k] if k in old and old[k]["seeds"] > r["seeds"] else r for k, r in now.items()]
+    return kept + [r for k, r in old.items() if k not in now]
 
 
 NUMERIC = {"pairs", "ways", "seeds", "mean", "seed_sd", "ci_low", "ci_high", "h_ci_low", "h_ci_high", "diff",

@@ -109,7 +109,7 @@ def test_markdown_tables_hold_every_arm_and_comparison():
 
 def test_an_earlier_report_fills_in_only_what_is_not_scored_again(tmp_path):
     """Rows of runs no longer on disk come from the earlier CSVs, marked carried and typed as numbers; a key scored
-    again comes from the new scores, never from the earlier CSV."""
+    again comes from the new scores, unless the earlier row rests on more seeds."""
     scores = _scores()
     arms, pairs = arm_rows(scores), pair_rows(scores)
     write_csv(tmp_path / "few_pairs.csv", [r | {"mean": -1.0} for r in arms])             # the stale scores
@@ -127,5 +127,8 @@ def test_an_earlier_report_fills_in_only_what_is_not_scored_again(tmp_path):
                                                                            if "ridge" in (a, b)}
     assert isinstance(carried[0]["pairs"], int) and isinstance(carried[0]["h_ci_low"], float)
     assert "ridge" in markdown(merged_arms, merged_pairs)
+    one_seed = {k: {0: v[0]} for k, v in scores.items()}                                 # a rerun of fewer seeds
+    kept, _ = carry_earlier(arm_rows(one_seed), [], tmp_path / "few_pairs.csv", tmp_path / "few_pairs_pairs.csv")
+    assert all(r.get("carried") and r["seeds"] == 3 for r in kept)
     with pytest.raises(SystemExit, match="no earlier report"):
         carry_earlier(new_arms, new_pairs, tmp_path / "missing.csv", tmp_path / "few_pairs_pairs.csv")
