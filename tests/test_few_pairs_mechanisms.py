@@ -29,7 +29,7 @@ def _loss_and_grads(step):
     torch.manual_seed(0)
     loss, _ = step.loss(torch.arange(16), torch.Generator().manual_seed(3))
     loss.backward()
-    return float(loss), {k: p.grad.clone() for k, p in step.raw.named_parameters()}
+    return float(loss.detach()), {k: p.grad.clone() for k, p in step.raw.named_parameters()}
 
 
 def test_switches_off_are_the_papers_step(tiny_subject, tiny_encoder):  # noqa: F811
