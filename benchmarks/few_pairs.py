@@ -12,7 +12,8 @@ a SIMULATED subject in two noise regimes (docs/results.md, "Self-supervision whe
 - report [EARLIER]: score what is done (10-way identification: RGB pixcorr, RGB ssim, depth pixcorr, depth ssim, and
           perceptual-effnet, which shares EfficientNet-Lite0 with the method) -> OUT/few_pairs.csv,
           OUT/few_pairs_pairs.csv, OUT/few_pairs.png; with EARLIER (e.g. benchmarks/results), the rows of
-          its CSVs for runs OUT no longer holds are carried (column `carried`).
+          its CSVs for runs OUT no longer holds are carried (column `carried`; an earlier row of more seeds is
+          kept over a rerun of fewer).
 
 Shrunk to fit two cores (said in docs/results.md): one subject (5 of a simulated group of 5: the group is written
 for the cross-subject study), 600 voxels, 32-px stimuli, 1,000 unpaired images. Every decoder keeps its last epoch

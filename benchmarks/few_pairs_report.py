@@ -69,7 +69,7 @@ def pairs_count(label: str) -> int:
 def arm_rows(scores: dict, extra: dict | None = None) -> list[dict]:
     """scores {(regime, arm, point label, channel, metric): {seed: per-image array}} -> one row per key."""
     rows = []
-    for (regime, arm, point, channel, metric), by_seed in sorted(scores.items(), key=_order):
+    for (regime, arm, point, channel, metric), by_seed in scores.items():
         seeds = sorted(by_seed)
         stack = np.stack([by_seed[s] for s in seeds])
         means = stack.mean(1)
@@ -83,7 +83,7 @@ def arm_rows(scores: dict, extra: dict | None = None) -> list[dict]:
                      "seed_means": " ".join(f"{m:.3f}" for m in means),
                      "ci_low": round(lo, 4), "ci_high": round(hi, 4), "h_ci_low": round(hlo, 4),
                      "h_ci_high": round(hhi, 4), **(extra or {}).get((regime, arm, point), {})})
-    return rows
+    return sort_arms(rows)
 
 
 def pair_rows(scores: dict, comparisons=COMPARISONS, goals=GOALS, ahead=AHEAD) -> list[dict]:
@@ -124,11 +124,6 @@ def sort_pairs(rows: list[dict]) -> list[dict]:
     known = {c: i for i, c in enumerate(COMPARISONS)}
     return sorted(rows, key=lambda r: (r["regime"], int(r["pairs"]), known.get((r["a"], r["b"]), len(known)),
                                        PANELS.index((r["channel"], r["metric"]))))
-
-
-def _order(kv):
-    regime, arm, point, channel, metric = kv[0]
-    return regime, arm, -pairs_count(point), PANELS.index((channel, metric))
 
 
 ARM_KEY = ("regime", "arm", "fraction", "channel", "metric")
