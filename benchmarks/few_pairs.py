@@ -63,12 +63,17 @@ ARMS = {
     "both cycles, residual ED noise": (["loss.ed_noise=true", "loss.ed_noise_from=residual"], "own"),
     "both cycles, encoder-r DE weights": (["loss.de_voxel_weights=encoder_r"], "own"),
     "both cycles, ridge read-out encoder": ([], "ridge"),
+    # the eighth pass: the DE cycle on the test fMRI without their images (the paper's described choice, transductive;
+    # every other arm is inductive), and the ED cycle on the paper's 48 unpaired images per step (the study's: 24)
+    "both cycles, transductive": (["data.unpaired_fmri=test"], "own"),
+    "both cycles, 48 unpaired images": (["train.unpaired_image_batch=48"], "own"),
 }
 # the order in which arms run within a cell (the last ones are dropped first where time runs short)
 RUN_ORDER = ("pairs only", "ridge", "both cycles", "default", "both cycles, encoder on all pairs (oracle)",
              "default without ed_noise", "both cycles, encoder adapted from a group", "pairs only, anchored",
              "default without ridge_anchor", "ED only", "DE only", "both cycles, encoder-r DE weights",
-             "both cycles, residual ED noise", "both cycles, ridge read-out encoder")
+             "both cycles, residual ED noise", "both cycles, ridge read-out encoder", "both cycles, transductive",
+             "both cycles, 48 unpaired images")
 
 
 def label(point: float) -> str:
