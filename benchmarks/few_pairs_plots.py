@@ -16,7 +16,8 @@ COLOURS = {"default": "tab:red", "both cycles": "tab:blue", "pairs only": "tab:o
            "both cycles, encoder on all pairs (oracle)": "tab:purple", "ED only": "tab:cyan", "DE only": "tab:olive",
            "default without ed_noise": "tab:pink", "default without ridge_anchor": "tab:brown",
            "both cycles, encoder adapted from a group": "tab:green", "both cycles, residual ED noise": "gold",
-           "both cycles, encoder-r DE weights": "teal", "both cycles, ridge read-out encoder": "navy"}
+           "both cycles, encoder-r DE weights": "teal", "both cycles, ridge read-out encoder": "navy",
+           "both cycles, transductive": "black", "both cycles, 48 unpaired images": "lime"}
 TOLERANCE = 0.02
 
 
@@ -28,10 +29,12 @@ def _plt():
 
 
 def plot_arms(rows: list[dict], path: Path, colours: dict[str, str] = COLOURS,
-              title: str = "SIMULATED subject, few pairs") -> None:
-    """One row of panels per regime: fraction correct against pairs (log scale), seed mean with seed-SD bars."""
+              title: str = "SIMULATED subject, few pairs") -> set[str]:
+    """One row of panels per regime: fraction correct against pairs (log scale), seed mean with seed-SD bars; an arm
+    without a colour in `colours` is drawn in matplotlib's next colour, never left out. Returns the arms drawn."""
+    drawn: set[str] = set()
     if not rows:
-        return
+        return drawn
     plt = _plt()
     regimes = sorted({r["regime"] for r in rows})
     fig, axes = plt.subplots(len(regimes), len(PANELS), figsize=(3.6 * len(PANELS), 3.2 * len(regimes)),
@@ -39,12 +42,14 @@ def plot_arms(rows: list[dict], path: Path, colours: dict[str, str] = COLOURS,
     for i, regime in enumerate(regimes):
         for j, (channel, metric) in enumerate(PANELS):
             ax = axes[i][j]
-            for arm, colour in colours.items():
+            for arm in [*colours, *sorted({r["arm"] for r in rows} - set(colours))]:
+                colour = colours.get(arm)
                 pts = sorted((r["pairs"], r["mean"], r["seed_sd"] or 0.0) for r in rows if r["arm"] == arm and
                              r["regime"] == regime and r["channel"] == channel and r["metric"] == metric)
                 if pts:
                     x, m, sd = zip(*pts)
                     ax.errorbar(x, m, yerr=sd, fmt="o-", color=colour, label=arm, capsize=3, ms=3, lw=1)
+                    drawn.add(arm)
             ax.axhline(1 / WAYS, color="k", lw=0.8, ls=":")
             ax.set_xscale("log", base=2)
             ax.set_xticks([75, 150, 300, 1200], ["75", "150", "300", "1200"])
@@ -54,7 +59,9 @@ def plot_arms(rows: list[dict], path: Path, colours: dict[str, str] = COLOURS,
     fig.suptitle(f"{title}: seed mean and SD (chance dotted); perceptual-effnet shares a network with the method",
                  fontsize=9)
     fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
     print(f"wrote {path}")
+    return drawn
 
 
 def curve_rows(out: Path) -> list[dict]:

@@ -132,3 +132,13 @@ def test_an_earlier_report_fills_in_only_what_is_not_scored_again(tmp_path):
     assert all(r.get("carried") and r["seeds"] == 3 for r in kept)
     with pytest.raises(SystemExit, match="no earlier report"):
         carry_earlier(new_arms, new_pairs, tmp_path / "missing.csv", tmp_path / "few_pairs_pairs.csv")
+
+
+def test_the_plot_draws_an_arm_that_has_no_colour(tmp_path):
+    from benchmarks.few_pairs_plots import plot_arms
+    rows = arm_rows(_scores())
+    arms = {r["arm"] for r in rows}
+    uncoloured = sorted(arms)[0]
+    drawn = plot_arms(rows, tmp_path / "arms.png", {a: "tab:blue" for a in arms - {uncoloured}})
+    assert (tmp_path / "arms.png").exists()
+    assert drawn == arms
