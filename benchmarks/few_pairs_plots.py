@@ -37,12 +37,13 @@ def plot_arms(rows: list[dict], path: Path, colours: dict[str, str] = COLOURS,
         return drawn
     plt = _plt()
     regimes = sorted({r["regime"] for r in rows})
+    arms = [*colours, *sorted({r["arm"] for r in rows} - set(colours))]
     fig, axes = plt.subplots(len(regimes), len(PANELS), figsize=(3.6 * len(PANELS), 3.2 * len(regimes)),
                              squeeze=False, sharex=True)
     for i, regime in enumerate(regimes):
         for j, (channel, metric) in enumerate(PANELS):
             ax = axes[i][j]
-            for arm in [*colours, *sorted({r["arm"] for r in rows} - set(colours))]:
+            for arm in arms:
                 colour = colours.get(arm)
                 pts = sorted((r["pairs"], r["mean"], r["seed_sd"] or 0.0) for r in rows if r["arm"] == arm and
                              r["regime"] == regime and r["channel"] == channel and r["metric"] == metric)
