@@ -1,5 +1,6 @@
-"""python -m benchmarks.few_pairs {curves|study|report} OUT [REGIME] [SEEDS]: self-supervision where pairs are few, on
-a SIMULATED subject in two noise regimes (docs/results.md, "Self-supervision where pairs are few").
+"""python -m benchmarks.few_pairs {curves|study|report|fresh|report-fresh} OUT [REGIME] [SEEDS]: self-supervision
+where pairs are few, on a SIMULATED subject in two noise regimes (docs/results.md, "Self-supervision where pairs are
+few").
 
 - curves REGIME: the learning curves that fix the budgets before any mechanism result: the encoder at each of
           ENCODER_CURVE epochs, then the pairs-only and self-supervised decoders at each of DECODER_CURVE epochs, at the
@@ -9,6 +10,9 @@ a SIMULATED subject in two noise regimes (docs/results.md, "Self-supervision whe
           1/16,all; default every point of POINTS), SEEDS
           seeds (default 3), seed-major, at the budgets of BUDGET. Every stage done in OUT is reused, so a study
           cut short resumes.
+- fresh REGIME [N]: the subject on N (default 500) fresh test scenes, OUT/<regime>/data_fresh<N>, and every kept
+          decoder of the regime reconstructed on them (benchmarks/few_pairs_fresh.py); report-fresh [N] scores
+          them -> OUT/few_pairs_fresh<N>.csv, _pairs.csv, _tables.md, .png.
 - report [EARLIER]: score what is done (10-way identification: RGB pixcorr, RGB ssim, depth pixcorr, depth ssim, and
           perceptual-effnet, which shares EfficientNet-Lite0 with the method) -> OUT/few_pairs.csv,
           OUT/few_pairs_pairs.csv, OUT/few_pairs.png; with EARLIER (e.g. benchmarks/results), the rows of
@@ -183,21 +187,36 @@ def study(out: Path, regime: str, n_seeds: int = 3, arms: tuple[str, ...] = RUN_
                                   **({"encoder_run": enc} if enc else {})))
 
 
-def report(out: Path, earlier: Path | None = None) -> None:
+def fresh(out: Path, regime: str, n_images: int = 500) -> None:
+    """The study's subject on `n_images` fresh test scenes (OUT/<regime>/data_fresh<N>), and every kept decoder of
+    the regime reconstructed on them (benchmarks/few_pairs_fresh.py)."""
+    from benchmarks.few_pairs_fresh import fresh_data, reconstruct_kept
+    data = fresh_data(data_dir(out, regime), replace(SIMULATION, median_reliability=REGIMES[regime]), NEW, n_images)
+    for path in reconstruct_kept(out / regime / "study", data, n_images):
+        print(path, flush=True)
+
+
+def report(out: Path, earlier: Path | None = None, n_fresh: int = 0) -> None:
     """Score what is done in OUT; with `earlier` (a folder holding an earlier report's few_pairs.csv and
-    few_pairs_pairs.csv), its rows for arms and differences that OUT no longer holds are carried, marked so."""
+    few_pairs_pairs.csv), its rows for arms and differences that OUT no longer holds are carried, marked so; with
+    `n_fresh`, the reconstructions on the fresh test set of that many images instead (few_pairs_fresh<N>.*)."""
     from benchmarks.few_pairs_plots import plot_arms, plot_curves
     from benchmarks.few_pairs_report import arm_rows, carry_earlier, markdown, pair_rows, study_scores, write_csv
+    test = f"fresh{n_fresh}" if n_fresh else "test"
     scores, extra = study_scores(out, {arm_folder(a): a for a in ARMS}, {a: w for a, (_, w) in ARMS.items()},
-                                 lambda point, seed, which: encoder_name(point, seed, BUDGET["encoder"], which=which))
+                                 lambda point, seed, which: encoder_name(point, seed, BUDGET["encoder"], which=which),
+                                 test)
     arms, pairs = arm_rows(scores, extra), pair_rows(scores)
     if earlier is not None:
         arms, pairs = carry_earlier(arms, pairs, earlier / "few_pairs.csv", earlier / "few_pairs_pairs.csv")
-    write_csv(out / "few_pairs.csv", arms)
-    write_csv(out / "few_pairs_pairs.csv", pairs)
-    plot_arms(arms, out / "few_pairs.png")
-    plot_curves(out)
-    (out / "few_pairs_tables.md").write_text(markdown(arms, pairs) + "\n")
+    stem = "few_pairs" + (f"_{test}" if n_fresh else "")
+    write_csv(out / f"{stem}.csv", arms)
+    write_csv(out / f"{stem}_pairs.csv", pairs)
+    plot_arms(arms, out / f"{stem}.png", title=f"SIMULATED subject, few pairs, {n_fresh} fresh test images"
+              if n_fresh else "SIMULATED subject, few pairs")
+    if not n_fresh:
+        plot_curves(out)
+    (out / f"{stem}_tables.md").write_text(markdown(arms, pairs) + "\n")
     for r in pairs:
         print(f"{r['regime']:>8s} {r['fraction']:>5s} {r['a']:>12.12s} - {r['b']:<12.12s} {r['channel']:<5s} "
               f"{r['metric']:<18s} {r['diff']:+.3f} img [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}] "
@@ -219,7 +238,11 @@ if __name__ == "__main__":
         points = tuple(0 if p == "all" else 1 / int(p.split("/")[1]) for p in rest[3].split(",")) \
             if len(rest) > 3 else POINTS                                         # e.g. 1/16,all
         study(Path(out), rest[0], int(rest[1]) if len(rest) > 1 else 3, arms, points)
+    elif mode == "fresh":
+        fresh(Path(out), rest[0], int(rest[1]) if len(rest) > 1 else 500)
     elif mode == "report":
         report(Path(out), Path(rest[0]) if rest else None)
+    elif mode == "report-fresh":
+        report(Path(out), n_fresh=int(rest[0]) if rest else 500)
     else:
-        raise SystemExit(f"unknown mode {mode!r}; choose curves, study or report")
+        raise SystemExit(f"unknown mode {mode!r}; choose curves, study, report, fresh or report-fresh")

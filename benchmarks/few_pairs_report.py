@@ -192,20 +192,23 @@ def _score_file(path: Path, data: Path) -> dict:
 
 
 def study_scores(out: Path, arms: dict[str, str], encoders: dict[str, str | None],
-                 encoder_folder: Callable[[str, int, str], str]) -> tuple[dict, dict]:
+                 encoder_folder: Callable[[str, int, str], str], test: str = "test") -> tuple[dict, dict]:
     """(scores as arm_rows takes them, {(regime, arm, point): decoder seconds and encoder median r}) of what is done;
     `arms` {run folder: arm}, `encoders` {arm: 'own', 'all', 'group' or None, the encoder behind its cycles},
-    `encoder_folder(point, seed, which)` that encoder's folder name in the study."""
+    `encoder_folder(point, seed, which)` that encoder's folder name in the study; `test` the test set: the
+    release's ("test": reconstruct_test/ scored on data/) or a fresh one ("fresh500": reconstruct_fresh500/ on
+    data_fresh500/, benchmarks/few_pairs_fresh.py)."""
     from brainrecon.reconstruct import NPZ
     scores, extra = {}, {}
     for regime_dir in sorted(p for p in out.iterdir() if (p / "study").is_dir()):
         for cell in sorted((regime_dir / "study").glob("*_seed*")):
             point, seed = cell.name.rsplit("_seed", 1)
             for folder, arm in arms.items():
-                path = cell / folder / "reconstruct_test" / NPZ
+                path = cell / folder / f"reconstruct_{test}" / NPZ
                 if not path.exists():
                     continue
-                for (channel, metric), v in _score_file(path, regime_dir / "data").items():
+                data = regime_dir / ("data" if test == "test" else f"data_{test}")
+                for (channel, metric), v in _score_file(path, data).items():
                     scores.setdefault((regime_dir.name, arm, point, channel, metric), {})[int(seed)] = v
                 m = json.loads((cell / folder / "metrics.json").read_text())
                 e = extra.setdefault((regime_dir.name, arm, point), {"decoder_seconds": [], "encoder_median_r": []})
