@@ -38,10 +38,11 @@ def plot_arms(rows: list[dict], path: Path, colours: dict[str, str] = COLOURS,
     plt = _plt()
     regimes = sorted({r["regime"] for r in rows})
     arms = [*colours, *sorted({r["arm"] for r in rows} - set(colours))]
-    fig, axes = plt.subplots(len(regimes), len(PANELS), figsize=(3.6 * len(PANELS), 3.2 * len(regimes)),
+    panels = [p for p in PANELS if any((r["channel"], r["metric"]) == p for r in rows)]      # the panels scored
+    fig, axes = plt.subplots(len(regimes), len(panels), figsize=(3.6 * len(panels), 3.2 * len(regimes)),
                              squeeze=False, sharex=True)
     for i, regime in enumerate(regimes):
-        for j, (channel, metric) in enumerate(PANELS):
+        for j, (channel, metric) in enumerate(panels):
             ax = axes[i][j]
             for arm in arms:
                 colour = colours.get(arm)

@@ -19,6 +19,8 @@ import numpy as np
 
 PANELS = (("rgb", "pixcorr"), ("rgb", "ssim"), ("depth", "pixcorr"), ("depth", "ssim"), ("rgb", "perceptual-effnet"))
 GOAL_PANELS = PANELS[:3]
+FRESH_PANELS = PANELS[:4]   # on a fresh test set of hundreds of images: perceptual-effnet (last, shares a network with
+                            # the method, ~4x the time of the other four together) is left out
 WAYS, N_STIMULI, MARGIN = 10, 1200, -0.03
 COMPARISONS = (("default", "pairs only"), ("default", "ridge"), ("both cycles", "pairs only"), ("both cycles", "ridge"),
                ("both cycles, encoder on all pairs (oracle)", "both cycles"), ("pairs only", "ridge"),
@@ -182,13 +184,13 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 # Scoring what the study trained (needs torch and the data)
 
 
-def _score_file(path: Path, data: Path) -> dict:
-    """{(channel, metric): per-image fraction correct} of one reconstruction file, cached beside it (pairs_report's
-    scorer, with this study's panels)."""
+def _score_file(path: Path, data: Path, panels: tuple = PANELS) -> dict:
+    """{(channel, metric): per-image fraction correct} of one reconstruction file for `panels`, cached beside it
+    (pairs_report's scorer)."""
     from benchmarks.pairs_report import _scored
     from brainrecon.evaluation.identification import EvalOptions
-    opts = EvalOptions(ways=(WAYS,), metrics=("pixcorr", "ssim", "perceptual-effnet"), repeats=100, mode="percent")
-    return {(c, m): v for c, m, v in _scored(path, opts, data, PANELS, "scores_few_pairs.npz")}
+    opts = EvalOptions(ways=(WAYS,), metrics=tuple(dict.fromkeys(m for _, m in panels)), repeats=100, mode="percent")
+    return {(c, m): v for c, m, v in _scored(path, opts, data, panels, "scores_few_pairs.npz")}
 
 
 def study_scores(out: Path, arms: dict[str, str], encoders: dict[str, str | None],
@@ -208,7 +210,8 @@ def study_scores(out: Path, arms: dict[str, str], encoders: dict[str, str | None
                 if not path.exists():
                     continue
                 data = regime_dir / ("data" if test == "test" else f"data_{test}")
-                for (channel, metric), v in _score_file(path, data).items():
+                for (channel, metric), v in _score_file(path, data, PANELS if test == "test" else
+                                                        FRESH_PANELS).items():
                     scores.setdefault((regime_dir.name, arm, point, channel, metric), {})[int(seed)] = v
                 m = json.loads((cell / folder / "metrics.json").read_text())
                 e = extra.setdefault((regime_dir.name, arm, point), {"decoder_seconds": [], "encoder_median_r": []})
