@@ -8,11 +8,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from benchmarks.few_pairs_fresh import fresh_data
+from benchmarks.few_pairs_fresh import fresh_data, reconstruct_kept
+from benchmarks.few_pairs_report import FRESH_PANELS, study_scores
 from brainrecon.config import load_config
 from brainrecon.data.datasets import load_paired
+from brainrecon.reconstruct import load_reconstructions
 from brainrecon.simulation.group import simulate_group
-from tests.conftest import TINY
+from brainrecon.train.decoder import train_decoder
+from tests.conftest import TINY, tiny_overrides
 
 CFG = replace(TINY, n_voxels=120, n_train=60, n_test=10, n_repeats=4, n_unpaired=4)
 
@@ -68,3 +71,27 @@ def test_a_subject_it_cannot_rebuild_is_refused_in_one_line(made, tmp_path):
     data, _ = made
     with pytest.raises(SystemExit, match="sbj_2.npz: the voxel model rebuilt"):
         fresh_data(data, replace(CFG, median_reliability=0.05), 2, 16, out=tmp_path / "other")
+
+
+def test_kept_decoders_are_reconstructed_and_scored_on_the_fresh_set(made):
+    """The study's path: a decoder run in a study cell (<point>_seed<k>/<arm>/) reconstructed on the fresh set into
+    reconstruct_fresh16/, then scored by the report on the fresh set's four panels, one score per fresh image; the
+    transductive arm is passed over."""
+    data, fresh = made
+    regime = data.parent / "hard"
+    regime.mkdir()
+    (regime / "data").symlink_to(data)
+    (regime / "data_fresh16").symlink_to(fresh)
+    run = regime / "study" / "1of2_seed0" / "pairs_only"
+    train_decoder(load_config("decoder", "rgbd", "demo", tiny_overrides(**{
+        "data.subject": 2, "data.val_fraction": 0, "train.epochs": 1, "train.milestones": "[]",
+        "train.self_supervision": "false"})), data, run, quiet=True)
+    (regime / "study" / "1of2_seed0" / "both_cycles__transductive").mkdir()
+    (regime / "study" / "1of2_seed0" / "both_cycles__transductive" / "config.yaml").write_text("{}")
+    files = reconstruct_kept(regime / "study", fresh, 16)
+    assert files == [run / "reconstruct_fresh16" / "reconstructions.npz"]
+    assert len(load_reconstructions(files[0])["reconstructions"]) == 16
+    scores, _ = study_scores(data.parent, {"pairs_only": "pairs only"}, {"pairs only": None}, lambda *a: "",
+                             test="fresh16")
+    assert {k[3:] for k in scores} == set(FRESH_PANELS)
+    assert all(len(v[0]) == 16 and 0 <= v[0].min() and v[0].max() <= 1 for v in scores.values())
