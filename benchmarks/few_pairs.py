@@ -191,6 +191,8 @@ def fresh(out: Path, regime: str, n_images: int = 500) -> None:
     """The study's subject on `n_images` fresh test scenes (OUT/<regime>/data_fresh<N>), and every kept decoder of
     the regime reconstructed on them (benchmarks/few_pairs_fresh.py)."""
     from benchmarks.few_pairs_fresh import fresh_data, reconstruct_kept
+    if not (out / regime / "data" / "simulated.json").exists():
+        raise SystemExit(f"{out / regime / 'data'}: no study data there; run `study OUT {regime}` first")
     data = fresh_data(data_dir(out, regime), replace(SIMULATION, median_reliability=REGIMES[regime]), NEW, n_images)
     for path in reconstruct_kept(out / regime / "study", data, n_images):
         print(path, flush=True)

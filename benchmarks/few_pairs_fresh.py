@@ -33,7 +33,8 @@ def fresh_name(n_images: int) -> str:
 
 def fresh_data(data: Path, cfg: SimulationConfig, subject: int, n_images: int, out: Path | None = None) -> Path:
     """Write `out` (default data_fresh<N> beside `data`): `data`'s training stimuli and fMRI for `subject`, with a
-    test set of `n_images` new scenes and their repeat-averaged responses. Reused when done."""
+    test set of `n_images` new scenes and their repeat-averaged responses. Reused when done. `data` is a group's
+    folder (`simulate --subjects`, whose voxel count is drawn per subject) made with `cfg`."""
     out = Path(out) if out else data.parent / f"data_{fresh_name(n_images)}"
     target = layout.subject_file(out, subject)
     if target.exists():
@@ -75,7 +76,7 @@ def reconstruct_kept(root: Path, data: Path, n_images: int, folders: list[str] |
     reconstruct_fresh<N>/ (reused when done); `folders` limits the arms. Returns the files."""
     from brainrecon.reconstruct import NPZ, reconstruct
     done = []
-    for run in sorted(p.parent for p in root.glob("*_seed*/*/config.yaml")):
+    for run in sorted(p.parent for p in root.glob("*_seed*/*/metrics.json")):         # finished runs only
         if run.name in SKIPPED or (folders and run.name not in folders):
             continue
         out = run / f"reconstruct_{fresh_name(n_images)}"

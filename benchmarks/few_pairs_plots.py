@@ -58,8 +58,8 @@ def plot_arms(rows: list[dict], path: Path, colours: dict[str, str] = COLOURS,
             ax.set_title(f"{regime}: {channel} {metric}", fontsize=8)
     axes[0][0].set_ylabel(f"{WAYS}-way fraction correct")
     axes[0][0].legend(fontsize=6)
-    fig.suptitle(f"{title}: seed mean and SD (chance dotted); perceptual-effnet shares a network with the method",
-                 fontsize=9)
+    shared = "; perceptual-effnet shares a network with the method" if ("rgb", "perceptual-effnet") in panels else ""
+    fig.suptitle(f"{title}: seed mean and SD (chance dotted){shared}", fontsize=9)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     print(f"wrote {path}")

@@ -224,21 +224,22 @@ def study_scores(out: Path, arms: dict[str, str], encoders: dict[str, str | None
 
 def markdown(arms: list[dict], pairs: list[dict]) -> str:
     """The write-up's two tables: arm means (seed mean ± SD) per regime and point, and the goal's differences with
-    both intervals and the per-seed differences."""
-    lines = ["| regime | pairs | arm | " + " | ".join(f"{c} {m}" for c, m in PANELS) + " |",
-             "|---" * (3 + len(PANELS)) + "|"]
+    both intervals and the per-seed differences; a column for each panel scored."""
+    panels = [p for p in PANELS if any((r["channel"], r["metric"]) == p for r in arms)] or list(PANELS)
+    lines = ["| regime | pairs | arm | " + " | ".join(f"{c} {m}" for c, m in panels) + " |",
+             "|---" * (3 + len(panels)) + "|"]
     cells = sorted({(r["regime"], r["pairs"], r["arm"]) for r in arms}, key=lambda k: (k[0], k[1], k[2]))
     for regime, n, arm in cells:
         vals = {(r["channel"], r["metric"]): r for r in arms if (r["regime"], r["pairs"], r["arm"]) == (regime, n, arm)}
         lines.append(f"| {regime} | {n} | {arm} | " + " | ".join(
-            f"{vals[p]['mean']:.2f} ± {vals[p]['seed_sd'] or 0:.2f}" if p in vals else "" for p in PANELS) + " |")
-    lines += ["", "| regime | pairs | a − b | " + " | ".join(f"{c} {m}" for c, m in PANELS) + " |",
-              "|---" * (3 + len(PANELS)) + "|"]
+            f"{vals[p]['mean']:.2f} ± {vals[p]['seed_sd'] or 0:.2f}" if p in vals else "" for p in panels) + " |")
+    lines += ["", "| regime | pairs | a − b | " + " | ".join(f"{c} {m}" for c, m in panels) + " |",
+              "|---" * (3 + len(panels)) + "|"]
     rows = sorted({(r["regime"], r["pairs"], r["a"], r["b"]) for r in pairs})
     for regime, n, a, b in rows:
         vals = {(r["channel"], r["metric"]): r for r in pairs if (r["regime"], r["pairs"], r["a"], r["b"]) ==
                 (regime, n, a, b)}
         lines.append(f"| {regime} | {n} | {a} − {b} | " + " | ".join(
             f"{v['diff']:+.2f} img [{v['ci_low']:+.2f}, {v['ci_high']:+.2f}] hier [{v['h_ci_low']:+.2f}, "
-            f"{v['h_ci_high']:+.2f}] ({v['per_seed_diffs']})" if (v := vals.get(p)) else "" for p in PANELS) + " |")
+            f"{v['h_ci_high']:+.2f}] ({v['per_seed_diffs']})" if (v := vals.get(p)) else "" for p in panels) + " |")
     return "\n".join(lines)

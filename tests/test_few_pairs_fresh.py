@@ -7,13 +7,17 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
+from benchmarks.few_pairs import report
 from benchmarks.few_pairs_fresh import fresh_data, reconstruct_kept
 from benchmarks.few_pairs_report import FRESH_PANELS, study_scores
 from brainrecon.config import load_config
 from brainrecon.data.datasets import load_paired
 from brainrecon.reconstruct import load_reconstructions
-from brainrecon.simulation.group import simulate_group
+from brainrecon.simulation import soc
+from brainrecon.simulation.group import simulate_group, subject_voxels
+from brainrecon.simulation.simulate import build_model, render_scenes
 from brainrecon.train.decoder import train_decoder
 from tests.conftest import TINY, tiny_overrides
 
@@ -43,21 +47,33 @@ def test_fresh_test_set_keeps_the_training_data_and_adds_new_scenes(made):
         assert new["test_images"].shape[0] == 16
         gaps = ((new["test_images"][:, None] - old["test_images"][None]) ** 2).mean((2, 3, 4))
         assert gaps.min() > 1e-3                        # no fresh scene is one of the release's test scenes
+        train_gaps = ((new["test_images"][:, None] - old["train_images"][None]) ** 2).mean((2, 3, 4))
+        assert train_gaps.min() > 1e-3                  # nor one of its training scenes
     assert fresh_data(data, CFG, 2, 16) == fresh        # reused when done
 
 
-def test_the_fresh_responses_carry_the_subjects_signal(made):
-    """The averaged responses correlate with one another across voxels as the release's test averages do: per voxel
-    over images, split-half (repeats 0-1 against 2-3) correlation is positive in the median over VC voxels."""
-    _, fresh = made
-    with np.load(fresh / "sbj_2.npz") as z:
-        labels, trials, vc = z["arr_4"], z["arr_1"], z["VC"]
-    order = np.argsort(labels, kind="stable")
-    grouped = trials[order].reshape(16, CFG.n_repeats, -1)[:, :, vc]
-    a, b = grouped[:, :2].mean(1), grouped[:, 2:].mean(1)
+def _r(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per column: Pearson r over rows."""
     a, b = a - a.mean(0), b - b.mean(0)
-    r = (a * b).sum(0) / np.sqrt((a * a).sum(0) * (b * b).sum(0))
-    assert np.median(r) > 0.2
+    return (a * b).sum(0) / np.sqrt((a * a).sum(0) * (b * b).sum(0))
+
+
+def test_the_fresh_responses_are_the_subjects_responses_to_the_fresh_scenes(made):
+    """The subject's noise-free responses to the written test scenes predict the written averages (per reliable
+    voxel over images), and the same responses in another image order do not."""
+    data, fresh = made
+    sub = replace(CFG, subject=2, n_voxels=subject_voxels(CFG, 2))
+    model, _ = build_model(sub, render_scenes(CFG.n_train + CFG.n_test, CFG.resolution,
+                                              torch.Generator().manual_seed(CFG.seed)))
+    with np.load(fresh / "rgbd_32_from_224_large_png_uint8.npz") as z:
+        scenes = np.round(z["test_images"] * 255).astype(np.uint8) if z["test_images"].dtype != np.uint8 \
+            else z["test_images"]
+    clean = soc.responses(model, soc.components(model, soc.FieldMaps()(scenes))).numpy()
+    with np.load(fresh / "sbj_2.npz") as z:
+        avg = z["arr_2"]
+    keep = model.reliability > np.median(model.reliability[model.reliability > 0])
+    assert np.median(_r(clean, avg)[keep]) > 0.5
+    assert np.median(_r(clean[np.roll(np.arange(16), 5)], avg)[keep]) < 0.3
 
 
 def test_the_fresh_folder_loads_as_the_release(made):
@@ -86,8 +102,9 @@ def test_kept_decoders_are_reconstructed_and_scored_on_the_fresh_set(made):
     train_decoder(load_config("decoder", "rgbd", "demo", tiny_overrides(**{
         "data.subject": 2, "data.val_fraction": 0, "train.epochs": 1, "train.milestones": "[]",
         "train.self_supervision": "false"})), data, run, quiet=True)
-    (regime / "study" / "1of2_seed0" / "both_cycles__transductive").mkdir()
-    (regime / "study" / "1of2_seed0" / "both_cycles__transductive" / "config.yaml").write_text("{}")
+    for folder, marker in (("both_cycles__transductive", "metrics.json"), ("both_cycles", "config.yaml")):
+        (regime / "study" / "1of2_seed0" / folder).mkdir()                 # passed over; and a run not finished
+        (regime / "study" / "1of2_seed0" / folder / marker).write_text("{}")
     files = reconstruct_kept(regime / "study", fresh, 16)
     assert files == [run / "reconstruct_fresh16" / "reconstructions.npz"]
     assert len(load_reconstructions(files[0])["reconstructions"]) == 16
@@ -95,3 +112,9 @@ def test_kept_decoders_are_reconstructed_and_scored_on_the_fresh_set(made):
                              test="fresh16")
     assert {k[3:] for k in scores} == set(FRESH_PANELS)
     assert all(len(v[0]) == 16 and 0 <= v[0].min() and v[0].max() <= 1 for v in scores.values())
+    report(data.parent, n_fresh=16)
+    table = (data.parent / "few_pairs_fresh16_tables.md").read_text()
+    assert "| hard | 600 | pairs only |" in table                           # 1/2 of the 1,200 study pairs
+    assert "perceptual" not in table and "depth ssim" in table
+    assert (data.parent / "few_pairs_fresh16.png").exists() and (data.parent / "few_pairs_fresh16.csv").exists()
+    assert not (data.parent / "few_pairs.csv").exists()                  # the 50-image report is left alone
