@@ -191,9 +191,10 @@ def fresh(out: Path, regime: str, n_images: int = 500) -> None:
     """The study's subject on `n_images` fresh test scenes (OUT/<regime>/data_fresh<N>), and every kept decoder of
     the regime reconstructed on them (benchmarks/few_pairs_fresh.py)."""
     from benchmarks.few_pairs_fresh import fresh_data, reconstruct_kept
-    if not (out / regime / "data" / "simulated.json").exists():
-        raise SystemExit(f"{out / regime / 'data'}: no study data there; run `study OUT {regime}` first")
-    data = fresh_data(data_dir(out, regime), replace(SIMULATION, median_reliability=REGIMES[regime]), NEW, n_images)
+    data = out / regime / "data"
+    if not (data / "simulated.json").exists():
+        raise SystemExit(f"{data}: no study data there; run `study OUT {regime}` first")
+    data = fresh_data(data, replace(SIMULATION, median_reliability=REGIMES[regime]), NEW, n_images)
     for path in reconstruct_kept(out / regime / "study", data, n_images):
         print(path, flush=True)
 
@@ -201,10 +202,12 @@ def fresh(out: Path, regime: str, n_images: int = 500) -> None:
 def report(out: Path, earlier: Path | None = None, n_fresh: int = 0) -> None:
     """Score what is done in OUT; with `earlier` (a folder holding an earlier report's few_pairs.csv and
     few_pairs_pairs.csv), its rows for arms and differences that OUT no longer holds are carried, marked so; with
-    `n_fresh`, the reconstructions on the fresh test set of that many images instead (few_pairs_fresh<N>.*)."""
+    `n_fresh`, the reconstructions on the fresh test set of that many images instead (few_pairs_fresh<N>.*; the
+    column encoder_median_r stays each encoder's own, on the release's 50 test images)."""
+    from benchmarks.few_pairs_fresh import fresh_name
     from benchmarks.few_pairs_plots import plot_arms, plot_curves
     from benchmarks.few_pairs_report import arm_rows, carry_earlier, markdown, pair_rows, study_scores, write_csv
-    test = f"fresh{n_fresh}" if n_fresh else "test"
+    test = fresh_name(n_fresh) if n_fresh else "test"
     scores, extra = study_scores(out, {arm_folder(a): a for a in ARMS}, {a: w for a, (_, w) in ARMS.items()},
                                  lambda point, seed, which: encoder_name(point, seed, BUDGET["encoder"], which=which),
                                  test)

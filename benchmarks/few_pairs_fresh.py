@@ -71,17 +71,16 @@ def fresh_data(data: Path, cfg: SimulationConfig, subject: int, n_images: int, o
     return out
 
 
-def reconstruct_kept(root: Path, data: Path, n_images: int, folders: list[str] | None = None) -> list[Path]:
+def reconstruct_kept(root: Path, data: Path, n_images: int) -> list[Path]:
     """Every kept decoder run under `root` (<point>_seed<k>/<arm>/) reconstructed on `data` into
-    reconstruct_fresh<N>/ (reused when done); `folders` limits the arms. Returns the files."""
+    reconstruct_fresh<N>/ (reused when done). Returns the files."""
     from brainrecon.reconstruct import NPZ, reconstruct
     done = []
     for run in sorted(p.parent for p in root.glob("*_seed*/*/metrics.json")):         # finished runs only
-        if run.name in SKIPPED or (folders and run.name not in folders):
+        if run.name in SKIPPED:
             continue
         out = run / f"reconstruct_{fresh_name(n_images)}"
         if not (out / NPZ).exists():
             reconstruct(run, "test", out=out, data_dir=data)
         done.append(out / NPZ)
     return done
-

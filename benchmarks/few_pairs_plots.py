@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.few_pairs_report import GOAL_PANELS, PANELS, WAYS, _score_file, write_csv
+from benchmarks.few_pairs_report import GOAL_PANELS, WAYS, _score_file, scored_panels, write_csv
 from brainrecon.reconstruct import NPZ
 
 COLOURS = {"default": "tab:red", "both cycles": "tab:blue", "pairs only": "tab:orange", "ridge": "tab:grey",
@@ -38,7 +38,7 @@ def plot_arms(rows: list[dict], path: Path, colours: dict[str, str] = COLOURS,
     plt = _plt()
     regimes = sorted({r["regime"] for r in rows})
     arms = [*colours, *sorted({r["arm"] for r in rows} - set(colours))]
-    panels = [p for p in PANELS if any((r["channel"], r["metric"]) == p for r in rows)]      # the panels scored
+    panels = scored_panels(rows)
     fig, axes = plt.subplots(len(regimes), len(panels), figsize=(3.6 * len(panels), 3.2 * len(regimes)),
                              squeeze=False, sharex=True)
     for i, regime in enumerate(regimes):

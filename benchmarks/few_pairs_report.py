@@ -222,10 +222,15 @@ def study_scores(out: Path, arms: dict[str, str], encoders: dict[str, str | None
     return scores, {k: {n: round(float(np.mean(v)), 3) if v else "" for n, v in e.items()} for k, e in extra.items()}
 
 
+def scored_panels(rows: list[dict]) -> list[tuple[str, str]]:
+    """The PANELS that `rows` (arm rows) hold, in PANELS' order (a fresh test set's report has four)."""
+    return [p for p in PANELS if any((r["channel"], r["metric"]) == p for r in rows)]
+
+
 def markdown(arms: list[dict], pairs: list[dict]) -> str:
     """The write-up's two tables: arm means (seed mean ± SD) per regime and point, and the goal's differences with
     both intervals and the per-seed differences; a column for each panel scored."""
-    panels = [p for p in PANELS if any((r["channel"], r["metric"]) == p for r in arms)] or list(PANELS)
+    panels = scored_panels(arms) or list(PANELS)
     lines = ["| regime | pairs | arm | " + " | ".join(f"{c} {m}" for c, m in panels) + " |",
              "|---" * (3 + len(panels)) + "|"]
     cells = sorted({(r["regime"], r["pairs"], r["arm"]) for r in arms}, key=lambda k: (k[0], k[1], k[2]))
